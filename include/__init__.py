@@ -1,0 +1,1 @@
+"""Domain code and clients of BitBuddies. Nothing here imports Airflow."""

@@ -1,0 +1,73 @@
+"""The one settings object of BitBuddies.
+
+Every process (the API, the model server, Airflow tasks, the CLI) reads its configuration
+from here. Values come from environment variables prefixed ``BITBUDDIES_`` (and a ``.env``
+file in the project root when present). The defaults are the embedded, single-machine
+configuration: everything lives under ``var/`` in the project, no accounts, no network.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BITBUDDIES_", env_file=PROJECT_ROOT / ".env", extra="ignore")
+
+    environment: str = "development"
+    var_dir: Path = PROJECT_ROOT / "var"
+
+    # Application database (users, generations, ledger). Not Airflow's metadata DB.
+    database_url: str = ""
+    # Root of object storage, as an ObjectStoragePath/fsspec URL: file:///... or s3://conn@bucket/prefix
+    storage_url: str = ""
+
+    # The public web app and API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Airflow REST API v2, used by the API to trigger DAG runs.
+    airflow_url: str = "http://127.0.0.1:8080"
+    airflow_username: str = "admin"
+    airflow_password: str = "admin"
+
+    # Model provider: "local" (the model server shipped here) or "fal".
+    model_provider: str = "local"
+    model_server_host: str = "127.0.0.1"
+    model_server_port: int = 8200
+    model_server_workers: int = 2
+    fal_queue_url: str = "https://queue.fal.run"
+
+    # Uploads.
+    max_upload_bytes: int = 15 * 1024 * 1024
+    max_upload_pixels: int = 40_000_000
+    min_upload_side: int = 128
+
+    # Generation.
+    animation_seconds: float = 5.0
+    animation_fps: int = 24
+    animation_size: int = 512
+
+    @property
+    def model_server_url(self) -> str:
+        return f"http://{self.model_server_host}:{self.model_server_port}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'app.db'}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or (self.var_dir / "storage").as_uri()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
