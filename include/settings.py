@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     model_server_host: str = "127.0.0.1"
     model_server_port: int = 8200
     model_server_workers: int = 2
+    # fal mode: the model server requires `Authorization: Key <model_server_key>` as fal.ai does.
+    model_server_fal_mode: bool = False
+    model_server_key: str = ""
+    # Fault injection at start-up, JSON as accepted by POST /_admin/faults (empty: no faults).
+    model_server_faults: str = ""
+    # Cap on one downloaded input (image or video) of a model server job.
+    model_server_max_input_bytes: int = 200 * 1024 * 1024
     fal_queue_url: str = "https://queue.fal.run"
 
     # Uploads.
