@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     airflow_url: str = "http://127.0.0.1:8080"
     airflow_username: str = "admin"
     airflow_password: str = "admin"
+    # How often the API retries triggering generations whose DAG run could not be started.
+    airflow_trigger_interval_seconds: float = 5.0
 
     # Model provider: "local" (the model server shipped here) or "fal".
     model_provider: str = "local"

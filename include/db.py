@@ -1,0 +1,102 @@
+"""The application database: engine, sessions and schema creation.
+
+Users, generations and the token ledger live here (not in Airflow's metadata DB). The API,
+the CLI and Airflow task processes all write to it at the same time, so SQLite runs in WAL
+mode with a generous busy timeout, and writers that read-then-write (the ledger) open their
+transaction with ``BEGIN IMMEDIATE`` to take the write lock up front: a deferred SQLite
+transaction that upgrades from read to write can fail with "database is locked" without
+ever waiting for the busy timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, SQLModel, create_engine
+
+from include.settings import get_settings
+
+# Execution option that asks for a write-locking transaction (see the module docstring).
+_IMMEDIATE_OPTION = "bitbuddies_begin_immediate"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling starts transactions lazily and cannot do
+    # BEGIN IMMEDIATE, so take it over (SQLAlchemy's documented recipe).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        immediate = connection.get_execution_options().get(_IMMEDIATE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@lru_cache
+def get_engine() -> Engine:
+    """The process-wide engine for ``get_settings().resolved_database_url``."""
+    url = make_url(get_settings().resolved_database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def reset_engine() -> None:
+    """Forget the cached engine (after the settings changed, e.g. in tests)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_engine.cache_clear()
+
+
+def is_sqlite() -> bool:
+    return get_engine().dialect.name == "sqlite"
+
+
+@contextmanager
+def session_scope(*, write_lock: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    ``write_lock=True`` starts the transaction with the database write lock held (SQLite:
+    BEGIN IMMEDIATE; on Postgres callers lock rows with SELECT ... FOR UPDATE instead).
+    """
+    with Session(get_engine(), expire_on_commit=False) as session:
+        if write_lock:
+            begin_write(session)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def begin_write(session: Session) -> None:
+    """Start the session's transaction holding the write lock (must be its first statement)."""
+    session.connection(execution_options={_IMMEDIATE_OPTION: True})
+
+
+def create_all() -> None:
+    """Create every application table that does not exist yet."""
+    import include.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+    SQLModel.metadata.create_all(get_engine())

@@ -1,0 +1,192 @@
+"""The token ledger: the only code that moves tokens.
+
+Append-only: every grant, purchase, charge and refund is one ``LedgerEntry`` row and a
+user's balance is the sum of their rows. Every movement carries an idempotency key derived
+from its cause (``charge:{generation_id}:{attempt}``, ``refund:{charge key}``), so Airflow
+retries, duplicate requests and crashed-then-restarted processes can repeat any call
+safely: the UNIQUE key makes the second insert impossible and the call returns the first
+entry instead.
+
+Overdraw checks run in the same transaction as the insert with the user's write lock
+held (SQLite: BEGIN IMMEDIATE; Postgres: SELECT ... FOR UPDATE on the user row), so two
+concurrent charges cannot both spend the last token.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from include.db import session_scope
+from include.models import Generation, LedgerEntry, User, utcnow
+
+log = logging.getLogger(__name__)
+
+TOKENS_PER_GENERATION = 1
+
+
+class LedgerError(Exception):
+    """A ledger call that cannot be carried out (unknown user or generation, bad amount)."""
+
+
+class InsufficientTokens(LedgerError):
+    """The user has no token left to pay for a generation."""
+
+
+def charge_key(generation_id: str, attempt: int = 1) -> str:
+    return f"charge:{generation_id}:{attempt}"
+
+
+def refund_key(charge_idempotency_key: str) -> str:
+    return f"refund:{charge_idempotency_key}"
+
+
+def _sum_for_user(session: Session, user_id: int) -> int:
+    total = session.exec(select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.user_id == user_id)).one()
+    return int(total)
+
+
+def _lock_user(session: Session, user_id: int) -> User:
+    # On SQLite the whole database is already write-locked (BEGIN IMMEDIATE) and
+    # FOR UPDATE is not rendered; on Postgres this row lock serialises one user's movements.
+    user = session.exec(select(User).where(User.id == user_id).with_for_update()).first()
+    if user is None:
+        raise LedgerError(f"unknown user {user_id}")
+    return user
+
+
+def _entry_by_key(session: Session, key: str) -> LedgerEntry | None:
+    return session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == key)).first()
+
+
+def _existing_after_conflict(key: str) -> LedgerEntry:
+    # Another process inserted the same key between our check and our insert (possible on
+    # Postgres, where we lock only the user row): its entry is the answer.
+    with session_scope() as session:
+        entry = _entry_by_key(session, key)
+    if entry is None:  # the conflict was on another unique column: a real error
+        raise LedgerError(f"ledger entry {key!r} conflicted but does not exist")
+    return entry
+
+
+def balance(user_id: int, session: Session | None = None) -> int:
+    """The user's current token balance (sum of all their entries)."""
+    if session is not None:
+        return _sum_for_user(session, user_id)
+    with session_scope() as own_session:
+        return _sum_for_user(own_session, user_id)
+
+
+def grant(user_id: int, amount: int, key: str, reason: str = "grant") -> LedgerEntry:
+    """Add ``amount`` tokens (a grant or a purchase) once per ``key``; repeats return the first entry."""
+    if amount <= 0:
+        raise LedgerError(f"a {reason} must add tokens, got {amount}")
+    if reason not in ("grant", "purchase"):
+        raise LedgerError(f"grant() records grants and purchases, not {reason!r}")
+    try:
+        with session_scope(write_lock=True) as session:
+            existing = _entry_by_key(session, key)
+            if existing is not None:
+                return existing
+            _lock_user(session, user_id)
+            entry = LedgerEntry(user_id=user_id, amount=amount, reason=reason, idempotency_key=key)
+            session.add(entry)
+            session.flush()
+            return entry
+    except IntegrityError:
+        return _existing_after_conflict(key)
+
+
+def charge_generation(generation_id: str, attempt: int = 1) -> LedgerEntry:
+    """Take one token for a generation, exactly once per (generation, attempt).
+
+    Raises ``InsufficientTokens`` when the owner's balance cannot pay. A repeat with the
+    same attempt returns the first charge, even if the balance is zero by then.
+    """
+    key = charge_key(generation_id, attempt)
+    try:
+        with session_scope(write_lock=True) as session:
+            existing = _entry_by_key(session, key)
+            if existing is not None:
+                return existing
+            generation = session.get(Generation, generation_id)
+            if generation is None:
+                raise LedgerError(f"unknown generation {generation_id}")
+            _lock_user(session, generation.user_id)
+            available = _sum_for_user(session, generation.user_id)
+            if available < TOKENS_PER_GENERATION:
+                raise InsufficientTokens(
+                    f"No tokens left: a buddy costs {TOKENS_PER_GENERATION} token and the balance is {available}."
+                )
+            entry = LedgerEntry(
+                user_id=generation.user_id,
+                amount=-TOKENS_PER_GENERATION,
+                reason="charge",
+                idempotency_key=key,
+                generation_id=generation_id,
+            )
+            session.add(entry)
+            session.flush()
+            log.info("charged generation %s (attempt %s): entry %s", generation_id, attempt, entry.id)
+            return entry
+    except IntegrityError:
+        return _existing_after_conflict(key)
+
+
+def refund_generation(generation_id: str) -> LedgerEntry | None:
+    """Refund every charge of the generation that has no refund yet.
+
+    Each refund is exactly the charge's amount, keyed ``refund:{charge key}`` and linked to
+    the charge through ``refund_of`` (UNIQUE), so no charge is ever refunded twice. Marks
+    the generation ``refund_state="refunded"``. Returns the (last) refund made by this
+    call, or None when there was nothing left to refund (never charged, or already refunded).
+    """
+    try:
+        with session_scope(write_lock=True) as session:
+            generation = session.get(Generation, generation_id)
+            if generation is None:
+                raise LedgerError(f"unknown generation {generation_id}")
+            _lock_user(session, generation.user_id)
+            charges = session.exec(
+                select(LedgerEntry)
+                .where(LedgerEntry.generation_id == generation_id, LedgerEntry.reason == "charge")
+                .order_by(LedgerEntry.id)
+            ).all()
+            refunded_charge_ids = set(
+                session.exec(
+                    select(LedgerEntry.refund_of).where(LedgerEntry.refund_of.in_([c.id for c in charges]))
+                ).all()
+            )
+            made: LedgerEntry | None = None
+            for charge in charges:
+                if charge.id in refunded_charge_ids:
+                    continue
+                made = LedgerEntry(
+                    user_id=charge.user_id,
+                    amount=-charge.amount,
+                    reason="refund",
+                    idempotency_key=refund_key(charge.idempotency_key),
+                    generation_id=generation_id,
+                    refund_of=charge.id,
+                )
+                session.add(made)
+                session.flush()
+                log.info("refunded charge %s of generation %s: entry %s", charge.id, generation_id, made.id)
+            if charges and generation.refund_state != "refunded":
+                generation.refund_state = "refunded"
+                generation.updated_at = utcnow()
+                session.add(generation)
+            return made
+    except IntegrityError:
+        # A concurrent refund of the same charge won the race on Postgres: nothing left to do
+        # here, but make sure the state says so.
+        log.info("concurrent refund of generation %s; keeping the other one", generation_id)
+        with session_scope() as session:
+            generation = session.get(Generation, generation_id)
+            if generation is not None and generation.refund_state != "refunded":
+                generation.refund_state = "refunded"
+                session.add(generation)
+        return None
