@@ -1,0 +1,143 @@
+"""
+# Generate a Bit Buddy
+
+One run per generation: a photo and a prompt in, an animated, transparent cartoon buddy out.
+The web API triggers it with `dag_run_id` = the generation id; an operator can also start one
+from the UI (Trigger with params: a generation already stored by the API).
+
+**Pipeline.** `charge_token` takes one token, then every model stage is one
+`ModelJobOperator` (submit -> deferrable wait -> fetch, never submitted twice):
+`moderate` -> `analyze` -> `cartoonize` -> (`expand_full_body` when the subject is cut off) ->
+`segment_image` -> `animate` -> `segment_video`; then `transcode` encodes WebM (VP9 + alpha),
+animated WebP, GIF and a poster into object storage and `publish` makes the buddy visible.
+
+**Failure.** Business errors (NSFW photo, no usable subject) fail at once, without retries.
+If any task fails for good, `refund_token` gives the token back (idempotent ledger key) and
+marks the generation failed; the run itself still ends *failed* because `publish` never ran.
+
+**Pools.** `model_local` caps jobs in flight at the model provider (deferred tasks count);
+`media_cpu` caps concurrent ffmpeg encodes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from bitbuddies_airflow.operators import ModelJobOperator
+from bitbuddies_airflow.reporting import record_failure, report_stage
+from bitbuddies_airflow.storage import provider_url, storage_path
+from include import generations, ledger
+
+MODEL_POOL = "model_local"
+MEDIA_POOL = "media_cpu"
+
+default_args = {
+    "owner": "bitbuddies",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=2),
+    "on_execute_callback": report_stage,
+    "on_failure_callback": record_failure,
+}
+
+
+def reject_nsfw(result: dict) -> None:
+    if result.get("nsfw"):
+        raise AirflowFailException("This photo can't be used: it looks like it contains nudity.")
+
+
+@dag(
+    dag_id="bitbuddies_generate",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=64,
+    default_args=default_args,
+    tags=["bitbuddies", "generation"],
+    doc_md=__doc__,
+    params={
+        "generation_id": Param(type="string", minLength=32, maxLength=32, description="Generation id (from the API)"),
+        "user_id": Param(type="integer", minimum=1, description="Owner of the generation"),
+        "prompt": Param("bounce happily", type="string", minLength=1, maxLength=500),
+        "upload_path": Param(type="string", minLength=1, description="Storage key of the uploaded photo"),
+    },
+)
+def bitbuddies_generate():
+    @task(retries=5)
+    def charge_token(params=None) -> int:
+        entry = ledger.charge_generation(params["generation_id"])
+        return entry.id
+
+    @task(on_execute_callback=None)
+    def photo_url(params=None) -> str:
+        return provider_url(params["upload_path"])
+
+    def model_stage(stage: str, **inputs) -> ModelJobOperator:
+        return ModelJobOperator(task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **stage_options.get(stage, {}))
+
+    stage_options = {"moderate": {"check_result": reject_nsfw}}
+    prompt = "{{ params.prompt }}"
+
+    charge = charge_token()
+    photo = photo_url()
+    moderate = model_stage("moderate", image_url=photo)
+    analyze = model_stage("analyze", image_url=photo)
+    cartoonize = model_stage("cartoonize", image_url=analyze.output["image_url"], prompt=prompt)
+
+    @task.branch(on_execute_callback=None)
+    def choose_body(analysis: dict) -> str:
+        return "expand_full_body" if analysis.get("cut_off") else "segment_image"
+
+    expand = model_stage("expand_full_body", image_url=cartoonize.output["image_url"], prompt=prompt)
+    segment_image = model_stage(
+        "segment_image",
+        image_url="{{ ti.xcom_pull(task_ids='expand_full_body', key='image_url') "
+        "or ti.xcom_pull(task_ids='cartoonize', key='image_url') }}",
+    )
+    segment_image.trigger_rule = "none_failed_min_one_success"
+    animate = model_stage("animate", image_url=segment_image.output["image_url"], prompt=prompt)
+    segment_video = model_stage(
+        "segment_video",
+        video_url=animate.output["video_url"],
+        key_color="{{ ti.xcom_pull(task_ids='animate')['key_color'] }}",
+    )
+
+    @task(pool=MEDIA_POOL)
+    def transcode(video: dict, params=None) -> dict[str, str]:
+        from include.media.transcode import transcode as encode
+
+        prefix = f"generations/{params['generation_id']}"
+        assets = encode(
+            video["video"]["url"],
+            lambda name: storage_path(f"{prefix}/{name}").open("wb"),
+            fps=int(video.get("fps") or 24),
+        )
+        return {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}
+
+    @task
+    def publish(assets: dict[str, str], params=None) -> None:
+        generations.mark_succeeded(params["generation_id"], assets)
+
+    @task(trigger_rule="one_failed", retries=8, on_execute_callback=None, on_failure_callback=None)
+    def refund_token(params=None) -> None:
+        """Compensation: runs as soon as any task failed for good; idempotent by ledger key."""
+        gid = params["generation_id"]
+        refund = ledger.refund_generation(gid)
+        generations.mark_failed(gid, "Something went wrong while making your buddy.", None)
+        print(f"Refund for {gid}: {'entry ' + str(refund.id) if refund else 'nothing to refund'}")
+
+    branch = choose_body(analyze.output)
+    assets = transcode(segment_video.output)
+    charge >> photo >> moderate >> analyze
+    cartoonize >> branch >> [expand, segment_image]
+    expand >> segment_image
+    done = publish(assets)
+    every_task = [charge, photo, moderate, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done]
+    every_task >> refund_token()
+
+
+bitbuddies_generate()

@@ -1,0 +1,146 @@
+"""ModelJobOperator: one model stage as submit -> wait -> fetch, crash-safe and worker-free while waiting.
+
+- **submit**: the job is submitted with a deterministic ``Idempotency-Key`` (run, task and
+  submission number) and its URLs are written to the task instance's ``task_state_store``
+  before anything else happens. A retry (after a crash, a kill -9, a lost worker) reads the
+  stored job and re-attaches to it: a paid job is never submitted twice. Only a job that the
+  provider itself reports as failed for a transient reason is submitted again, under the
+  next submission number.
+- **wait**: the task defers to :class:`ModelJobTrigger`; no worker slot is held while the
+  provider works. A job already finished is fetched at once, without deferring.
+- **fetch**: the result JSON becomes the task's XCom; the URL of its main file is also pushed
+  under ``image_url`` / ``video_url`` so the next stage can take it as input.
+
+Business errors (the input can never succeed) fail the task at once, without retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from bitbuddies_airflow.hooks import DEFAULT_CONN_ID, ModelProviderHook
+from bitbuddies_airflow.triggers import ModelJobTrigger
+from include.model_queue import BUSINESS_ERROR_TYPES, Job, ModelJobFailed
+
+JOB_KEY = "model_job"
+
+
+class ModelJobOperator(BaseOperator):
+    template_fields = ("inputs",)
+    ui_color = "#e8d5ff"
+
+    def __init__(
+        self,
+        *,
+        stage: str,
+        inputs: dict[str, Any],
+        conn_id: str = DEFAULT_CONN_ID,
+        poll_interval: float = 0.5,
+        job_timeout: timedelta = timedelta(minutes=30),
+        check_result: Callable[[dict[str, Any]], None] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.stage = stage
+        self.inputs = inputs
+        self.conn_id = conn_id
+        self.poll_interval = poll_interval
+        self.job_timeout = job_timeout
+        self.check_result = check_result
+
+    # -- submit ---------------------------------------------------------------------------
+    def execute(self, context) -> dict[str, Any]:
+        hook = ModelProviderHook(self.conn_id)
+        client = hook.get_client()
+        store = context["task_state_store"]
+        try:
+            saved = store.get(JOB_KEY, default=None)
+            if saved is not None:
+                job = Job.from_dict(saved["job"])
+                status = client.status(job)
+                if status.failed and not self._is_business(status.error_type):
+                    self.log.warning("Job %s failed at the provider (%s); submitting again", job.request_id, status.error)
+                    job, status = self._submit(client, hook, store, context, saved["submission"] + 1), None
+                else:
+                    self.log.info("Re-attaching to job %s submitted by an earlier try", job.request_id)
+            else:
+                job, status = self._submit(client, hook, store, context, 1), None
+            status = status or client.status(job)
+            if status.state.is_terminal():
+                return self._fetch(client, job, context)
+        finally:
+            client.close()
+        self._wait(job, context)
+
+    def _submit(self, client, hook: ModelProviderHook, store, context, submission: int) -> Job:
+        ti = context["ti"]
+        key = f"{ti.dag_id}:{ti.run_id}:{ti.task_id}:{ti.map_index}:{submission}"
+        job = client.submit(hook.model_id(self.stage), self.inputs, idempotency_key=key)
+        # Written before waiting: from here on a retry re-attaches instead of paying again.
+        store.set(JOB_KEY, {"job": job.to_dict(), "submission": submission})
+        self.log.info("Submitted %s as job %s (key %s)", job.model_id, job.request_id, key)
+        return job
+
+    # -- wait -----------------------------------------------------------------------------
+    def _wait(self, job: Job, context) -> None:
+        deadline = time.time() + self.job_timeout.total_seconds()
+        self.defer(
+            trigger=ModelJobTrigger(job.status_url, self.conn_id, deadline, self.poll_interval),
+            method_name="execute_complete",
+            kwargs={"job": job.to_dict()},
+            timeout=self.job_timeout + timedelta(minutes=1),
+        )
+
+    # -- fetch ----------------------------------------------------------------------------
+    def execute_complete(self, context, event: dict[str, Any] | None = None, job: dict | None = None) -> dict[str, Any]:
+        job_obj = Job.from_dict(job)
+        client = ModelProviderHook(self.conn_id).get_client()
+        try:
+            if not event or event.get("status") != "completed":
+                self.log.error("Job %s did not finish in time; cancelling it", job_obj.request_id)
+                try:
+                    client.cancel(job_obj)
+                except Exception:  # noqa: BLE001 - the timeout is the error worth reporting
+                    self.log.exception("Cancelling job %s failed", job_obj.request_id)
+                raise AirflowException(f"{self.stage}: {(event or {}).get('error') or 'timed out'}")
+            return self._fetch(client, job_obj, context)
+        finally:
+            client.close()
+
+    def _fetch(self, client, job: Job, context) -> dict[str, Any]:
+        try:
+            result = client.result(job)
+        except ModelJobFailed as exc:
+            if exc.business:
+                raise AirflowFailException(exc.message) from exc
+            raise AirflowException(f"{self.stage} failed at the provider: {exc.message}") from exc
+        if self.check_result is not None:
+            self.check_result(result)
+        ti = context["ti"]
+        for key in ("image", "video"):
+            if isinstance(result.get(key), dict) and "url" in result[key]:
+                ti.xcom_push(key=f"{key}_url", value=result[key]["url"])
+        return result
+
+    @staticmethod
+    def _is_business(error_type: str | None) -> bool:
+        return error_type in BUSINESS_ERROR_TYPES
+
+    def on_kill(self) -> None:
+        # Killing the task on purpose (marked failed in the UI) stops the paid job too.
+        try:
+            from airflow.sdk import get_current_context
+
+            saved = get_current_context()["task_state_store"].get(JOB_KEY, default=None)
+            if saved:
+                client = ModelProviderHook(self.conn_id).get_client()
+                client.cancel(Job.from_dict(saved["job"]))
+                client.close()
+        except Exception:  # noqa: BLE001 - best effort on the way down
+            self.log.exception("Could not cancel the model job")

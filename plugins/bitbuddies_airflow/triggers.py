@@ -1,0 +1,74 @@
+"""ModelJobTrigger: waits, in the triggerer, for one model job to finish.
+
+Its arguments are only the job's status URL, the connection id and an absolute deadline, so
+it can be serialized, restarted or run twice at once (triggerer failover) without harm:
+polling is read-only. Transient trouble (connection errors, 429, 5xx) is ridden out with
+backoff until the deadline; the event says ``completed`` (the job finished, successfully or
+not: the operator fetches the result and decides) or ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from include.model_queue import JobState, ProviderError, sleep_backoff
+
+
+class ModelJobTrigger(BaseTrigger):
+    def __init__(self, status_url: str, conn_id: str, deadline: float, poll_interval: float = 1.0):
+        super().__init__()
+        self.status_url = status_url
+        self.conn_id = conn_id
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "status_url": self.status_url,
+                "conn_id": self.conn_id,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from bitbuddies_airflow.hooks import ModelProviderHook
+
+        client = await ModelProviderHook.aget_client(self.conn_id)
+        failures = 0
+        last_error = ""
+        try:
+            while time.time() < self.deadline:
+                try:
+                    status = await client.status(self.status_url)
+                except (httpx.TransportError, ProviderError) as exc:
+                    failures += 1
+                    last_error = str(exc) or type(exc).__name__
+                    self.log.warning("Polling %s failed (%d in a row): %s", self.status_url, failures, last_error)
+                    await sleep_backoff(failures, self.poll_interval, 30.0)
+                    continue
+                failures = 0
+                if status.state is JobState.COMPLETED:
+                    yield TriggerEvent(
+                        {
+                            "status": "completed",
+                            "error": status.error,
+                            "error_type": status.error_type,
+                            "inference_time": status.inference_time,
+                        }
+                    )
+                    return
+                if status.queue_position is not None:
+                    self.log.info("Job %s is queued at position %s", self.status_url, status.queue_position)
+                await asyncio.sleep(self.poll_interval)
+            yield TriggerEvent({"status": "timeout", "error": f"no result before the deadline ({last_error})".strip()})
+        finally:
+            await client.aclose()
