@@ -1,0 +1,74 @@
+"""The BitBuddies web app and API (``uvicorn api.main:app --port 8000``).
+
+Collects the routers (``/api/...`` with API-key auth, the public ``/b/...`` share pages)
+and, for the life of the process, runs the loop that triggers DAG runs for generations
+submitted while Airflow was unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
+from api.routes import generations, share, users
+from api.triggering import run_trigger_loop
+from include.airflow_client import AirflowClient
+from include.db import create_all
+from include.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+api_router = APIRouter(prefix="/api")
+api_router.include_router(generations.router)
+api_router.include_router(users.router)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    await asyncio.to_thread(create_all)
+    app.state.airflow_client = AirflowClient(timeout=SUBMIT_TRIGGER_TIMEOUT_SECONDS)
+    trigger_loop = asyncio.create_task(
+        run_trigger_loop(app.state.airflow_client, settings.airflow_trigger_interval_seconds),
+        name="bitbuddies-trigger-loop",
+    )
+    try:
+        yield
+    finally:
+        trigger_loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trigger_loop
+        app.state.airflow_client.close()
+        app.state.airflow_client = None
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="BitBuddies",
+        description="A photo in, an animated, transparent cartoon buddy out.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(api_router)
+    app.include_router(share.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def readable_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # One sentence instead of pydantic's error list: every 4xx answers {"detail": "<message>"}.
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "header", "path"))
+            problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid"))
+        return JSONResponse(status_code=422, content={"detail": "Invalid request: " + "; ".join(problems) + "."})
+
+    return app
+
+
+app = create_app()

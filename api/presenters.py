@@ -1,0 +1,38 @@
+"""Turning stored rows into what the API returns: absolute asset and share URLs."""
+
+from __future__ import annotations
+
+from include.generations import ASSET_FILES
+from include.models import Generation, GenerationAssets, GenerationPublic
+from include.settings import get_settings
+
+
+def share_url(generation: Generation) -> str:
+    return f"{get_settings().public_base_url.rstrip('/')}/b/{generation.slug}"
+
+
+def asset_urls(generation: Generation) -> dict[str, str]:
+    """Public download URL per asset kind; empty until the generation succeeded.
+
+    Public (under the share page) rather than owner-only, so that ``<video>`` and ``<img>``
+    tags, which cannot send an Authorization header, can play them.
+    """
+    if generation.status != "succeeded":
+        return {}
+    base = share_url(generation)
+    return {kind: f"{base}/{ASSET_FILES[kind]}" for kind in ASSET_FILES if kind in generation.assets}
+
+
+def generation_public(generation: Generation) -> GenerationPublic:
+    return GenerationPublic(
+        id=generation.id,
+        prompt=generation.prompt,
+        status=generation.status,
+        stage=generation.stage,
+        error=generation.error,
+        refund_state=generation.refund_state,
+        created_at=generation.created_at,
+        finished_at=generation.finished_at,
+        assets=GenerationAssets(**asset_urls(generation)),
+        share_url=share_url(generation),
+    )

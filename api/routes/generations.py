@@ -1,0 +1,128 @@
+"""``/api/generations``: submit a photo, follow a generation, download its assets."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, HTTPException, Request, UploadFile, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from api import uploads
+from api.assets import stream_asset
+from api.deps import AirflowDep, CurrentUser, SessionDep, SettingsDep
+from api.presenters import generation_public
+from api.triggering import trigger_generation
+from include import ledger, storage
+from include.generations import upload_key
+from include.models import Generation, GenerationPublic, GenerationsPublic, User, new_generation_id
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/generations", tags=["generations"])
+
+
+def _owned_generation(session: Session, user: User, generation_id: str) -> Generation:
+    generation = session.get(Generation, generation_id)
+    # Someone else's generation is reported exactly like a missing one.
+    if generation is None or generation.user_id != user.id:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
+    return generation
+
+
+def _by_idempotency_key(session: Session, user: User, key: str) -> Generation | None:
+    return session.exec(
+        select(Generation).where(Generation.user_id == user.id, Generation.idempotency_key == key)
+    ).first()
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=GenerationPublic)
+def create_generation(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
+    airflow: AirflowDep,
+    image: Annotated[UploadFile, File(description="The photo: JPEG, PNG or WebP")],
+    prompt: Annotated[str, Form(description="What the buddy should be like (1-500 characters)")] = "",
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", max_length=255, description="Same key, same generation")
+    ] = None,
+) -> GenerationPublic:
+    """Validate the upload, check the balance, store the photo and start the pipeline.
+
+    Nothing is stored or charged unless the photo and prompt are valid; the token itself is
+    taken by the pipeline's charge task (exactly once), this only refuses when none is left.
+    """
+    if idempotency_key:
+        existing = _by_idempotency_key(session, user, idempotency_key)
+        if existing is not None:
+            return generation_public(existing)
+
+    uploads.check_declared_size(request.headers.get("content-length"), settings)
+    cleaned_prompt = uploads.validate_prompt(prompt)
+    photo = uploads.validate_photo(uploads.read_photo(image.file, settings), settings)
+
+    available = ledger.balance(user.id, session)
+    if available < ledger.TOKENS_PER_GENERATION:
+        raise HTTPException(
+            status_code=status.HTTP_402_PAYMENT_REQUIRED,
+            detail=f"No tokens left: a buddy costs {ledger.TOKENS_PER_GENERATION} token and your balance is {available}.",
+        )
+
+    generation_id = new_generation_id()
+    photo_key = upload_key(generation_id, photo.extension)
+    with storage.open_write(photo_key) as out:
+        out.write(photo.data)
+
+    # Inserted (and committed) before triggering, so the DAG's first task finds the row.
+    generation = Generation(
+        id=generation_id,
+        user_id=user.id,
+        prompt=cleaned_prompt,
+        upload_path=photo_key,
+        idempotency_key=idempotency_key or None,
+    )
+    session.add(generation)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        storage.delete(photo_key)
+        winner = _by_idempotency_key(session, user, idempotency_key) if idempotency_key else None
+        if winner is None:
+            raise
+        # A concurrent request with the same key got there first: answer with its generation.
+        return generation_public(winner)
+
+    trigger_generation(airflow, generation)
+    session.refresh(generation)
+    return generation_public(generation)
+
+
+@router.get("", response_model=GenerationsPublic)
+def list_generations(session: SessionDep, user: CurrentUser, offset: int = 0, limit: int = 50) -> GenerationsPublic:
+    """The caller's generations, newest first."""
+    limit = max(1, min(limit, 200))
+    rows = session.exec(
+        select(Generation)
+        .where(Generation.user_id == user.id)
+        .order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
+        .offset(max(0, offset))
+        .limit(limit)
+    ).all()
+    return GenerationsPublic(data=[generation_public(g) for g in rows], count=len(rows))
+
+
+@router.get("/{generation_id}", response_model=GenerationPublic)
+def read_generation(session: SessionDep, user: CurrentUser, generation_id: str) -> GenerationPublic:
+    return generation_public(_owned_generation(session, user, generation_id))
+
+
+@router.get("/{generation_id}/assets/{name}", response_class=StreamingResponse)
+def download_asset(session: SessionDep, user: CurrentUser, generation_id: str, name: str) -> StreamingResponse:
+    """An asset of one of the caller's generations (buddy.webm, buddy.webp, buddy.gif, poster.png)."""
+    generation = _owned_generation(session, user, generation_id)
+    return stream_asset(generation, name, cache_control="private, max-age=86400")
