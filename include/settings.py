@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     animation_fps: int = 24
     animation_size: int = 512
 
+    # Print vendor for sticker orders: "local" (an outbox folder under var_dir) or "printful".
+    print_vendor: str = "local"
+    printful_api_url: str = "https://api.printful.com"
+    printful_api_key: str = ""
+    # The vendor's catalogue variant for one kiss-cut sticker sheet.
+    printful_sticker_variant_id: int = 0
+
     @property
     def model_server_url(self) -> str:
         return f"http://{self.model_server_host}:{self.model_server_port}"
