@@ -12,8 +12,9 @@ from the UI (Trigger with params: a generation already stored by the API).
 animated WebP, GIF and a poster into object storage and `publish` makes the buddy visible.
 
 **Failure.** Business errors (NSFW photo, no usable subject) fail at once, without retries.
-If any task fails for good, `refund_token` gives the token back (idempotent ledger key) and
-marks the generation failed; the run itself still ends *failed* because `publish` never ran.
+`refund_token` is a teardown that runs once everything else is done: if the generation did not
+succeed it gives the token back (idempotent ledger key) and marks the generation failed. Being a
+teardown it does not decide the run's state, so a failed generation's run still ends *failed*.
 
 **Pools.** `model_local` caps jobs in flight at the model provider (deferred tasks count);
 `media_cpu` caps concurrent ffmpeg encodes.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, task, teardown
 from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow.operators import ModelJobOperator
@@ -122,13 +123,20 @@ def bitbuddies_generate():
     def publish(assets: dict[str, str], params=None) -> None:
         generations.mark_succeeded(params["generation_id"], assets)
 
-    @task(trigger_rule="one_failed", retries=8, on_execute_callback=None, on_failure_callback=None)
+    @teardown(retries=8, on_execute_callback=None, on_failure_callback=None)
     def refund_token(params=None) -> None:
-        """Compensation: runs as soon as any task failed for good; idempotent by ledger key."""
+        """Compensation, after every other task is done: a generation that did not succeed gets its token back.
+
+        A teardown, so it never decides the run's state: `publish` does, and a failed run stays failed.
+        The ledger key makes it idempotent across retries, re-runs and the reconciliation DAG.
+        """
         gid = params["generation_id"]
+        if generations.get(gid).status == "succeeded":
+            print(f"{gid} succeeded: nothing to refund")
+            return
         refund = ledger.refund_generation(gid)
         generations.mark_failed(gid, "Something went wrong while making your buddy.", None)
-        print(f"Refund for {gid}: {'entry ' + str(refund.id) if refund else 'nothing to refund'}")
+        print(f"Refund for {gid}: {'ledger entry ' + str(refund.id) if refund else 'already refunded or never charged'}")
 
     branch = choose_body(analyze.output)
     assets = transcode(segment_video.output)

@@ -140,10 +140,18 @@ def _failure_from_response(resp: httpx.Response) -> ModelJobFailed:
 class QueueClient:
     """Synchronous client (workers): submit, fetch, cancel, and a one-off status check."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 30.0, retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
-        self._http = httpx.Client(timeout=timeout, headers=_auth_headers(api_key))
+        self._http = httpx.Client(timeout=timeout, headers=_auth_headers(api_key), transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -193,8 +201,8 @@ class QueueClient:
 class AsyncQueueClient:
     """Asynchronous, read-only client for the triggerer: it only ever polls status."""
 
-    def __init__(self, api_key: str | None = None, *, timeout: float = 15.0):
-        self._http = httpx.AsyncClient(timeout=timeout, headers=_auth_headers(api_key))
+    def __init__(self, api_key: str | None = None, *, timeout: float = 15.0, transport: httpx.AsyncBaseTransport | None = None):
+        self._http = httpx.AsyncClient(timeout=timeout, headers=_auth_headers(api_key), transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,0 +1,72 @@
+"""Every DAG file imports cleanly and follows the house rules; the generation DAG reads as the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from bitbuddies_airflow.operators import ModelJobOperator
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_dag_file_imports_cleanly(path):
+    bag = DagBag(dag_folder=str(path))
+    assert not bag.import_errors, f"{path.name} failed to import:\n{bag.import_errors}"
+    assert bag.dags, f"{path.name} defines no DAG"
+
+
+def test_house_rules(dagbag):
+    problems = []
+    for dag_id, dag in dagbag.dags.items():
+        if not dag.tags:
+            problems.append(f"{dag_id}: no tags")
+        if not (dag.doc_md or "").strip():
+            problems.append(f"{dag_id}: no doc_md")
+        for t in dag.tasks:
+            if t.owner in (None, "", "airflow"):
+                problems.append(f"{dag_id}.{t.task_id}: no owner")
+            if t.retries < 1 and not getattr(t, "business_only", False):
+                problems.append(f"{dag_id}.{t.task_id}: no retries")
+    assert not problems, "\n".join(problems)
+
+
+def test_generation_dag_is_the_pipeline(dagbag):
+    dag = dagbag.dags["bitbuddies_generate"]
+    assert dag.schedule is None or str(dag.timetable.summary).lower() in ("none", "null")
+    assert set(dag.params) >= {"generation_id", "user_id", "prompt", "upload_path"}
+    stages = ["moderate", "analyze", "cartoonize", "expand_full_body", "segment_image", "animate", "segment_video"]
+    for stage in stages:
+        task = dag.get_task(stage)
+        assert isinstance(task, ModelJobOperator), stage
+        assert task.pool.startswith("model_"), f"{stage} is not rate-limited by a provider pool"
+    # The pipeline order, as PRODUCT.md lists it.
+    order = ["charge_token", "photo_url", "moderate", "analyze", "cartoonize", "choose_body"]
+    for up, down in zip(order, order[1:]):
+        assert down in dag.get_task(up).downstream_task_ids, f"{up} -> {down}"
+    assert {"expand_full_body", "segment_image"} <= dag.get_task("choose_body").downstream_task_ids
+    assert dag.get_task("segment_image").trigger_rule == "none_failed_min_one_success"
+    assert dag.get_task("transcode").pool == "media_cpu"
+    assert "publish" in dag.get_task("transcode").downstream_task_ids
+
+
+def test_refund_covers_every_task_and_the_run_still_fails(dagbag):
+    dag = dagbag.dags["bitbuddies_generate"]
+    refund = dag.get_task("refund_token")
+    # A teardown runs once everything else is done, whatever happened, and does not decide the run's
+    # state: a failed generation's run ends failed even though its refund succeeded.
+    assert refund.is_teardown and not refund.on_failure_fail_dagrun
+    assert refund.retries >= 3
+    others = {t.task_id for t in dag.tasks} - {"refund_token"}
+    assert others <= refund.upstream_task_ids
+    leaves = {t.task_id for t in dag.tasks if not (t.downstream_task_ids - {"refund_token"})} - {"refund_token"}
+    assert leaves == {"publish"}

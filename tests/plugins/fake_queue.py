@@ -1,0 +1,83 @@
+"""An in-memory provider speaking fal.ai's queue protocol, as an httpx transport for unit tests.
+
+The real local model server is exercised by its own tests and the end-to-end tests; this one lets
+operator and trigger tests script exact answers (states, failures, transient errors) quickly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+
+import httpx
+
+BASE = "http://provider.test"
+
+
+@dataclass
+class FakeJob:
+    model_id: str
+    payload: dict
+    states: list[str] = field(default_factory=lambda: ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"])
+    result: dict = field(default_factory=lambda: {"image": {"url": f"{BASE}/files/x.png"}})
+    error: str | None = None
+    error_type: str | None = None
+    result_status: int = 200
+    polls: int = 0
+    cancelled: bool = False
+
+
+class FakeQueue:
+    def __init__(self):
+        self.jobs: dict[str, FakeJob] = {}
+        self.keys: dict[str, str] = {}
+        self.submissions: list[tuple[str, str | None]] = []
+        self.transient_failures = 0  # next N requests answer 503
+        self.next_job: dict = {}
+        self._ids = itertools.count(1)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if self.transient_failures > 0:
+            self.transient_failures -= 1
+            return httpx.Response(503, json={"detail": "busy"})
+        path = request.url.path.strip("/")
+        if request.method == "POST":
+            key = request.headers.get("Idempotency-Key")
+            self.submissions.append((path, key))
+            if key and key in self.keys:
+                rid = self.keys[key]
+            else:
+                rid = f"req{next(self._ids)}"
+                self.jobs[rid] = FakeJob(path, json.loads(request.content), **self.next_job)
+                if key:
+                    self.keys[key] = rid
+            base = f"{BASE}/{path}/requests/{rid}"
+            return httpx.Response(
+                200,
+                json={"request_id": rid, "status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"},
+            )
+        parts = path.split("/")
+        rid = parts[parts.index("requests") + 1]
+        job = self.jobs[rid]
+        if path.endswith("/status"):
+            state = job.states[min(job.polls, len(job.states) - 1)]
+            job.polls += 1
+            body = {"status": state}
+            if state == "IN_QUEUE":
+                body["queue_position"] = 0
+            if state == "COMPLETED" and job.error:
+                body.update(error=job.error, error_type=job.error_type)
+            return httpx.Response(200 if state == "COMPLETED" else 202, json=body)
+        if path.endswith("/cancel"):
+            job.cancelled = True
+            return httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"})
+        if job.error:
+            return httpx.Response(job.result_status, json={"detail": job.error, "error_type": job.error_type})
+        return httpx.Response(200, json=job.result)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
+
+    def async_transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)

@@ -1,0 +1,146 @@
+"""ModelJobOperator: submit once, store the job before waiting, re-attach on retry, fail fast on business errors."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+
+from bitbuddies_airflow import operators
+from bitbuddies_airflow.operators import JOB_KEY, ModelJobOperator
+from bitbuddies_airflow.triggers import ModelJobTrigger
+from include.model_queue import QueueClient, RetryPolicy
+from tests.plugins.fake_queue import BASE, FakeQueue
+
+
+class StateStore(dict):
+    def get(self, key, default=None):
+        return super().get(key, default)
+
+    def set(self, key, value, **_):
+        self[key] = value
+
+
+class TI(SimpleNamespace):
+    def xcom_push(self, key, value):
+        self.xcoms[key] = value
+
+
+@pytest.fixture
+def queue(monkeypatch):
+    q = FakeQueue()
+
+    class Hook:
+        def __init__(self, conn_id):
+            pass
+
+        def model_id(self, stage):
+            return f"bitbuddies/{stage}"
+
+        def get_client(self):
+            return QueueClient(BASE, transport=q.transport(), retry=RetryPolicy(attempts=3, base_delay=0, max_delay=0))
+
+    monkeypatch.setattr(operators, "ModelProviderHook", Hook)
+    return q
+
+
+def make_context(store=None):
+    ti = TI(dag_id="bitbuddies_generate", run_id="gen1", task_id="animate", map_index=-1, xcoms={})
+    return {"ti": ti, "task_state_store": store if store is not None else StateStore()}
+
+
+def op(**kwargs):
+    return ModelJobOperator(task_id="animate", stage="animate", inputs={"image_url": "x"}, **kwargs)
+
+
+def test_submits_stores_job_then_defers_without_holding_a_worker(queue):
+    ctx = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op().execute(ctx)
+    assert isinstance(deferred.value.trigger, ModelJobTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    assert len(queue.submissions) == 1
+    saved = ctx["task_state_store"][JOB_KEY]
+    assert saved["submission"] == 1 and saved["job"]["request_id"] == "req1"
+    assert queue.submissions[0][1] == "bitbuddies_generate:gen1:animate:-1:1"
+
+
+def test_a_retry_reattaches_to_the_stored_job_and_never_resubmits(queue):
+    store = StateStore()
+    with pytest.raises(TaskDeferred):
+        op().execute(make_context(store))
+    # The worker died while waiting; the retry starts at execute() again.
+    with pytest.raises(TaskDeferred):
+        op().execute(make_context(store))
+    assert len(queue.submissions) == 1
+
+
+def test_a_finished_job_is_fetched_without_deferring(queue):
+    queue.next_job = {"states": ["COMPLETED"], "result": {"video": {"url": "http://v/a.mkv"}, "fps": 24}}
+    ctx = make_context()
+    result = op().execute(ctx)
+    assert result["fps"] == 24
+    assert ctx["ti"].xcoms["video_url"] == "http://v/a.mkv"
+
+
+def test_resume_fetches_the_result(queue):
+    ctx = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op().execute(ctx)
+    queue.jobs["req1"].polls = 99
+    result = op().execute_complete(ctx, {"status": "completed"}, **deferred.value.kwargs)
+    assert result["image"]["url"].endswith("x.png")
+    assert ctx["ti"].xcoms["image_url"].endswith("x.png")
+
+
+def test_business_errors_fail_fast_without_retry(queue):
+    queue.next_job = {
+        "states": ["COMPLETED"],
+        "error": "We couldn't find a person or character in this photo.",
+        "error_type": "no_usable_subject",
+        "result_status": 422,
+    }
+    with pytest.raises(AirflowFailException, match="couldn't find a person"):
+        op().execute(make_context())
+
+
+def test_provider_side_transient_failure_is_retried_with_a_new_submission(queue):
+    queue.next_job = {"states": ["COMPLETED"], "error": "GPU fell over", "error_type": "internal", "result_status": 500}
+    store = StateStore()
+    with pytest.raises(AirflowException, match="GPU fell over"):
+        op().execute(make_context(store))
+    queue.next_job = {"states": ["COMPLETED"]}
+    result = op().execute(make_context(store))
+    assert "image" in result
+    assert [k for _, k in queue.submissions] == [
+        "bitbuddies_generate:gen1:animate:-1:1",
+        "bitbuddies_generate:gen1:animate:-1:2",
+    ]
+
+
+def test_transient_http_errors_are_retried_by_the_client(queue):
+    queue.transient_failures = 2
+    with pytest.raises(TaskDeferred):
+        op().execute(make_context())
+    assert len(queue.jobs) == 1
+
+
+def test_timeout_cancels_the_job(queue):
+    ctx = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op().execute(ctx)
+    with pytest.raises(AirflowException, match="deadline"):
+        op().execute_complete(ctx, {"status": "timeout", "error": "no result before the deadline"}, **deferred.value.kwargs)
+    assert queue.jobs["req1"].cancelled
+
+
+def test_result_check_can_reject(queue):
+    queue.next_job = {"states": ["COMPLETED"], "result": {"nsfw": True}}
+
+    def reject(result):
+        if result["nsfw"]:
+            raise AirflowFailException("nope")
+
+    with pytest.raises(AirflowFailException):
+        op(check_result=reject).execute(make_context())

@@ -1,0 +1,71 @@
+"""ModelJobTrigger: serializable, read-only polling, one case per terminal outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bitbuddies_airflow import hooks
+from bitbuddies_airflow.triggers import ModelJobTrigger
+from include.model_queue import AsyncQueueClient
+from tests.plugins.fake_queue import BASE, FakeQueue, FakeJob
+
+
+@pytest.fixture
+def queue(monkeypatch):
+    q = FakeQueue()
+
+    async def aget_client(cls, conn_id):
+        return AsyncQueueClient(transport=q.async_transport())
+
+    monkeypatch.setattr(hooks.ModelProviderHook, "aget_client", classmethod(aget_client))
+    return q
+
+
+def first_event(trigger):
+    async def run():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(run())
+
+
+def status_url(q, **job):
+    q.jobs["r1"] = FakeJob("bitbuddies/animate", {}, **job)
+    return f"{BASE}/bitbuddies/animate/requests/r1/status"
+
+
+def test_serialize_round_trip():
+    trigger = ModelJobTrigger("http://x/status", "conn", 123.0, 0.5)
+    path, kwargs = trigger.serialize()
+    assert path == "bitbuddies_airflow.triggers.ModelJobTrigger"
+    assert ModelJobTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+def test_completed_after_queue_and_progress(queue):
+    url = status_url(queue)
+    event = first_event(ModelJobTrigger(url, "c", time.time() + 10, poll_interval=0.01))
+    assert event["status"] == "completed" and event["error"] is None
+    assert queue.jobs["r1"].polls == 3
+    assert queue.submissions == []  # polling never submits
+
+
+def test_failed_job_is_reported_with_its_error(queue):
+    url = status_url(queue, states=["COMPLETED"], error="boom", error_type="internal")
+    event = first_event(ModelJobTrigger(url, "c", time.time() + 10, poll_interval=0.01))
+    assert event == {"status": "completed", "error": "boom", "error_type": "internal", "inference_time": None}
+
+
+def test_transient_errors_are_ridden_out(queue):
+    url = status_url(queue, states=["COMPLETED"])
+    queue.transient_failures = 3
+    event = first_event(ModelJobTrigger(url, "c", time.time() + 20, poll_interval=0.01))
+    assert event["status"] == "completed"
+
+
+def test_deadline_gives_a_timeout_event(queue):
+    url = status_url(queue, states=["IN_PROGRESS"])
+    event = first_event(ModelJobTrigger(url, "c", time.time() + 0.2, poll_interval=0.05))
+    assert event["status"] == "timeout"
