@@ -251,7 +251,9 @@ def expand_full_body(cartoon_rgb: np.ndarray, meta: dict) -> tuple[np.ndarray, d
     body_x1 = int(min(w, hip_mid[0] + max(hip_half * 1.6, 0.6 * shoulder_w)))
     torso_bottom = int(h + torso_ext + 0.12 * shoulder_w)
     if torso_bottom > h and body_x1 > body_x0:
-        canvas[h:torso_bottom, body_x0:body_x1] = cartoon_rgb[h - 1, body_x0:body_x1]
+        # One flat colour (the body's main colour at the cut) reads as cartoon cloth; stretched rows streak.
+        strip = cartoon_rgb[h - max(4, h // 20):, body_x0:body_x1].reshape(-1, 3)
+        canvas[h:torso_bottom, body_x0:body_x1] = np.median(strip, axis=0).astype(np.uint8)
         cover[h - 1:torso_bottom, body_x0:body_x1] = 255
         ink = tuple(int(v) for v in INK)
         cv2.line(canvas, (body_x0, h - 1), (body_x0, torso_bottom), ink, 3, cv2.LINE_AA)
