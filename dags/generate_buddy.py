@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task, teardown
+from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow.operators import ModelJobOperator
@@ -123,7 +123,7 @@ def bitbuddies_generate():
     def publish(assets: dict[str, str], params=None) -> None:
         generations.mark_succeeded(params["generation_id"], assets)
 
-    @teardown(retries=8, on_execute_callback=None, on_failure_callback=None)
+    @task(retries=8, on_execute_callback=None, on_failure_callback=None)
     def refund_token(params=None) -> None:
         """Compensation, after every other task is done: a generation that did not succeed gets its token back.
 
@@ -145,7 +145,7 @@ def bitbuddies_generate():
     expand >> segment_image
     done = publish(assets)
     every_task = [charge, photo, moderate, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done]
-    every_task >> refund_token()
+    every_task >> refund_token().as_teardown()
 
 
 bitbuddies_generate()
