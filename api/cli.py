@@ -1,0 +1,212 @@
+"""The ``bitbuddies`` command: admin tasks on the app DB and a terminal client for the API.
+
+    bitbuddies db init
+    bitbuddies user create EMAIL --tokens N     (prints the new user's API key, once)
+    bitbuddies user list
+    bitbuddies generate PHOTO --prompt TEXT [--api URL] [--key KEY]
+
+``db`` and ``user`` work on the application DB directly (run them where the DB is);
+``generate`` goes through the HTTP API like any client and follows the progress by polling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mimetypes
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+from include.generations import STAGES
+from include.settings import get_settings
+
+POLL_SECONDS = 1.0
+TERMINAL = ("succeeded", "failed")
+
+
+# --- db / user ----------------------------------------------------------------------------
+
+
+def db_init() -> int:
+    from include.db import create_all
+
+    create_all()
+    print(f"Tables ready in {get_settings().resolved_database_url}")
+    return 0
+
+
+def user_create(email: str, tokens: int) -> int:
+    from sqlalchemy.exc import IntegrityError
+
+    from api.security import hash_api_key, new_api_key
+    from include import ledger
+    from include.db import create_all, session_scope
+    from include.models import User
+
+    if tokens < 0:
+        print("--tokens must be 0 or more", file=sys.stderr)
+        return 2
+    create_all()
+    api_key = new_api_key()
+    try:
+        with session_scope() as session:
+            user = User(email=email.strip().lower(), api_key_hash=hash_api_key(api_key))
+            session.add(user)
+            session.flush()
+    except IntegrityError:
+        print(f"A user with email {email} already exists.", file=sys.stderr)
+        return 1
+    if tokens:
+        ledger.grant(user.id, tokens, key=f"signup-grant:{user.id}")
+    print(f"Created user {user.id} <{user.email}> with {tokens} token(s).", file=sys.stderr)
+    print(api_key)  # alone on stdout, so scripts can capture it
+    return 0
+
+
+def user_list() -> int:
+    from sqlmodel import select
+
+    from include import ledger
+    from include.db import create_all, session_scope
+    from include.models import User
+
+    create_all()
+    with session_scope() as session:
+        users = session.exec(select(User).order_by(User.id)).all()
+        rows = [(u.id, u.email, ledger.balance(u.id, session), u.created_at) for u in users]
+    print(f"{'id':>5}  {'email':<40} {'balance':>7}  created")
+    for user_id, email, balance, created_at in rows:
+        print(f"{user_id:>5}  {email:<40} {balance:>7}  {created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+# --- generate -----------------------------------------------------------------------------
+
+
+def progress_line(body: dict, elapsed: float) -> str:
+    stage = body.get("stage")
+    status = body.get("status", "?")
+    if stage is None:
+        where = status
+    else:
+        # The pipeline reports task names; "charge_token" belongs to stage "charge".
+        index = next((i for i, name in enumerate(STAGES) if stage == name or stage.startswith(name + "_")), None)
+        where = f"stage {index + 1}/{len(STAGES)} {stage}" if index is not None else f"{status}: {stage}"
+    return f"[{where}] {elapsed:5.0f}s elapsed"
+
+
+def generate(
+    photo: Path,
+    prompt: str,
+    api_key: str,
+    http: httpx.Client,
+    out: TextIO = sys.stdout,
+    poll_seconds: float = POLL_SECONDS,
+    timeout_seconds: float = 3600,
+) -> int:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    content_type = mimetypes.guess_type(photo.name)[0] or "application/octet-stream"
+    with photo.open("rb") as image:
+        response = http.post(
+            "/api/generations",
+            headers=headers,
+            files={"image": (photo.name, image, content_type)},
+            data={"prompt": prompt},
+        )
+    if response.status_code != 202:
+        print(f"Refused ({response.status_code}): {_detail(response)}", file=out)
+        return 1
+    body = response.json()
+    print(f"Generation {body['id']} submitted.", file=out)
+    started = time.monotonic()
+    last_line = ""
+    while body["status"] not in TERMINAL:
+        if time.monotonic() - started > timeout_seconds:
+            print(f"\nGave up following after {timeout_seconds:.0f}s; it may still finish.", file=out)
+            return 1
+        line = progress_line(body, time.monotonic() - started)
+        # Rewrite the same terminal line; pad to erase a longer previous one.
+        print("\r" + line.ljust(len(last_line)), end="", file=out, flush=True)
+        last_line = line
+        time.sleep(poll_seconds)
+        response = http.get(f"/api/generations/{body['id']}", headers=headers)
+        if response.status_code != 200:
+            print(f"\nCould not read the generation ({response.status_code}): {_detail(response)}", file=out)
+            return 1
+        body = response.json()
+    print(file=out)
+    if body["status"] == "succeeded":
+        print(f"Your buddy is ready in {time.monotonic() - started:.0f}s.", file=out)
+        for kind, url in body["assets"].items():
+            if url:
+                print(f"  {kind:<7} {url}", file=out)
+        print(f"  share   {body['share_url']}", file=out)
+        return 0
+    print(f"Failed: {body.get('error') or 'unknown error'}", file=out)
+    refund = "your token was refunded" if body.get("refund_state") == "refunded" else "no refund recorded yet"
+    print(f"Refund: {refund}.", file=out)
+    return 1
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail"))
+    except ValueError:
+        return response.text[:300]
+
+
+# --- argument parsing ---------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bitbuddies", description="BitBuddies admin and client commands.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="application database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("init", help="create the tables")
+
+    user = commands.add_parser("user", help="users and their tokens").add_subparsers(dest="user_command", required=True)
+    create = user.add_parser("create", help="create a user and print their API key")
+    create.add_argument("email")
+    create.add_argument("--tokens", type=int, default=0, help="tokens to grant (default 0)")
+    user.add_parser("list", help="list users with their balance")
+
+    gen = commands.add_parser("generate", help="make a buddy from a photo through the API")
+    gen.add_argument("photo", type=Path)
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--api", default=None, help="API base URL (default: settings.public_base_url)")
+    gen.add_argument("--key", default=None, help="API key (default: $BITBUDDIES_API_KEY)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "db":
+        return db_init()
+    if args.command == "user":
+        return user_create(args.email, args.tokens) if args.user_command == "create" else user_list()
+    api_key = args.key or os.environ.get("BITBUDDIES_API_KEY")
+    if not api_key:
+        print("No API key: pass --key or set BITBUDDIES_API_KEY.", file=sys.stderr)
+        return 2
+    if not args.photo.is_file():
+        print(f"No such photo: {args.photo}", file=sys.stderr)
+        return 2
+    base_url = args.api or get_settings().public_base_url
+    try:
+        with httpx.Client(base_url=base_url, timeout=60) as http:
+            return generate(args.photo, args.prompt, api_key, http)
+    except httpx.HTTPError as exc:
+        print(f"\nCannot reach the API at {base_url}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopped following; the generation continues.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
