@@ -1,0 +1,36 @@
+"""Photo bytes for upload tests: real images, broken ones and decompression bombs."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from io import BytesIO
+
+from PIL import Image
+
+
+def jpeg(width: int = 320, height: int = 240) -> bytes:
+    buffer = BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 80)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def png(width: int = 256, height: int = 256) -> bytes:
+    buffer = BytesIO()
+    Image.new("RGB", (width, height), (40, 160, 220)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def truncated_jpeg() -> bytes:
+    data = jpeg(640, 480)
+    return data[: len(data) // 2]
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (never decode it)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
