@@ -142,7 +142,7 @@ def initialise(cfg: StackConfig) -> None:
         _run([airflow, "connections", "import", "--overwrite", fh.name], env, "airflow connections import")
     finally:
         os.unlink(fh.name)
-    _run([sys.executable, "-m", "api.cli", "db", "init"], env, "app db init")
+    _run([sys.executable, "-c", "from include.db import create_all; create_all()"], env, "app db init")
 
 
 def process_specs(cfg: StackConfig) -> dict[str, list[str]]:
@@ -213,7 +213,7 @@ class Stack:
         """Wait until every service answers and the generation DAG is parsed and unpaused."""
         checks = {
             "model-server": f"{self.cfg.model_server_url}/healthz",
-            "api": f"{self.cfg.api_url}/healthz",
+            "api": f"{self.cfg.api_url}/docs",
             "api-server": f"{self.cfg.airflow_url}/api/v2/monitor/health",
         }
         deadline = time.time() + timeout

@@ -1,0 +1,116 @@
+"""A photo through the real stack: POST /api/generations -> Airflow DAG run -> model server -> assets.
+
+Checks what a user gets (a WebM with a real alpha channel, a share page that serves it, a balance one
+token lower) and that a failing stage ends the run failed, refunded exactly once, with a clear error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+
+import httpx
+import numpy as np
+import pytest
+from skimage import data
+
+from tests.e2e.conftest import jpeg_bytes, wait_for_generation
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def submit(api: httpx.Client, key: str, photo: bytes, prompt: str) -> dict:
+    resp = api.post(
+        "/api/generations",
+        headers=auth(key),
+        files={"image": ("photo.jpg", photo, "image/jpeg")},
+        data={"prompt": prompt},
+    )
+    assert resp.status_code == 202, resp.text
+    return resp.json()
+
+
+def balance(api, key) -> int:
+    return api.get("/api/me", headers=auth(key)).json()["balance"]
+
+
+def ledger_rows(stack, gid: str) -> list[tuple[str, int]]:
+    with sqlite3.connect(stack.cfg.var_dir / "app.db") as db:
+        return db.execute(
+            "SELECT reason, amount FROM ledger_entry WHERE generation_id = ? ORDER BY id", (gid,)
+        ).fetchall()
+
+
+def dag_run_state(stack, gid: str) -> str:
+    headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
+    run = httpx.get(f"{stack.cfg.airflow_url}/api/v2/dags/bitbuddies_generate/dagRuns/{gid}", headers=headers).json()
+    return run["state"]
+
+
+def decode_alpha(webm: bytes) -> np.ndarray:
+    """Decode with libvpx (ffmpeg's native VP9 decoder drops alpha) into RGBA frames."""
+    import imageio_ffmpeg
+
+    out = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-c:v", "libvpx-vp9", "-i", "pipe:0",
+         "-f", "rawvideo", "-pix_fmt", "rgba", "pipe:1"],
+        input=webm, capture_output=True, check=True,
+    ).stdout
+    frames = np.frombuffer(out, np.uint8)
+    return frames
+
+
+def test_photo_becomes_a_transparent_animated_buddy(stack, api, make_user):
+    key = make_user(tokens=3)
+    gen = submit(api, key, jpeg_bytes(data.astronaut()), "wave hello")
+    assert gen["status"] in ("queued", "running")
+    done = wait_for_generation(api, key, gen["id"])
+    assert done["status"] == "succeeded", done
+    assert balance(api, key) == 2
+    assert [r for r, _ in ledger_rows(stack, gen["id"])] == ["charge"]
+    assert dag_run_state(stack, gen["id"]) == "success"
+
+    webm = httpx.get(done["assets"]["webm"], headers=auth(key), timeout=30)
+    assert webm.status_code == 200 and webm.content[:4] == b"\x1a\x45\xdf\xa3"
+    rgba = decode_alpha(webm.content)
+    alpha = rgba.reshape(-1, 4)[:, 3]
+    assert alpha.min() == 0 and alpha.max() == 255, "the WebM has no real alpha channel"
+    assert 0.05 < (alpha > 128).mean() < 0.9, "the character should cover part of the frame, not none or all"
+
+    share = api.get(done["share_url"].replace(stack.cfg.api_url, ""))
+    assert share.status_code == 200 and "video/webm" in share.text
+    for name in ("buddy.webm", "buddy.webp", "buddy.gif", "poster.png"):
+        assert api.get(done["share_url"].replace(stack.cfg.api_url, "") + f"/{name}").status_code == 200, name
+
+
+def test_a_failing_stage_ends_failed_and_refunds_once(stack, api, make_user):
+    key = make_user(tokens=2)
+    # Every animate job fails at the provider (an internal error): retries are exhausted, then refund.
+    httpx.post(f"{stack.cfg.model_server_url}/_admin/faults", json={"fail_rate": {"bitbuddies/animate": 1.0}}).raise_for_status()
+    try:
+        gen = submit(api, key, jpeg_bytes(data.astronaut()), "jump")
+        done = wait_for_generation(api, key, gen["id"], timeout=400)
+    finally:
+        httpx.post(f"{stack.cfg.model_server_url}/_admin/faults", json={}).raise_for_status()
+    assert done["status"] == "failed"
+    assert done["error"] and "animate" in done["error"].lower()
+    assert done["refund_state"] == "refunded"
+    assert balance(api, key) == 2
+    rows = ledger_rows(stack, gen["id"])
+    assert sorted(r for r, _ in rows) == ["charge", "refund"] and sum(a for _, a in rows) == 0
+    assert dag_run_state(stack, gen["id"]) == "failed"
+
+
+def test_a_photo_without_a_subject_fails_fast_with_a_clear_message(stack, api, make_user):
+    key = make_user(tokens=1)
+    y, x = np.mgrid[0:600, 0:800]
+    wall = np.dstack([(x / 4) % 256, (y / 3) % 256, np.full_like(x, 180)]).astype(np.uint8)
+    gen = submit(api, key, jpeg_bytes(wall), "bounce")
+    done = wait_for_generation(api, key, gen["id"])
+    assert done["status"] == "failed"
+    assert "person or character" in done["error"]
+    assert done["refund_state"] == "refunded" and balance(api, key) == 1
