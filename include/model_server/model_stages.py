@@ -154,7 +154,7 @@ def run_segment_image(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
     from PIL import Image
 
     from include.vision.imageio import decode_image, encode_png, read_png_meta
-    from include.vision.segmentation import cutout, segment_subject
+    from include.vision.segmentation import cutout, cutout_meta, segment_subject
 
     data = ctx.fetch(inp.image_url)
     rgb, _ = decode_image(data)
@@ -163,7 +163,8 @@ def run_segment_image(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
     alpha = segment_subject(rgb, meta)
     rgba = cutout(rgb, alpha)
     ctx.log(f"Subject covers {float(np.mean(alpha)) * 100:.1f}% of the image")
-    image = ctx.save_file("cutout.png", encode_png(rgba, meta))
+    # The cut-out is cropped: its meta (landmarks, box, drawn regions) moves to its coordinates.
+    image = ctx.save_file("cutout.png", encode_png(rgba, cutout_meta(meta, alpha)))
     mask_png = io.BytesIO()
     Image.fromarray(np.clip(np.asarray(alpha) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").save(
         mask_png, format="PNG", compress_level=3
