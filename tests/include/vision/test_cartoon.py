@@ -1,0 +1,35 @@
+"""Tests for include/vision/cartoon.py."""
+
+import numpy as np
+
+from include.vision.analysis import analyze
+from include.vision.cartoon import cartoonize, expand_full_body
+
+
+def test_cartoonize_crops_flattens_and_keeps_landmarks(astronaut):
+    result = analyze(astronaut)
+    cartoon, meta = cartoonize(result.image, result.meta(), "classic")
+    h, w = cartoon.shape[:2]
+    assert meta["size"] == [w, h] and max(h, w) == 768
+    # Far fewer colours than the photo: a cartoon, not a filter of the photo.
+    assert len(np.unique(cartoon.reshape(-1, 3), axis=0)) < len(np.unique(astronaut.reshape(-1, 3), axis=0)) / 3
+    ex, ey = meta["landmarks"]["left_eye"]
+    assert 0 < ex < w and 0 < ey < h / 2
+
+
+def test_expand_full_body_adds_legs_and_clears_cut_off(astronaut):
+    result = analyze(astronaut)
+    cartoon, meta = cartoonize(result.image, result.meta(), "bold")
+    expanded, new_meta = expand_full_body(cartoon, meta)
+    assert expanded.shape[0] > cartoon.shape[0] and expanded.shape[1] == cartoon.shape[1]
+    assert new_meta["cut_off"] is False and new_meta["missing"] == []
+    assert new_meta["landmarks"]["left_ankle"][1] < expanded.shape[0]
+    assert new_meta["drawn"]
+    top = int(cartoon.shape[0] * 0.85)  # the photo part is kept (legs tuck under its last rows)
+    assert np.array_equal(expanded[:top], cartoon[:top])
+
+
+def test_expand_full_body_leaves_whole_subjects_alone():
+    img = np.zeros((10, 10, 3), np.uint8)
+    out, meta = expand_full_body(img, {"cut_off": False, "subject": "person"})
+    assert out is img and meta["cut_off"] is False
