@@ -14,6 +14,7 @@ probing a video's size, rate and frame count. Sources may be local paths or http
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
@@ -95,8 +96,8 @@ def write_frames_video(frames: np.ndarray | Iterable[np.ndarray], out: BinaryIO 
             _check_frame(frame, shape)
             yield memoryview(np.ascontiguousarray(frame)).cast("B")
 
-    if isinstance(out, str):
-        argv = build_write_command(width, height, channels, fps, out)
+    if isinstance(out, (str, os.PathLike)):
+        argv = build_write_command(width, height, channels, fps, os.fspath(out))
         run_ffmpeg(argv, None, stdin_buffers=frame_buffers())
     else:
         argv = build_write_command(width, height, channels, fps, "pipe:1")

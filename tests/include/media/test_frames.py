@@ -65,9 +65,9 @@ def test_read_command_for_url_sets_http_timeout_before_input():
 
 def test_rgba_round_trip_through_a_path_is_exact(tmp_path):
     frames = _random_rgba(6, 47, 33)  # odd sizes: no chroma subsampling may sneak in
-    path = str(tmp_path / "clip.mkv")
-    write_frames_video(frames, path, fps=24)
-    decoded = read_frames_video(path, rgba=True)
+    path = tmp_path / "clip.mkv"
+    write_frames_video(frames, path, fps=24)  # a pathlib.Path works as well as a str
+    decoded = read_frames_video(str(path), rgba=True)
     assert decoded.dtype == np.uint8 and decoded.shape == frames.shape
     np.testing.assert_array_equal(decoded, frames)
 
