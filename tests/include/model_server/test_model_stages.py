@@ -41,6 +41,7 @@ def astronaut_jpeg(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_moderate_analyze_cartoonize_segment_chain(server: ModelServerProcess, astronaut_jpeg) -> None:
     from include.vision.imageio import read_png_meta
 
@@ -83,6 +84,7 @@ def test_moderate_analyze_cartoonize_segment_chain(server: ModelServerProcess, a
 SEGMENTED: dict[str, str] = {}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("include.vision.matting") is None,
                     reason="include.vision.matting has not landed: animate and segment-video not exercised")
 def test_animate_then_segment_video(server: ModelServerProcess) -> None:
