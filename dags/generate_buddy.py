@@ -29,7 +29,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow.operators import ModelJobOperator
 from bitbuddies_airflow.reporting import record_failure, report_stage
-from bitbuddies_airflow.storage import provider_url, storage_path
+from bitbuddies_airflow.storage import open_for_write, provider_url
 from include import generations, ledger
 
 MODEL_POOL = "model_local"
@@ -114,7 +114,7 @@ def bitbuddies_generate():
         prefix = f"generations/{params['generation_id']}"
         assets = encode(
             video["video"]["url"],
-            lambda name: storage_path(f"{prefix}/{name}").open("wb"),
+            lambda name: open_for_write(f"{prefix}/{name}"),
             fps=int(video.get("fps") or 24),
         )
         return {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}

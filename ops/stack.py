@@ -75,7 +75,8 @@ def environment(cfg: StackConfig) -> dict[str, str]:
     password = airflow_password(cfg)
     passwords_file = home / "simple_auth_manager_passwords.json"
     passwords_file.write_text(json.dumps({AIRFLOW_USER: password}))
-    env = dict(os.environ)
+    # Only this stack's configuration: nothing inherited from the caller's Airflow or app settings.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "BITBUDDIES_"))}
     env.update(
         {
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
@@ -115,8 +116,6 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "BITBUDDIES_MODEL_SERVER_WORKERS": str(cfg.model_workers),
         }
     )
-    # Never let a stray environment connection shadow the one imported from config/.
-    env.pop("AIRFLOW_CONN_BITBUDDIES_MODELS", None)
     env.update(cfg.extra_env)
     return env
 

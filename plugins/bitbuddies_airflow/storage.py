@@ -15,6 +15,14 @@ def storage_path(key: str) -> ObjectStoragePath:
     return ObjectStoragePath(get_settings().resolved_storage_url.rstrip("/") + "/" + key.lstrip("/"))
 
 
+def open_for_write(key: str):
+    """Open the object at ``key`` for streaming writes (creating folders where the filesystem has them)."""
+    path = storage_path(key)
+    if path.protocol in ("file", "local"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("wb")
+
+
 def provider_url(key: str, expires: int = 3600) -> str:
     """A URL from which a model provider can read the object at ``key``.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,10 +26,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+E2E_DIR = Path(__file__).resolve().parents[2] / "var" / "e2e"
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack():
+    # A fixed place under var/ (git-ignored): its logs outlive the run for whoever has to debug it.
+    shutil.rmtree(E2E_DIR, ignore_errors=True)
     cfg = StackConfig(
-        var_dir=tmp_path_factory.mktemp("stack"),
+        var_dir=E2E_DIR,
         airflow_port=free_port(),
         api_port=free_port(),
         model_server_port=free_port(),

@@ -107,8 +107,10 @@ def test_a_failing_stage_ends_failed_and_refunds_once(stack, api, make_user):
 
 def test_a_photo_without_a_subject_fails_fast_with_a_clear_message(stack, api, make_user):
     key = make_user(tokens=1)
+    # A plain painted wall: a soft gradient with a little sensor noise, nothing to cut out.
     y, x = np.mgrid[0:600, 0:800]
-    wall = np.dstack([(x / 4) % 256, (y / 3) % 256, np.full_like(x, 180)]).astype(np.uint8)
+    noise = np.random.default_rng(1).normal(0, 3, (600, 800, 3))
+    wall = np.clip(np.dstack([200 + x / 40, 190 + y / 30, np.full(x.shape, 170.0)]) + noise, 0, 255).astype(np.uint8)
     gen = submit(api, key, jpeg_bytes(wall), "bounce")
     done = wait_for_generation(api, key, gen["id"])
     assert done["status"] == "failed"
