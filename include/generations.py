@@ -110,10 +110,28 @@ def mark_failed(gid: str, error: str, failed_task: str | None = None) -> Generat
             return generation
         now = utcnow()
         generation.status = "failed"
-        generation.error = error
-        generation.failed_task = failed_task
+        # An error recorded earlier by the failing task itself is more precise than a later summary.
+        generation.error = generation.error or error
+        generation.failed_task = generation.failed_task or failed_task
         generation.updated_at = now
         generation.finished_at = now
+        session.add(generation)
+        return generation
+
+
+def record_error(gid: str, error: str, failed_task: str | None = None) -> Generation:
+    """Note the first user-facing error of a generation still in progress, without ending it.
+
+    The status turns ``failed`` only with :func:`mark_failed`, once the refund is settled, so a
+    user never sees a failed generation whose refund state is not yet known.
+    """
+    with session_scope(write_lock=True) as session:
+        generation = _load(session, gid)
+        if generation.status in TERMINAL_STATUSES or generation.error:
+            return generation
+        generation.error = error
+        generation.failed_task = failed_task
+        generation.updated_at = utcnow()
         session.add(generation)
         return generation
 

@@ -1,8 +1,8 @@
 """Task callbacks that keep the generation's record in the app DB in step with the run.
 
-They report progress and the first failure for the user; they are best effort (Airflow runs
-callbacks at most once). What must happen, the refund and the final failed state, is done by
-the ``refund_token`` task, not here.
+They report progress and record the first failure's message for the user; they are best effort
+(Airflow runs callbacks at most once). What must happen, the refund and the final failed state,
+is done by the ``refund_token`` task, not here.
 """
 
 from __future__ import annotations
@@ -45,6 +45,6 @@ def record_failure(context) -> None:
         return
     ti = context["ti"]
     try:
-        generations.mark_failed(gid, user_message(ti.task_id, context.get("exception")), ti.task_id)
+        generations.record_error(gid, user_message(ti.task_id, context.get("exception")), ti.task_id)
     except Exception:  # noqa: BLE001
         log.exception("Could not record the failure of %s", gid)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import time
 
 import httpx
 import numpy as np
@@ -45,10 +46,15 @@ def ledger_rows(stack, gid: str) -> list[tuple[str, int]]:
         ).fetchall()
 
 
-def dag_run_state(stack, gid: str) -> str:
+def dag_run_state(stack, gid: str, timeout: float = 90) -> str:
+    """The run's final state (the refund teardown may still be running when the generation is done)."""
     headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
-    run = httpx.get(f"{stack.cfg.airflow_url}/api/v2/dags/bitbuddies_generate/dagRuns/{gid}", headers=headers).json()
-    return run["state"]
+    deadline = time.time() + timeout
+    while True:
+        run = httpx.get(f"{stack.cfg.airflow_url}/api/v2/dags/bitbuddies_generate/dagRuns/{gid}", headers=headers).json()
+        if run["state"] in ("success", "failed") or time.time() > deadline:
+            return run["state"]
+        time.sleep(1)
 
 
 def decode_alpha(webm: bytes) -> np.ndarray:

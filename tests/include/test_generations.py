@@ -75,3 +75,14 @@ def test_pending_triggers_and_mark_triggered(gid):
     first = generations.mark_triggered(gid).triggered_at
     assert generations.pending_triggers() == []
     assert generations.mark_triggered(gid).triggered_at == first
+
+
+def test_record_error_keeps_the_generation_running_until_mark_failed(gid):
+    g = generations
+    g.mark_stage(gid, "animate")
+    g.record_error(gid, "The animate step failed: boom", "animate")
+    g.record_error(gid, "a later, less precise error", "segment_video")
+    assert g.get(gid).status == "running"
+    failed = g.mark_failed(gid, "Something went wrong while making your buddy.", None)
+    assert failed.status == "failed"
+    assert failed.error == "The animate step failed: boom" and failed.failed_task == "animate"
