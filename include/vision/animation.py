@@ -71,6 +71,70 @@ def _premultiplied(rgba: np.ndarray) -> np.ndarray:
     return f
 
 
+def _motion_at(motion: str, i: int, n: int, cycles: int, char_h: float, has_arm: bool,
+               raise_sign: float) -> tuple[float, float, float, float, float]:
+    """(lift px, squash, angle deg, shift px, arm angle deg) of frame ``i`` of ``n``."""
+    theta = 2.0 * math.pi * i / n
+    beat = cycles * theta
+    lift = 0.0  # upward offset in pixels
+    squash = 0.0  # >0 squashes (wider, shorter), <0 stretches
+    angle = 0.0  # degrees, about the feet
+    shift = 0.0
+    arm_angle = 0.0
+    if motion == "bounce":
+        lift = 0.04 * char_h * (0.5 - 0.5 * math.cos(beat))
+        squash = 0.045 * math.cos(beat)
+        angle = 1.5 * math.sin(theta)
+    elif motion == "jump":
+        air = max(0.0, math.sin(beat))
+        lift = 0.2 * char_h * air
+        squash = 0.09 * max(0.0, -math.sin(beat)) - 0.05 * air
+    elif motion == "sway":
+        angle = 6.0 * math.sin(beat)
+        lift = 0.015 * char_h * (0.5 - 0.5 * math.cos(2 * beat))
+    elif motion == "wave":
+        lift = 0.02 * char_h * (0.5 - 0.5 * math.cos(beat))
+        squash = 0.02 * math.cos(beat)
+        arm_angle = raise_sign * (70.0 + 22.0 * math.sin(2 * beat)) if has_arm else 0.0
+        angle = 2.0 * math.sin(theta)
+    elif motion == "dance":
+        angle = 8.0 * math.sin(beat)
+        shift = 0.06 * char_h * math.sin(beat)
+        lift = 0.05 * char_h * abs(math.sin(beat))
+        squash = 0.04 * math.cos(2 * beat)
+        arm_angle = raise_sign * (45.0 + 35.0 * math.sin(2 * beat)) if has_arm else 0.0
+    return lift, squash, angle, shift, arm_angle
+
+
+def _body_transform(feet: np.ndarray, lift: float, squash: float, angle: float, shift: float) -> np.ndarray:
+    """2x3 affine (placed character -> frame): squash/stretch and rotation about the feet, then move."""
+    sy = 1.0 - squash
+    sx = 1.0 / sy  # squash and stretch keep the volume
+    rot = cv2.getRotationMatrix2D((float(feet[0]), float(feet[1])), angle, 1.0)
+    scl = np.array([[sx, 0, feet[0] * (1 - sx)], [0, sy, feet[1] * (1 - sy)]], np.float64)
+    m = rot @ np.vstack([scl, [0, 0, 1]])
+    m[0, 2] += shift
+    m[1, 2] -= lift
+    return m
+
+
+def _box_after(m: np.ndarray, box: tuple[float, float, float, float], size: int) -> tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1) on the canvas holding ``box`` after the affine ``m`` (1 px margin)."""
+    x0, y0, x1, y1 = box
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ m.T
+    lo = np.floor(corners.min(axis=0)) - 1
+    hi = np.ceil(corners.max(axis=0)) + 2
+    return (int(max(0, lo[0])), int(max(0, lo[1])), int(min(size, hi[0])), int(min(size, hi[1])))
+
+
+def _unpremultiply_into(warped: np.ndarray, dest: np.ndarray) -> None:
+    """Write float premultiplied RGBA as straight uint8 RGBA (rounded, saturated)."""
+    alpha = np.ascontiguousarray(warped[..., 3])
+    gain = 255.0 / np.maximum(alpha, 1e-3)
+    # One 4-channel multiply by (gain, gain, gain, 1) and one saturating conversion.
+    dest[...] = cv2.convertScaleAbs(cv2.multiply(warped, cv2.merge([gain, gain, gain, np.ones_like(gain)])))
+
+
 def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps: int = 24, size: int = 512) -> np.ndarray:
     """(N, size, size, 4) uint8 RGBA frames of a seamless loop, N = round(seconds * fps)."""
     if rgba.ndim != 3 or rgba.shape[2] != 4:
@@ -79,19 +143,28 @@ def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps
     n = max(1, round(seconds * fps))
     lm = _usable_landmarks(rgba, meta)
     ys, xs = np.nonzero(rgba[..., 3] > 8)
+    frames = np.zeros((n, size, size, 4), np.uint8)
     if len(xs) == 0:
-        return np.zeros((n, size, size, 4), np.uint8)
+        return frames
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     scale = min(FIT_HEIGHT * size / (y1 - y0), FIT_WIDTH * size / (x1 - x0))
 
     # Place the character once: scaled, feet centred on the feet line. Per-frame warps then stay small.
     place = np.array([[scale, 0, size / 2 - scale * (x0 + x1) / 2], [0, scale, FEET_Y * size - scale * y1]], np.float64)
-    open_src = _premultiplied(rgba)
+    place_flags = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     closed_rgb = _closed_eyes(rgba[..., :3], rgba[..., 3], lm)
-    layers = [cv2.warpAffine(open_src, place, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)]
-    if closed_rgb is not None:
-        closed = np.dstack([closed_rgb, rgba[..., 3]])
-        layers.append(cv2.warpAffine(_premultiplied(closed), place, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR))
+    sources = [rgba] if closed_rgb is None else [rgba, np.dstack([closed_rgb, rgba[..., 3]])]
+    layers = [cv2.warpAffine(_premultiplied(src), place, (size, size), flags=place_flags) for src in sources]
+
+    # Only the box around the placed character is ever warped; a zero margin around it keeps
+    # bilinear sampling at its edge the same as sampling the whole canvas.
+    visible = np.argwhere(layers[0][..., 3] > 0)
+    if len(visible) == 0:
+        return frames
+    (by0, bx0), (by1, bx1) = visible.min(axis=0), visible.max(axis=0) + 1
+    sx0, sy0, sx1, sy1 = max(0, bx0 - 2), max(0, by0 - 2), min(size, bx1 + 2), min(size, by1 + 2)
+    crops = [np.ascontiguousarray(layer[sy0:sy1, sx0:sx1]) for layer in layers]
+    src_box = (float(bx0), float(by0), float(bx1), float(by1))
 
     def to_canvas(p):
         return place[:, :2] @ p + place[:, 2]
@@ -100,76 +173,64 @@ def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps
     char_h = scale * (y1 - y0)
     feet = np.array([size / 2, FEET_Y * size])
     arm = _wave_arm(lm_c) if motion in ("wave", "dance") else None
+    raise_sign = 1.0
     if arm is not None:
         shoulder, hand = arm
         arm_vec = hand - shoulder
         arm_len = max(float(np.linalg.norm(arm_vec)), 0.1 * char_h)
         arm_dir = arm_vec / max(float(np.linalg.norm(arm_vec)), 1e-6)
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        rel_x, rel_y = xx - shoulder[0], yy - shoulder[1]
-        along = rel_x * arm_dir[0] + rel_y * arm_dir[1]
-        across = -rel_x * arm_dir[1] + rel_y * arm_dir[0]
-        # Weight 1 on the arm, fading to 0 at the shoulder and away from the arm's line: the torso stays.
-        arm_weight = (np.clip(along / (0.35 * arm_len), 0, 1) ** 2 * np.exp(-(across / (0.45 * arm_len)) ** 2)).astype(np.float32)
         # Raise the arm towards the side it points to (a wave is above the shoulder, not down by the hip).
         raise_sign = -1.0 if arm_dir[0] < 0 else 1.0
+        # Weight 1 on the arm, fading to 0 at the shoulder and away from the arm's line: the torso
+        # stays. It is a closed form of the placed-canvas position, evaluated wherever it is needed.
+        # Python floats as coefficients keep the per-pixel arithmetic in float32.
+        along_xy = [float(v) / (0.35 * arm_len) for v in
+                    (arm_dir[0], arm_dir[1], -arm_dir[0] * shoulder[0] - arm_dir[1] * shoulder[1])]
+        across_xy = [float(v) / (0.45 * arm_len) for v in
+                     (-arm_dir[1], arm_dir[0], arm_dir[1] * shoulder[0] - arm_dir[0] * shoulder[1])]
+
+        def arm_weight(ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
+            along = np.clip(along_xy[0] * ux + along_xy[1] * uy + along_xy[2], 0, 1)
+            across = across_xy[0] * ux + across_xy[1] * uy + across_xy[2]
+            return along * along * np.exp(-across * across)
+
+        # Where a rotated arm can reach: a square about the shoulder holding every moving pixel.
+        grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
+        gy, gx = grid_y[sy0:sy1, sx0:sx1], grid_x[sy0:sy1, sx0:sx1]
+        moving = (arm_weight(gx, gy) > 1e-3) & (crops[0][..., 3] > 0)
+        reach = float(np.sqrt(((gx[moving] - shoulder[0]) ** 2 + (gy[moving] - shoulder[1]) ** 2).max())) + 2 if moving.any() else 0.0
+        arm_box = (shoulder[0] - reach, shoulder[1] - reach, shoulder[0] + reach, shoulder[1] + reach)
 
     cycles = max(1, round(seconds))  # about one beat per second, whole cycles for a seamless loop
     blink_frames = {int(n * f) + d for f in (0.31, 0.77) for d in range(max(1, round(fps * 0.12)))}
-    frames = np.empty((n, size, size, 4), np.uint8)
     for i in range(n):
-        theta = 2.0 * math.pi * i / n
-        beat = cycles * theta
-        lift = 0.0  # upward offset in pixels
-        squash = 0.0  # >0 squashes (wider, shorter), <0 stretches
-        angle = 0.0  # degrees, about the feet
-        shift = 0.0
-        arm_angle = 0.0
-        if motion == "bounce":
-            lift = 0.04 * char_h * (0.5 - 0.5 * math.cos(beat))
-            squash = 0.045 * math.cos(beat)
-            angle = 1.5 * math.sin(theta)
-        elif motion == "jump":
-            air = max(0.0, math.sin(beat))
-            lift = 0.2 * char_h * air
-            squash = 0.09 * max(0.0, -math.sin(beat)) - 0.05 * air
-        elif motion == "sway":
-            angle = 6.0 * math.sin(beat)
-            lift = 0.015 * char_h * (0.5 - 0.5 * math.cos(2 * beat))
-        elif motion == "wave":
-            lift = 0.02 * char_h * (0.5 - 0.5 * math.cos(beat))
-            squash = 0.02 * math.cos(beat)
-            arm_angle = raise_sign * (70.0 + 22.0 * math.sin(2 * beat)) if arm is not None else 0.0
-            angle = 2.0 * math.sin(theta)
-        elif motion == "dance":
-            angle = 8.0 * math.sin(beat)
-            shift = 0.06 * char_h * math.sin(beat)
-            lift = 0.05 * char_h * abs(math.sin(beat))
-            squash = 0.04 * math.cos(2 * beat)
-            arm_angle = raise_sign * (45.0 + 35.0 * math.sin(2 * beat)) if arm is not None else 0.0
-        sy = 1.0 - squash
-        sx = 1.0 / sy  # squash and stretch keep the volume
-        rot = cv2.getRotationMatrix2D((float(feet[0]), float(feet[1])), angle, 1.0)
-        scl = np.array([[sx, 0, feet[0] * (1 - sx)], [0, sy, feet[1] * (1 - sy)]], np.float64)
-        m = rot @ np.vstack([scl, [0, 0, 1]])
-        m[0, 2] += shift
-        m[1, 2] -= lift
-        src = layers[1] if len(layers) > 1 and i in blink_frames else layers[0]
+        lift, squash, angle, shift, arm_angle = _motion_at(motion, i, n, cycles, char_h, arm is not None, raise_sign)
+        m = _body_transform(feet, lift, squash, angle, shift)
+        src = crops[1] if len(crops) > 1 and i in blink_frames else crops[0]
+        dx0, dy0, dx1, dy1 = _box_after(m, src_box, size)
         if arm is not None and arm_angle:
-            # Inverse map: canvas -> placed character (undo global), then undo the arm rotation.
-            inv = cv2.invertAffineTransform(m)
-            ux = (inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]).astype(np.float32)
-            uy = (inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]).astype(np.float32)
-            a = -np.deg2rad(arm_angle) * cv2.remap(arm_weight, ux, uy, cv2.INTER_LINEAR)
+            ax0, ay0, ax1, ay1 = _box_after(m, arm_box, size)
+            dx0, dy0, dx1, dy1 = min(dx0, ax0), min(dy0, ay0), max(dx1, ax1), max(dy1, ay1)
+        if dx1 <= dx0 or dy1 <= dy0:
+            continue
+        if arm is not None and arm_angle:
+            # Inverse map: frame -> placed character (undo the body move), then undo the arm rotation.
+            inv = [[float(v) for v in row] for row in cv2.invertAffineTransform(m)]
+            yy, xx = grid_y[dy0:dy1, dx0:dx1], grid_x[dy0:dy1, dx0:dx1]
+            ux = inv[0][0] * xx + inv[0][1] * yy + inv[0][2]
+            uy = inv[1][0] * xx + inv[1][1] * yy + inv[1][2]
+            a = -math.radians(arm_angle) * arm_weight(ux, uy)
             ca, sa = np.cos(a), np.sin(a)
-            dx, dy = ux - shoulder[0], uy - shoulder[1]
-            mx = (shoulder[0] + ca * dx - sa * dy).astype(np.float32)
-            my = (shoulder[1] + sa * dx + ca * dy).astype(np.float32)
+            rx, ry = ux - float(shoulder[0]), uy - float(shoulder[1])
+            # Sampling positions inside the source crop (the crop starts at sx0, sy0).
+            mx = float(shoulder[0] - sx0) + ca * rx - sa * ry
+            my = float(shoulder[1] - sy0) + sa * rx + ca * ry
             warped = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         else:
-            warped = cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        alpha = warped[..., 3:4]
-        rgb = warped[..., :3] * (255.0 / np.maximum(alpha, 1e-3))  # back from premultiplied
-        frames[i, ..., :3] = np.clip(rgb, 0, 255)
-        frames[i, ..., 3] = np.clip(alpha[..., 0], 0, 255)
+            # The same affine, re-based from canvas to crop coordinates on both sides.
+            local = m.copy()
+            local[:, 2] += m[:, 0] * sx0 + m[:, 1] * sy0 - np.array([dx0, dy0], np.float64)
+            warped = cv2.warpAffine(src, local, (dx1 - dx0, dy1 - dy0), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        _unpremultiply_into(warped, frames[i, dy0:dy1, dx0:dx1])
     return frames
