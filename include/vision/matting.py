@@ -41,9 +41,12 @@ def _lab(rgb_u8: np.ndarray) -> np.ndarray:
 
 
 def _key_distance(rgb_u8: np.ndarray, key_lab: np.ndarray) -> np.ndarray:
-    """Float32 Lab distance of each pixel to the key."""
-    diff = _lab(rgb_u8) - key_lab
-    return cv2.sqrt(cv2.transform(diff * diff, np.ones((1, 3), np.float32)))
+    """Float32 Lab distance of each pixel to the key (Lab as ``_lab`` scales it)."""
+    # One affine per pixel does _lab's scaling and the subtraction of the key.
+    to_diff = np.array([[100.0 / 255.0, 0, 0, -key_lab[0]], [0, 1, 0, -128.0 - key_lab[1]],
+                        [0, 0, 1, -128.0 - key_lab[2]]], np.float32)
+    diff = cv2.transform(cv2.cvtColor(rgb_u8, cv2.COLOR_RGB2LAB).astype(np.float32), to_diff)
+    return cv2.sqrt(cv2.transform(cv2.multiply(diff, diff), np.ones((1, 3), np.float32)))
 
 
 def pick_key_color(rgba: np.ndarray) -> tuple[int, int, int]:
@@ -110,34 +113,37 @@ def _key_tolerance(key: tuple[int, int, int]) -> int:
 
 
 def _matte_frame(rgb: np.ndarray, key_rgb: np.ndarray, key_lab: np.ndarray, core_thresh: float) -> np.ndarray:
-    f = rgb.astype(np.float32)
     dist = _key_distance(rgb, key_lab)
-    core = (dist >= core_thresh).astype(np.float32)
+    core = (dist >= core_thresh).astype(np.uint8)
     core = cv2.morphologyEx(core, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # specks of noise
-    # Foreground colour near each edge pixel: normalised blur of the opaque core's colours.
-    weight = cv2.blur(core, (7, 7))
-    near = weight > 1e-3
-    fg = cv2.blur(f * core[..., None], (7, 7)) / np.maximum(weight, 1e-4)[..., None]
-    fg = np.where(near[..., None], fg, f)
+    # Foreground colour near each edge pixel: normalised blur of the opaque core's colours
+    # (box means straight from 8 bits into float32, no rounding).
+    core_rgb = cv2.bitwise_and(rgb, rgb, mask=core)
+    weight = cv2.boxFilter(core, cv2.CV_32F, (7, 7))
+    core_colours = cv2.boxFilter(core_rgb, cv2.CV_32F, (7, 7))
+    # The core keeps its colour and is opaque.
+    opaque = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+    out = cv2.bitwise_and(opaque, opaque, mask=core)
+    # Everything else is background unless it is near the core and clearly off the key (the soft
+    # Lab threshold): only those band pixels need the projection, so only they are computed.
+    band = np.flatnonzero((core == 0) & (weight > 1e-3) & (dist > NOISE_DISTANCE))
+    f = rgb.reshape(-1, 3)[band].astype(np.float32)
+    fg = core_colours.reshape(-1, 3)[band] / np.maximum(weight.ravel()[band], 1e-4)[:, None]
     d_fg = fg - key_rgb
-    ones = np.ones((1, 3), np.float32)
-    denom = np.maximum(cv2.transform(d_fg * d_fg, ones), 1.0)
-    alpha = cv2.transform((f - key_rgb) * d_fg, ones) / denom
-    # Soft Lab thresholds: pure key is 0, clear character is 1, the ramp in between is the projection.
-    ramp = (dist > NOISE_DISTANCE) & near  # far from any character pixel: background
-    alpha = np.where(core > 0, np.float32(1.0), np.where(ramp, np.clip(alpha, 0.0, 1.0), np.float32(0.0)))
-    alpha_u8 = np.clip(np.round(alpha * 255), 0, 255).astype(np.uint8)
+    denom = np.maximum((d_fg * d_fg).sum(axis=1), 1.0)
+    alpha = np.clip(((f - key_rgb) * d_fg).sum(axis=1) / denom, 0.0, 1.0)
     # Decontaminate: remove the key's share from edge colours (no green halo on any background).
-    out = np.zeros(rgb.shape[:2] + (4,), np.uint8)
-    out[..., :3] = rgb
+    a_col = alpha[:, None]
+    clean = (f - (1.0 - a_col) * key_rgb) / np.maximum(a_col, 1e-3)
     edge = (alpha > 0) & (alpha < 1)
-    a_edge = alpha[edge][:, None]
-    clean = (f[edge] - (1.0 - a_edge) * key_rgb) / np.maximum(a_edge, 1e-3)
-    colour = np.clip(clean, 0, 255) * 0.5 + np.clip(fg[edge], 0, 255) * 0.5
-    out[..., :3][edge] = np.clip(np.round(colour), 0, 255).astype(np.uint8)
-    out[..., 3] = alpha_u8
+    colour = np.where(edge[:, None], np.clip(clean, 0, 255) * 0.5 + np.clip(fg, 0, 255) * 0.5, f)
+    alpha_u8 = np.clip(np.round(alpha * 255), 0, 255).astype(np.uint8)
     # Invisible pixels carry no colour (smaller files downstream, no key colour left anywhere).
-    out[alpha_u8 == 0] = 0
+    colour[alpha_u8 == 0] = 0
+    band_out = np.empty((len(alpha), 4), np.uint8)
+    band_out[:, :3] = np.clip(np.round(colour), 0, 255)
+    band_out[:, 3] = alpha_u8
+    out.reshape(-1, 4)[band] = band_out
     return out
 
 
