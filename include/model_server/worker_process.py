@@ -4,8 +4,10 @@ The server starts each worker with a private pipe (never a shared queue: a worke
 cancel its job must not leave a shared lock held). Messages from the worker are tuples:
 ``("log", level, message, timestamp)`` during the job, then exactly one of
 ``("done", result, compute_seconds)`` or ``("failed", error_type, message, http_status,
-compute_seconds)``. Models are loaded lazily by the stage code and stay loaded for the life
-of the process, so only a worker's first job of a kind pays for loading.
+compute_seconds)``. Models stay loaded for the life of the process. A fresh worker warms them
+up (imports, the pose graph, the nudity detector) in a background thread as soon as it starts,
+so the first job does not pay for loading; a job that needs a model still being loaded waits
+on that model's lock, and jobs that need none (selftest) start at once.
 """
 
 from __future__ import annotations
@@ -80,15 +82,64 @@ def content_type_of(file_name: str) -> str:
     return mimetypes.guess_type(file_name)[0] or "application/octet-stream"
 
 
-def worker_main(conn: Connection, files_root: str, max_input_bytes: int) -> None:
+def worker_main(conn: Connection, files_root: str, max_input_bytes: int, warm_up: bool = True) -> None:
     """Entry point of a worker process: serve jobs from ``conn`` until it closes."""
     _exit_with_parent()
+    if warm_up:
+        threading.Thread(target=warm_up_models, name="model-warm-up", daemon=True).start()
     while True:
         try:
             job = conn.recv()
         except (EOFError, OSError):
             return
         _run_job(conn, job, Path(files_root), max_input_bytes)
+
+
+def warm_up_models() -> None:
+    """Import the stages' libraries and load their models once, off the job path.
+
+    Each step is best effort: a model that cannot load here fails the job that needs it, with
+    that job's own error, instead of killing the worker.
+    """
+    import logging
+
+    log = logging.getLogger(__name__)
+    started = time.perf_counter()
+    steps = (("stage modules", _import_stage_modules), ("pose model", _warm_pose), ("nudity detector", _warm_moderation))
+    for name, step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - warming is an optimisation, never a failure
+            log.warning("Warm-up of the %s failed; its first job will load it", name, exc_info=True)
+    log.info("Worker models warmed up in %.1f s", time.perf_counter() - started)
+
+
+def _import_stage_modules() -> None:
+    import include.media.frames  # noqa: F401
+    import include.model_server.model_stages  # noqa: F401
+    import include.vision.analysis  # noqa: F401
+    import include.vision.animation  # noqa: F401
+    import include.vision.cartoon  # noqa: F401
+    import include.vision.imageio  # noqa: F401
+    import include.vision.matting  # noqa: F401
+    import include.vision.segmentation  # noqa: F401
+
+
+def _warm_pose() -> None:
+    import numpy as np
+
+    from include.vision._pose import detect_pose
+
+    # One inference builds the graph and its TFLite delegate; a blank frame finds nobody, cheaply.
+    detect_pose(np.full((96, 96, 3), 127, np.uint8))
+
+
+def _warm_moderation() -> None:
+    import numpy as np
+
+    from include.vision.moderation import moderate
+
+    moderate(np.full((64, 64, 3), 127, np.uint8))
 
 
 def _run_job(conn: Connection, job: dict[str, Any], files_root: Path, max_input_bytes: int) -> None:
