@@ -144,3 +144,119 @@ class LedgerEntry(SQLModel, table=True):
     # The charge this refund compensates. UNIQUE: a charge can be refunded at most once.
     refund_of: int | None = Field(default=None, foreign_key="ledger_entry.id", unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --- sticker orders ----------------------------------------------------------------------
+
+# pending_payment -> paid -> rendering -> rendered -> submitted -> printed -> shipped, or
+# (after payment) -> failed -> refunded. include/orders.py owns the transitions.
+ORDER_STATUSES = ("pending_payment", "paid", "rendering", "rendered", "submitted", "printed", "shipped", "failed", "refunded")
+SHEET_SIZES = ("A4", "Letter")
+
+
+class StickerOrder(SQLModel, table=True):
+    __tablename__ = "sticker_order"
+    __table_args__ = (UniqueConstraint("user_id", "idempotency_key", name="uq_sticker_order_user_idempotency_key"),)
+
+    # Doubles as the sticker DAG's dag_run_id and the print vendor's external id.
+    id: str = Field(default_factory=new_generation_id, primary_key=True, max_length=32)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    status: str = Field(default="pending_payment", max_length=20, index=True)
+    generation_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    sheet_size: str = Field(default="A4", max_length=8)
+    copies: int = 1
+    sheet_count: int = 1
+    shipping_address: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    amount_cents: int = 0
+    currency: str = Field(default="usd", max_length=3)
+    # "stripe", or "dev_autopay" when the development setting marked it paid without payment.
+    payment_provider: str | None = Field(default=None, max_length=16)
+    checkout_session_id: str | None = Field(default=None, max_length=255, index=True)
+    checkout_url: str | None = None
+    payment_reference: str | None = Field(default=None, max_length=255)  # e.g. the PaymentIntent id
+    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    triggered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    sheet_key: str | None = Field(default=None, max_length=500)  # print-shop PDF in storage
+    home_sheet_key: str | None = Field(default=None, max_length=500)  # print-at-home PDF
+    vendor: str | None = Field(default=None, max_length=32)
+    vendor_job_id: str | None = Field(default=None, max_length=255)
+    tracking_number: str | None = Field(default=None, max_length=255)
+    tracking_url: str | None = None
+    carrier: str | None = Field(default=None, max_length=64)
+    error: str | None = None  # user-facing
+    refund_state: str = Field(default="none", max_length=16)
+    refund_reference: str | None = Field(default=None, max_length=255)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StickerOrderEvent(SQLModel, table=True):
+    """The order's timeline: one row per status reached, plus every vendor webhook delivery.
+
+    A status is reached once: ``dedupe_key`` (``status:{status}``, UNIQUE per order) makes a
+    repeated transition a no-op. Webhook deliveries have no key, so each one is recorded.
+    """
+
+    __tablename__ = "sticker_order_event"
+    __table_args__ = (UniqueConstraint("order_id", "dedupe_key", name="uq_sticker_order_event_dedupe"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="sticker_order.id", index=True, max_length=32)
+    kind: str = Field(max_length=16)  # "status" or "webhook"
+    status: str = Field(max_length=20)
+    message: str = ""
+    dedupe_key: str | None = Field(default=None, max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ShippingAddressIn(SQLModel):
+    name: str = Field(min_length=1, max_length=200)
+    address1: str = Field(min_length=1, max_length=200)
+    address2: str = Field(default="", max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    state_code: str = Field(default="", max_length=10)
+    zip: str = Field(min_length=1, max_length=20)
+    country_code: str = Field(min_length=2, max_length=2)
+    email: str = Field(default="", max_length=320)
+    phone: str = Field(default="", max_length=40)
+
+
+class StickerOrderCreate(SQLModel):
+    generation_ids: list[str] = Field(min_length=1, max_length=24)
+    sheet_size: str = "A4"
+    copies: int = Field(default=1, ge=1, le=20)
+    shipping_address: ShippingAddressIn
+
+
+class StickerOrderEventPublic(SQLModel):
+    status: str
+    kind: str
+    message: str
+    at: datetime
+
+
+class StickerOrderTracking(SQLModel):
+    carrier: str | None
+    number: str
+    url: str | None
+
+
+class StickerOrderPublic(SQLModel):
+    id: str
+    status: str
+    generation_ids: list[str]
+    sheet_size: str
+    copies: int
+    sheet_count: int
+    amount_cents: int
+    currency: str
+    checkout_url: str | None
+    payment: str | None
+    error: str | None
+    refund_state: str
+    tracking: StickerOrderTracking | None
+    sheet_url: str | None
+    home_sheet_url: str | None
+    timeline: list[StickerOrderEventPublic]
+    created_at: datetime

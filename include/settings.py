@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     # The vendor's catalogue variant for one kiss-cut sticker sheet.
     printful_sticker_variant_id: int = 0
 
+    # Sticker orders: price per printed sheet, and how the sticker DAG waits for the vendor.
+    sticker_sheet_price_cents: int = 900
+    sticker_currency: str = "usd"
+    print_poll_seconds: float = 60.0
+    print_wait_days: float = 30.0
+    # Development only: without Stripe, mark sticker orders paid at once (logged on every order,
+    # recorded on the order as payment "dev_autopay", refused when environment is production).
+    orders_dev_autopay: bool = False
+
     @property
     def model_server_url(self) -> str:
         return f"http://{self.model_server_host}:{self.model_server_port}"
