@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     database_url: str = ""
     # Root of object storage, as an ObjectStoragePath/fsspec URL: file:///... or s3://conn@bucket/prefix
     storage_url: str = ""
+    # S3 (or S3-compatible: MinIO, moto) for processes without Airflow; Airflow tasks use the
+    # connection named in storage_url. Empty values fall back to boto's own credential chain.
+    s3_endpoint_url: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_region: str = ""
 
     # The public web app and API.
     api_host: str = "127.0.0.1"
@@ -79,6 +85,19 @@ class Settings(BaseSettings):
     # Development only: without Stripe, mark sticker orders paid at once (logged on every order,
     # recorded on the order as payment "dev_autopay", refused when environment is production).
     orders_dev_autopay: bool = False
+
+    # Stripe (token packs, sticker orders). Unset: payments are off and checkout answers 503.
+    # The bare STRIPE_* names are the ones Stripe documents, so both spellings work.
+    stripe_api_key: str = Field("", validation_alias=AliasChoices("STRIPE_API_KEY", "BITBUDDIES_STRIPE_API_KEY"))
+    stripe_webhook_secret: str = Field(
+        "", validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "BITBUDDIES_STRIPE_WEBHOOK_SECRET")
+    )
+    # Another API base (a local Stripe fake in tests); empty means Stripe's own.
+    stripe_api_base: str = ""
+
+    # Money reconciliation: a generation not finished this long after it was created is stuck;
+    # the reconciliation DAG fails and refunds it.
+    generation_deadline_minutes: int = 60
 
     @property
     def model_server_url(self) -> str:

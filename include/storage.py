@@ -2,8 +2,10 @@
 
 Keys are relative paths such as ``uploads/{gid}/photo.jpg`` or
 ``generations/{gid}/buddy.webm``; they live under ``settings.resolved_storage_url``
-(``file://`` by default, ``s3://`` later) through fsspec, the same layout Airflow tasks see
-through ObjectStoragePath. Reads and writes are streamed file objects, never whole blobs.
+(``file://`` by default, ``s3://conn_id@bucket/prefix`` in production) through fsspec, the same
+layout Airflow tasks see through ObjectStoragePath. Reads and writes are streamed file objects,
+never whole blobs. S3 endpoint and credentials come from the ``s3_*`` settings (the Airflow
+connection in the URL is for tasks only).
 """
 
 from __future__ import annotations
@@ -31,8 +33,24 @@ def _root() -> tuple[AbstractFileSystem, str, str]:
         # connection; fsspec takes credentials from its own environment instead.
         parts = parts._replace(netloc=parts.netloc.split("@", 1)[1])
         root_url = urlunsplit(parts)
-    fs, root_path = fsspec.core.url_to_fs(root_url)
+    fs, root_path = fsspec.core.url_to_fs(root_url, **_storage_options(parts.scheme))
     return fs, root_path.rstrip("/"), root_url
+
+
+def _storage_options(scheme: str) -> dict:
+    """fsspec options for the storage root's scheme, from the settings."""
+    if scheme not in ("s3", "s3a"):
+        return {}
+    settings = get_settings()
+    options: dict = {}
+    if settings.s3_endpoint_url:
+        options["endpoint_url"] = settings.s3_endpoint_url
+    if settings.s3_access_key_id:
+        options["key"] = settings.s3_access_key_id
+        options["secret"] = settings.s3_secret_access_key
+    if settings.s3_region:
+        options["client_kwargs"] = {"region_name": settings.s3_region}
+    return options
 
 
 def _clean_key(key: str) -> str:

@@ -49,3 +49,48 @@ def test_delete(storage_root):
 def test_keys_cannot_escape_the_root(storage_root, key):
     with pytest.raises(storage.InvalidStorageKey):
         storage.open_write(key)
+
+
+@pytest.fixture
+def s3_root(monkeypatch):
+    """A bucket on a real S3 protocol server (moto's server mode, in a thread on a free port)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    ).create_bucket(Bucket="buddies")
+    for name, value in {
+        "STORAGE_URL": "s3://bitbuddies_s3@buddies/assets",
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_ACCESS_KEY_ID": "test",
+        "S3_SECRET_ACCESS_KEY": "test",
+        "S3_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(f"BITBUDDIES_{name}", value)
+    get_settings.cache_clear()
+    yield endpoint
+    get_settings.cache_clear()
+    server.stop()
+
+
+def test_s3_root_streams_through_the_configured_endpoint(s3_root):
+    import boto3
+
+    key = "generations/abc/buddy.webm"
+    with storage.open_write(key) as out:
+        for _ in range(3):
+            out.write(b"y" * 3_000_000)  # more than one multipart chunk
+    assert storage.exists(key) and storage.size(key) == 9_000_000
+    with storage.open_read(key) as source:
+        assert source.read(4) == b"yyyy"
+    # The object is in the bucket under the prefix; the connection id is not part of the URL.
+    client = boto3.client("s3", endpoint_url=s3_root, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    assert client.head_object(Bucket="buddies", Key=f"assets/{key}")["ContentLength"] == 9_000_000
+    assert storage.url(key) == f"s3://buddies/assets/{key}"
+    storage.delete(key)
+    assert not storage.exists(key)
