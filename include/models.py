@@ -146,6 +146,16 @@ class LedgerEntry(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class StripeEvent(SQLModel, table=True):
+    """A Stripe webhook event already handled; its id is the primary key, so a redelivery is a no-op."""
+
+    __tablename__ = "stripe_event"
+
+    id: str = Field(primary_key=True, max_length=255)  # Stripe's evt_... id
+    type: str = Field(max_length=100)
+    processed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 # --- sticker orders ----------------------------------------------------------------------
 
 # pending_payment -> paid -> rendering -> rendered -> submitted -> printed -> shipped, or
@@ -260,3 +270,53 @@ class StickerOrderPublic(SQLModel):
     home_sheet_url: str | None
     timeline: list[StickerOrderEventPublic]
     created_at: datetime
+
+
+# --- generation progress events and operator alerts --------------------------------------
+
+
+class GenerationEvent(SQLModel, table=True):
+    """One progress event of a generation, as served by its Server-Sent Events stream.
+
+    ``seq`` counts from 1 per generation and is the stream's ``id:`` (UNIQUE per generation, so
+    two concurrent publishers cannot both take the same number). ``key`` names what caused the
+    event (UNIQUE per generation): a publisher retrying after a lost answer stores nothing twice.
+    include/events.py owns these rows.
+    """
+
+    __tablename__ = "generation_event"
+    __table_args__ = (
+        UniqueConstraint("generation_id", "seq", name="uq_generation_event_seq"),
+        UniqueConstraint("generation_id", "key", name="uq_generation_event_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    generation_id: str = Field(foreign_key="generation.id", index=True, max_length=32)
+    seq: int
+    type: str = Field(max_length=32, index=True)
+    key: str = Field(max_length=200)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class Alert(SQLModel, table=True):
+    """An operator alert and how it was delivered (Pushover, or only this table and the log).
+
+    ``key`` (UNIQUE) says what the alert is about, e.g. ``generation_failed:{id}``: however many
+    callers report one failure (the DAG's failure callback, the refund task, the reconciliation
+    DAG), one alert exists. include/alerts.py owns these rows.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=32, index=True)
+    generation_id: str | None = Field(default=None, max_length=32, index=True)
+    user_id: int | None = None
+    title: str = Field(max_length=250)
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    url: str | None = None
+    channel: str = Field(default="log", max_length=16)  # "pushover" or "log"
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivery_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
