@@ -6,6 +6,10 @@ mode with a generous busy timeout, and writers that read-then-write (the ledger)
 transaction with ``BEGIN IMMEDIATE`` to take the write lock up front: a deferred SQLite
 transaction that upgrades from read to write can fail with "database is locked" without
 ever waiting for the busy timeout.
+
+On Postgres (the production profile) the same code runs unchanged: ``write_lock`` is a plain
+transaction and the ledger serialises a user's movements with ``SELECT ... FOR UPDATE`` on the
+user row. ``create_database``/``drop_database`` manage whole databases for deployments and tests.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
 from include.settings import get_settings
@@ -93,6 +97,39 @@ def session_scope(*, write_lock: bool = False) -> Iterator[Session]:
 def begin_write(session: Session) -> None:
     """Start the session's transaction holding the write lock (must be its first statement)."""
     session.connection(execution_options={_IMMEDIATE_OPTION: True})
+
+
+def _server_admin_url(url: str) -> tuple[URL, str]:
+    """(URL of the server's maintenance database, name of the database ``url`` names)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"not a Postgres URL: {parsed.render_as_string(hide_password=True)}")
+    return parsed.set(database="postgres"), parsed.database
+
+
+def create_database(url: str) -> bool:
+    """Create the Postgres database ``url`` names if it does not exist; True when created."""
+    admin_url, name = _server_admin_url(url)
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                return False
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            return True
+    finally:
+        engine.dispose()
+
+
+def drop_database(url: str) -> None:
+    """Drop the Postgres database ``url`` names, disconnecting its remaining sessions first."""
+    admin_url, name = _server_admin_url(url)
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
 
 
 def create_all() -> None:
