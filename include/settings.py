@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     # How often the API retries triggering generations whose DAG run could not be started.
     airflow_trigger_interval_seconds: float = 5.0
 
+    # Live progress (include/events.py). "local": one API process fans events out in-process (the
+    # embedded default); "postgres": every API process LISTENs on the app DB (Postgres), so an
+    # event published to one reaches the subscribers of all.
+    events_backend: str = "local"
+    # Where pipeline tasks publish progress (the API's internal endpoint); empty: this machine's API.
+    events_publish_url: str = ""
+    # Shared secret of the internal endpoints; empty in development: generated into var_dir.
+    internal_token: str = ""
+    # Seconds between SSE heartbeat comments (idle connections stay open through proxies).
+    events_heartbeat_seconds: float = 15.0
+    # Operator alerts (include/alerts.py): Pushover's API. Airflow processes take the token and
+    # user key from the Airflow connection `bitbuddies_pushover`; these settings serve the rest.
+    pushover_api_url: str = "https://api.pushover.net"
+    pushover_token: str = ""
+    pushover_user: str = ""
+
     # Model provider: "local" (the model server shipped here) or "fal".
     model_provider: str = "local"
     model_server_host: str = "127.0.0.1"
@@ -106,6 +122,25 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'app.db'}"
+
+    @property
+    def resolved_events_publish_url(self) -> str:
+        return (self.events_publish_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def resolved_internal_token(self) -> str:
+        if self.internal_token:
+            return self.internal_token
+        if self.environment != "development":
+            raise ValueError("BITBUDDIES_INTERNAL_TOKEN must be set outside development")
+        # Development: one secret per var_dir, shared by the API and the tasks on this machine.
+        path = self.var_dir / "internal_token"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     @property
     def resolved_storage_url(self) -> str:
