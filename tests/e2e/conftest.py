@@ -26,12 +26,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-E2E_DIR = Path(__file__).resolve().parents[2] / "var" / "e2e"
+# Under var/ (git-ignored), one folder per test session: the stack's logs outlive the run for
+# whoever has to debug it, and two sessions on one machine never share a folder.
+E2E_DIR = Path(os.environ.get("BITBUDDIES_E2E_DIR") or Path(__file__).resolve().parents[2] / "var" / "e2e" / str(os.getpid()))
 
 
 @pytest.fixture(scope="session")
 def stack():
-    # A fixed place under var/ (git-ignored): its logs outlive the run for whoever has to debug it.
     shutil.rmtree(E2E_DIR, ignore_errors=True)
     cfg = StackConfig(
         var_dir=E2E_DIR,
