@@ -44,6 +44,11 @@ def refund_key(charge_idempotency_key: str) -> str:
     return f"refund:{charge_idempotency_key}"
 
 
+def purchase_key(checkout_session_id: str) -> str:
+    """One Stripe Checkout Session pays for one credit, whichever webhook event reports it."""
+    return f"purchase:stripe:{checkout_session_id}"
+
+
 def _sum_for_user(session: Session, user_id: int) -> int:
     total = session.exec(select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.user_id == user_id)).one()
     return int(total)
@@ -100,6 +105,43 @@ def grant(user_id: int, amount: int, key: str, reason: str = "grant") -> LedgerE
         return _existing_after_conflict(key)
 
 
+def credit_purchase(user_id: int, tokens: int, checkout_session_id: str) -> LedgerEntry:
+    """Credit a paid token pack, once per Checkout Session (duplicate or reordered webhooks change nothing)."""
+    return grant(user_id, tokens, key=purchase_key(checkout_session_id), reason="purchase")
+
+
+def _insufficient(available: int) -> InsufficientTokens:
+    return InsufficientTokens(f"No tokens left: a buddy costs {TOKENS_PER_GENERATION} token and the balance is {available}.")
+
+
+def create_paid_generation(generation: Generation) -> Generation:
+    """Store a new generation and take its token (attempt 1) in one transaction.
+
+    The balance check, the generation row and the charge commit together under the user's
+    write lock, so concurrent submissions cannot spend the same token: the one that finds the
+    balance empty raises ``InsufficientTokens`` and stores nothing. The DAG's charge task calls
+    ``charge_generation(gid, 1)`` later and finds this charge. An ``IntegrityError`` (same
+    client Idempotency-Key, a concurrent request won) is left to the caller.
+    """
+    with session_scope(write_lock=True) as session:
+        _lock_user(session, generation.user_id)
+        available = _sum_for_user(session, generation.user_id)
+        if available < TOKENS_PER_GENERATION:
+            raise _insufficient(available)
+        session.add(generation)
+        session.flush()
+        session.add(
+            LedgerEntry(
+                user_id=generation.user_id,
+                amount=-TOKENS_PER_GENERATION,
+                reason="charge",
+                idempotency_key=charge_key(generation.id, 1),
+                generation_id=generation.id,
+            )
+        )
+        return generation
+
+
 def charge_generation(generation_id: str, attempt: int = 1) -> LedgerEntry:
     """Take one token for a generation, exactly once per (generation, attempt).
 
@@ -118,9 +160,7 @@ def charge_generation(generation_id: str, attempt: int = 1) -> LedgerEntry:
             _lock_user(session, generation.user_id)
             available = _sum_for_user(session, generation.user_id)
             if available < TOKENS_PER_GENERATION:
-                raise InsufficientTokens(
-                    f"No tokens left: a buddy costs {TOKENS_PER_GENERATION} token and the balance is {available}."
-                )
+                raise _insufficient(available)
             entry = LedgerEntry(
                 user_id=generation.user_id,
                 amount=-TOKENS_PER_GENERATION,
@@ -142,7 +182,9 @@ def refund_generation(generation_id: str) -> LedgerEntry | None:
     Each refund is exactly the charge's amount, keyed ``refund:{charge key}`` and linked to
     the charge through ``refund_of`` (UNIQUE), so no charge is ever refunded twice. Marks
     the generation ``refund_state="refunded"``. Returns the (last) refund made by this
-    call, or None when there was nothing left to refund (never charged, or already refunded).
+    call, or None when there was nothing left to refund (never charged, already refunded, or
+    the generation succeeded: a delivered buddy is never refunded, so "refunded" always means
+    "did not succeed").
     """
     try:
         with session_scope(write_lock=True) as session:
@@ -150,6 +192,9 @@ def refund_generation(generation_id: str) -> LedgerEntry | None:
             if generation is None:
                 raise LedgerError(f"unknown generation {generation_id}")
             _lock_user(session, generation.user_id)
+            if generation.status == "succeeded":
+                log.warning("generation %s succeeded; not refunding it", generation_id)
+                return None
             charges = session.exec(
                 select(LedgerEntry)
                 .where(LedgerEntry.generation_id == generation_id, LedgerEntry.reason == "charge")

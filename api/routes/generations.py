@@ -38,6 +38,13 @@ def _by_idempotency_key(session: Session, user: User, key: str) -> Generation | 
     ).first()
 
 
+def _no_tokens(available: int) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_402_PAYMENT_REQUIRED,
+        detail=f"No tokens left: a buddy costs {ledger.TOKENS_PER_GENERATION} token and your balance is {available}.",
+    )
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=GenerationPublic)
 def create_generation(
     request: Request,
@@ -67,17 +74,15 @@ def create_generation(
 
     available = ledger.balance(user.id, session)
     if available < ledger.TOKENS_PER_GENERATION:
-        raise HTTPException(
-            status_code=status.HTTP_402_PAYMENT_REQUIRED,
-            detail=f"No tokens left: a buddy costs {ledger.TOKENS_PER_GENERATION} token and your balance is {available}.",
-        )
+        raise _no_tokens(available)
 
     generation_id = new_generation_id()
     photo_key = upload_key(generation_id, photo.extension)
     with storage.open_write(photo_key) as out:
         out.write(photo.data)
 
-    # Inserted (and committed) before triggering, so the DAG's first task finds the row.
+    # Stored and charged in one transaction before triggering, so the DAG's first task finds
+    # the row and its charge, and concurrent requests cannot spend the same token.
     generation = Generation(
         id=generation_id,
         user_id=user.id,
@@ -85,11 +90,13 @@ def create_generation(
         upload_path=photo_key,
         idempotency_key=idempotency_key or None,
     )
-    session.add(generation)
+    session.rollback()  # end this request's read snapshot: the rows below are written elsewhere
     try:
-        session.commit()
+        ledger.create_paid_generation(generation)
+    except ledger.InsufficientTokens:
+        storage.delete(photo_key)
+        raise _no_tokens(ledger.balance(user.id)) from None
     except IntegrityError:
-        session.rollback()
         storage.delete(photo_key)
         winner = _by_idempotency_key(session, user, idempotency_key) if idempotency_key else None
         if winner is None:
@@ -98,8 +105,7 @@ def create_generation(
         return generation_public(winner)
 
     trigger_generation(airflow, generation)
-    session.refresh(generation)
-    return generation_public(generation)
+    return generation_public(session.get(Generation, generation.id))
 
 
 @router.get("", response_model=GenerationsPublic)

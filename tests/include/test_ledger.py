@@ -169,3 +169,36 @@ def test_refund_without_a_charge_is_nothing(fresh_app_db):
 def test_unknown_generation_is_an_error_not_a_charge(fresh_app_db):
     with pytest.raises(ledger.LedgerError):
         ledger.charge_generation("0" * 32)
+
+
+def test_create_paid_generation_stores_and_charges_together_or_not_at_all(fresh_app_db):
+    user, _ = make_user(tokens=1)
+    paid = ledger.create_paid_generation(Generation(user_id=user.id, prompt="wave", upload_path="u/1.jpg"))
+    assert [e.idempotency_key for e in entries(generation_id=paid.id)] == [ledger.charge_key(paid.id, 1)]
+    # The DAG's charge task (attempt 1) finds the same charge.
+    assert ledger.charge_generation(paid.id).idempotency_key == ledger.charge_key(paid.id, 1)
+    with pytest.raises(ledger.InsufficientTokens, match="balance is 0"):
+        ledger.create_paid_generation(Generation(user_id=user.id, prompt="wave", upload_path="u/2.jpg"))
+    with session_scope() as session:
+        assert len(session.exec(select(Generation)).all()) == 1
+    assert ledger.balance(user.id) == 0
+
+
+def test_a_purchase_is_credited_once_per_checkout_session(fresh_app_db):
+    user, _ = make_user()
+    first = ledger.credit_purchase(user.id, 10, "cs_test_1")
+    assert ledger.credit_purchase(user.id, 10, "cs_test_1").id == first.id
+    assert first.reason == "purchase" and first.idempotency_key == "purchase:stripe:cs_test_1"
+    ledger.credit_purchase(user.id, 10, "cs_test_2")
+    assert ledger.balance(user.id) == 20
+
+
+def test_a_succeeded_generation_is_never_refunded(fresh_app_db):
+    from include import generations
+
+    user, _ = make_user(tokens=1)
+    gid = new_generation(user.id)
+    ledger.charge_generation(gid)
+    generations.mark_succeeded(gid, {"webm": f"generations/{gid}/buddy.webm"})
+    assert ledger.refund_generation(gid) is None
+    assert [e.reason for e in entries(generation_id=gid)] == ["charge"] and ledger.balance(user.id) == 0

@@ -13,7 +13,7 @@ from api.triggering import trigger_pending
 from include import generations, ledger, storage
 from include.airflow_client import AirflowClient
 from include.db import session_scope
-from include.models import Generation
+from include.models import Generation, LedgerEntry
 from include.settings import get_settings
 from tests.api import images
 from tests.api.support import auth, make_user
@@ -55,8 +55,10 @@ def test_submit_stores_photo_inserts_queued_generation_and_triggers(client, user
         "prompt": "a happy pirate",
         "upload_path": generation.upload_path,
     }
-    # The DAG's charge task takes the token, not the API.
-    assert ledger.balance(user.id) == 3
+    # The token is taken with the generation (attempt 1); the DAG's charge task finds that charge.
+    assert ledger.balance(user.id) == 2
+    assert ledger.charge_generation(body["id"]).idempotency_key == ledger.charge_key(body["id"], 1)
+    assert ledger.balance(user.id) == 2
 
 
 def test_png_is_stored_with_its_own_extension(client, user_with_tokens):
@@ -230,3 +232,42 @@ def test_lifespan_loop_triggers_pending_generations(fresh_app_db, fake_airflow, 
             time.sleep(0.05)
     assert generations.get(pending.id).triggered_at is not None
     assert fake_airflow.trigger_attempts == [pending.id]
+
+
+def concurrently(count: int, fn) -> list:
+    """``count`` calls of ``fn`` released at the same moment (threads); returns their results."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(count)
+
+    def call(_):
+        barrier.wait()
+        return fn()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(call, range(count)))
+
+
+def test_twenty_concurrent_submissions_with_one_idempotency_key_make_one_generation_and_one_charge(
+    client, user_with_tokens, fake_airflow, fresh_app_db
+):
+    user, key = user_with_tokens
+    responses = concurrently(20, lambda: submit(client, key, headers={"Idempotency-Key": "same-photo"}))
+    assert {r.status_code for r in responses} == {202}, [r.text for r in responses if r.status_code != 202]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len(all_generations()) == 1 and len(stored_uploads(fresh_app_db)) == 1
+    with session_scope() as session:
+        charges = session.exec(select(LedgerEntry).where(LedgerEntry.reason == "charge")).all()
+    assert len(charges) == 1 and ledger.balance(user.id) == 2
+
+
+def test_concurrent_submissions_cannot_overdraw_the_balance(client, fake_airflow, fresh_app_db):
+    user, key = make_user("last-token@example.com", tokens=2)
+    responses = concurrently(8, lambda: submit(client, key))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [202, 202] + [402] * 6, codes
+    refused = next(r for r in responses if r.status_code == 402)
+    assert "No tokens left" in refused.json()["detail"] and "balance is 0" in refused.json()["detail"]
+    assert len(all_generations()) == 2 and len(stored_uploads(fresh_app_db)) == 2
+    assert ledger.balance(user.id) == 0
