@@ -6,6 +6,10 @@ canvas (feet near the bottom, headroom for jumps), then each frame applies a glo
 about the feet (bounce, squash and stretch, sway), an optional arm rotation about the shoulder
 (wave, dance) and blinks (eyes from the landmarks). Warping is done on premultiplied alpha so
 edges never pick up dark fringes.
+
+Speed: only the box around the placed character is warped (one ``cv2.warpAffine`` per frame);
+the arm's local rotation is a ``cv2.remap`` over that frame's box alone, with its weight in
+closed form; the rest of each frame stays transparent.
 """
 
 from __future__ import annotations
