@@ -17,7 +17,8 @@ succeed it gives the token back (idempotent ledger key) and marks the generation
 teardown it does not decide the run's state, so a failed generation's run still ends *failed*.
 
 **Pools.** `model_local` caps jobs in flight at the model provider (deferred tasks count);
-`media_cpu` caps concurrent ffmpeg encodes.
+`media_cpu` caps concurrent ffmpeg encodes. **Queues.** `transcode` runs on the `media` queue
+(its own Celery workers in production); everything else on `default`.
 """
 
 from __future__ import annotations
@@ -31,9 +32,26 @@ from bitbuddies_airflow.operators import ModelJobOperator
 from bitbuddies_airflow.reporting import record_failure, report_stage
 from bitbuddies_airflow.storage import open_for_write, provider_url
 from include import generations, ledger
+from include.settings import get_settings
 
-MODEL_POOL = "model_local"
+# One pool per model provider (config/pools.json): the provider in use is configuration.
+MODEL_POOL = f"model_{get_settings().model_provider}"
 MEDIA_POOL = "media_cpu"
+
+# Per stage: how often the wait polls and how long the job may take. Quick checks poll often;
+# the long renders poll less and get more time. A stage not listed uses the operator's defaults.
+STAGE_WAITS = {
+    "moderate": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5)},
+    "analyze": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5)},
+    "cartoonize": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10)},
+    "expand_full_body": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10)},
+    "segment_image": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10)},
+    "animate": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30)},
+    "segment_video": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30)},
+}
+# CPU-heavy media work runs on the workers that consume this queue (CeleryExecutor); the
+# LocalExecutor ignores queues.
+MEDIA_QUEUE = "media"
 
 default_args = {
     "owner": "bitbuddies",
@@ -78,7 +96,9 @@ def bitbuddies_generate():
         return provider_url(params["upload_path"])
 
     def model_stage(stage: str, **inputs) -> ModelJobOperator:
-        return ModelJobOperator(task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **stage_options.get(stage, {}))
+        return ModelJobOperator(
+            task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **STAGE_WAITS[stage], **stage_options.get(stage, {})
+        )
 
     stage_options = {"moderate": {"check_result": reject_nsfw}}
     prompt = "{{ params.prompt }}"
@@ -107,7 +127,7 @@ def bitbuddies_generate():
         key_color="{{ ti.xcom_pull(task_ids='animate')['key_color'] }}",
     )
 
-    @task(pool=MEDIA_POOL)
+    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE)
     def transcode(video: dict, params=None) -> dict[str, str]:
         from include.media.transcode import transcode as encode
 

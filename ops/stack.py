@@ -4,6 +4,12 @@
 developer runs: Airflow's api-server, scheduler, dag-processor and triggerer (SQLite metadata DB,
 LocalExecutor), the local model server and the FastAPI app. Everything lives under one
 ``var_dir``; ports are parameters so a test stack can run beside a developer's.
+
+``profile="production"`` runs the production configuration natively (what docker-compose.yaml
+deploys across machines): Postgres for Airflow's metadata and the app DB, CeleryExecutor with a
+Redis broker and the Postgres result backend, two Celery workers on the ``default`` and
+``media`` queues, and S3 storage through an S3-compatible server (moto's server mode here,
+MinIO or AWS in a deployment) reached through the Airflow connection ``bitbuddies_s3``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,25 @@ class StackConfig:
     model_server_port: int = 8200
     model_workers: int = 2
     extra_env: dict[str, str] = field(default_factory=dict)
+    # "embedded" (SQLite, LocalExecutor, file storage) or "production" (the fields below).
+    profile: str = "embedded"
+    airflow_db_url: str = ""  # postgresql+psycopg2://user@host:port/db
+    app_db_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix for every broker key, so stacks sharing one Redis never see each other's queues.
+    redis_key_prefix: str = ""
+    s3_port: int = 0  # the S3-compatible server this stack starts (moto)
+    s3_bucket: str = "bitbuddies"
+    default_worker_concurrency: int = 8
+    media_worker_concurrency: int = 2
+
+    @property
+    def production(self) -> bool:
+        return self.profile == "production"
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
 
     @property
     def airflow_home(self) -> Path:
@@ -116,8 +141,74 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "BITBUDDIES_MODEL_SERVER_WORKERS": str(cfg.model_workers),
         }
     )
+    if cfg.production:
+        env.update(production_environment(cfg))
     env.update(cfg.extra_env)
     return env
+
+
+S3_CONN_ID = "bitbuddies_s3"
+# moto accepts any key pair; a deployment sets real ones (.env.example).
+S3_ACCESS_KEY = "bitbuddies"
+S3_SECRET_KEY = "bitbuddies-secret"
+S3_REGION = "us-east-1"
+
+
+def production_environment(cfg: StackConfig) -> dict[str, str]:
+    """What the production profile changes: databases, executor, broker, storage."""
+    result_backend = "db+" + cfg.airflow_db_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    s3_connection = {
+        "conn_type": "aws",
+        "login": S3_ACCESS_KEY,
+        "password": S3_SECRET_KEY,
+        "extra": {"endpoint_url": cfg.s3_url, "region_name": S3_REGION},
+    }
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cfg.airflow_db_url,
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": cfg.redis_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": cfg.redis_key_prefix,
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
+        # Tasks record the worker's name (several workers share this machine's hostname).
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "ops.stack.worker_hostname",
+        f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(s3_connection),
+        "BITBUDDIES_DATABASE_URL": cfg.app_db_url,
+        "BITBUDDIES_STORAGE_URL": f"s3://{S3_CONN_ID}@{cfg.s3_bucket}/assets",
+        "BITBUDDIES_S3_ENDPOINT_URL": cfg.s3_url,
+        "BITBUDDIES_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "BITBUDDIES_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "BITBUDDIES_S3_REGION": S3_REGION,
+    }
+
+
+WORKER_HOSTNAME_ENV = "BITBUDDIES_WORKER_HOSTNAME"
+
+
+def worker_hostname() -> str:
+    """Airflow's ``[core] hostname_callable`` for workers: the Celery worker's name when one is set.
+
+    In a deployment each worker is its own machine or container and this is its host name.
+    """
+    from airflow.utils.net import getfqdn
+
+    return os.environ.get(WORKER_HOSTNAME_ENV) or getfqdn()
+
+
+def ensure_bucket(cfg: StackConfig) -> None:
+    """Create the storage bucket on the stack's S3 server (idempotent)."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=cfg.s3_url,
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        region_name=S3_REGION,
+    )
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if cfg.s3_bucket not in existing:
+        client.create_bucket(Bucket=cfg.s3_bucket)
 
 
 def _run(argv: list[str], env: dict[str, str], what: str) -> None:
@@ -130,6 +221,11 @@ def initialise(cfg: StackConfig) -> None:
     """Idempotent set-up: Airflow metadata DB, pools and connections from config/, the app DB."""
     env = environment(cfg)
     airflow = str(VENV_BIN / "airflow")
+    if cfg.production:
+        from include.db import create_database
+
+        create_database(cfg.airflow_db_url)
+        create_database(cfg.app_db_url)
     _run([airflow, "db", "migrate"], env, "airflow db migrate")
     _run([airflow, "pools", "import", str(ROOT / "config" / "pools.json")], env, "airflow pools import")
     connections = json.loads((ROOT / "config" / "connections.json").read_text())
@@ -153,7 +249,30 @@ def process_specs(cfg: StackConfig) -> dict[str, list[str]]:
         "dag-processor": [airflow, "dag-processor"],
         "triggerer": [airflow, "triggerer"],
         "api": [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(cfg.api_port)],
+    } | (production_process_specs(cfg) if cfg.production else {})
+
+
+def celery_worker_argv(queue: str, name: str, concurrency: int) -> list[str]:
+    # Logs are on this machine's disk already: no log server (its fixed port would clash).
+    return [
+        str(VENV_BIN / "airflow"), "celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
+        "--celery-hostname", name, "--skip-serve-logs",
+    ]  # fmt: skip
+
+
+def production_process_specs(cfg: StackConfig) -> dict[str, list[str]]:
+    return {
+        "s3": [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(cfg.s3_port)],
+        "worker-default": celery_worker_argv("default", "worker-default", cfg.default_worker_concurrency),
+        "worker-media": celery_worker_argv("media", "worker-media", cfg.media_worker_concurrency),
     }
+
+
+def process_environment(name: str, argv: list[str]) -> dict[str, str]:
+    """Per-process additions to the stack's environment: a Celery worker's name for its tasks."""
+    if "--celery-hostname" in argv:
+        return {WORKER_HOSTNAME_ENV: argv[argv.index("--celery-hostname") + 1]}
+    return {}
 
 
 class Stack:
@@ -173,7 +292,8 @@ class Stack:
     def start_one(self, name: str, argv: list[str] | None = None) -> subprocess.Popen:
         argv = argv or process_specs(self.cfg)[name]
         log = open(self.cfg.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env = self.env | process_environment(name, argv)
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
 
@@ -214,6 +334,7 @@ class Stack:
             "model-server": f"{self.cfg.model_server_url}/healthz",
             "api": f"{self.cfg.api_url}/docs",
             "api-server": f"{self.cfg.airflow_url}/api/v2/monitor/health",
+            "s3": f"{self.cfg.s3_url}/moto-api/",
         }
         deadline = time.time() + timeout
         pending = {k: v for k, v in checks.items() if k in self.procs}
@@ -228,6 +349,8 @@ class Stack:
             if time.time() > deadline:
                 raise TimeoutError(f"services not ready after {timeout} s: {sorted(pending)}")
             time.sleep(0.5)
+        if "s3" in self.procs:
+            ensure_bucket(self.cfg)
         if "api-server" in self.procs:
             self.wait_for_dags(["bitbuddies_generate"], deadline)
 
