@@ -6,9 +6,16 @@ Both providers (the local model server and fal.ai) answer the same protocol:
 fetched from the response URL. A job that failed is ``COMPLETED`` with an ``error`` and its
 result answers 4xx (a business error: retrying cannot help) or 5xx.
 
-This module owns the wire format and the retry policy for talking to a provider; it knows
+This module owns the wire format and the retry policies for talking to a provider; it knows
 nothing about Airflow. The sync client serves workers (submit, fetch, cancel), the async one
-the triggerer (polling).
+the triggerer (polling). Retry policies, by step:
+
+- worker calls (submit, result, cancel) retry transient answers (connection errors, 408/425/429/
+  5xx) a few times with exponential backoff and full jitter, honouring ``Retry-After``;
+- polling rides out transient trouble for as long as the job's deadline allows
+  (:func:`sleep_backoff`, capped), and stops at once on a permanent refusal
+  (:class:`ProviderRejected`: bad key, unknown job);
+- business errors (:data:`BUSINESS_ERROR_TYPES`, or a non-retryable 4xx) are never retried.
 """
 
 from __future__ import annotations
@@ -28,7 +35,14 @@ log = logging.getLogger(__name__)
 # Transient answers worth retrying: rate limits and provider-side trouble.
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 # error_type values that mean the input itself can never succeed.
-BUSINESS_ERROR_TYPES = {"invalid_image", "no_usable_subject", "subject_too_small", "nsfw", "content_policy_violation"}
+BUSINESS_ERROR_TYPES = {
+    "invalid_image",
+    "invalid_input",
+    "no_usable_subject",
+    "subject_too_small",
+    "nsfw",
+    "content_policy_violation",
+}
 
 
 class JobState(str, enum.Enum):
@@ -86,6 +100,24 @@ class JobStatus:
 
 class ProviderError(Exception):
     """The provider could not be reached or kept answering with transient errors."""
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused a request for good (bad key, unknown job): asking again cannot help."""
+
+    def __init__(self, message: str, status_code: int):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _raise_for_status_poll(resp: httpx.Response, what: str) -> None:
+    """Status polls: transient answers raise ProviderError, permanent ones ProviderRejected."""
+    if resp.status_code < 400:
+        return
+    message = f"{what}: HTTP {resp.status_code} {resp.text[:200]}"
+    if resp.status_code in RETRYABLE_STATUS:
+        raise ProviderError(message)
+    raise ProviderRejected(message, resp.status_code)
 
 
 class ModelJobFailed(Exception):
@@ -182,8 +214,7 @@ class QueueClient:
 
     def status(self, job: Job) -> JobStatus:
         resp = self._request("GET", job.status_url, params={"logs": 1})
-        if resp.status_code >= 400:
-            raise ProviderError(f"status of {job.request_id}: HTTP {resp.status_code} {resp.text[:200]}")
+        _raise_for_status_poll(resp, f"status of {job.request_id}")
         return JobStatus.from_json(resp.json())
 
     def result(self, job: Job) -> dict[str, Any]:
@@ -208,12 +239,17 @@ class AsyncQueueClient:
         await self._http.aclose()
 
     async def status(self, status_url: str) -> JobStatus:
-        """One poll. Raises ``httpx.TransportError`` or ``ProviderError`` on transient trouble."""
+        """One poll. Raises ``httpx.TransportError`` or ``ProviderError`` on transient trouble,
+        ``ProviderRejected`` when the provider refuses for good."""
         resp = await self._http.get(status_url, params={"logs": 1})
-        if resp.status_code >= 400:
-            raise ProviderError(f"HTTP {resp.status_code} {resp.text[:200]}")
+        _raise_for_status_poll(resp, "status")
         return JobStatus.from_json(resp.json())
 
 
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff for the ``attempt``-th failure in a row, capped, with jitter (50-100 %)."""
+    return min(cap, base * 2 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
+
+
 async def sleep_backoff(attempt: int, base: float, cap: float) -> None:
-    await asyncio.sleep(min(cap, base * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0))
+    await asyncio.sleep(backoff_delay(attempt, base, cap))

@@ -3,7 +3,9 @@
 A :class:`FaultConfig` is set at start-up (setting ``model_server_faults``, JSON) or at run time
 (``POST /_admin/faults``). Per-model maps accept ``"*"`` for every model. Job faults (latency,
 failures, hangs) are decided when a job starts; HTTP faults (5xx, 429) apply to status and
-result calls, which are the ones a polling client must survive.
+result calls, which are the ones a polling client must survive. Answer delays hold the HTTP
+answer of a submit (after the job exists) or of a result fetch: they keep a client's process
+busy *holding* a job, which is the window the crash tests kill in.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class FaultConfig(BaseModel):
     http_5xx_rate: float = Field(0.0, ge=0.0, le=1.0)
     http_429_rate: float = Field(0.0, ge=0.0, le=1.0)
     hang: dict[str, bool] = Field(default_factory=dict)
+    submit_answer_delay_s: dict[str, float] = Field(default_factory=dict)
+    result_answer_delay_s: dict[str, float] = Field(default_factory=dict)
     # Makes the random draws repeatable when set.
     seed: int | None = None
 
@@ -76,6 +80,12 @@ class Faults:
                 fail=fail,
                 hang=bool(_lookup(cfg.hang, model_id, False)),
             )
+
+    def answer_delay(self, kind: str, model_id: str) -> float:
+        """Seconds to hold the answer of a ``"submit"`` or ``"result"`` call for this model."""
+        with self._lock:
+            per_model = self._config.submit_answer_delay_s if kind == "submit" else self._config.result_answer_delay_s
+            return float(_lookup(per_model, model_id, 0.0))
 
     def for_http(self) -> int | None:
         """An HTTP status to answer instead of the real one (503 or 429), or None."""

@@ -3,18 +3,26 @@
 ``create_app()`` builds the FastAPI app; its lifespan opens the job store and starts the
 worker pool. Routes, as fal.ai's queue API (the Airflow side relies on them exactly):
 
-- ``POST /{model_id}`` submit (optional ``Idempotency-Key``), 200 with request_id and URLs;
-- ``GET /{model_id}/requests/{id}/status[?logs=1]`` 202 while queued/running, 200 when completed;
+- ``POST /{model_id}`` submit (optional ``Idempotency-Key``), 200 with ``status: IN_QUEUE``,
+  request_id, queue_position and URLs;
+- ``GET /{app_id}/requests/{id}/status[?logs=1]`` 202 while queued/running, 200 when completed;
 - ``GET /{model_id}/requests/{id}`` the result, 422/500 for a failed job, 400 while unfinished;
 - ``PUT /{model_id}/requests/{id}/cancel`` 202 CANCELLATION_REQUESTED or 400 ALREADY_COMPLETED;
 - ``GET /files/{id}/{name}`` result files; ``GET /healthz``;
 - ``GET /_admin/stats``, ``POST /_admin/reset``, ``GET|POST /_admin/faults`` for tests and benchmarks.
+
+As on fal, the request URLs name the app (``owner/name``) without the model's sub-path
+(``fal-ai/flux/dev`` -> ``fal-ai/flux/requests/...``): clients must use the URLs the submit answer
+gives. In fal mode (``model_server_fal_mode``) the server also ignores ``Idempotency-Key``, as fal
+has no such header: a repeated submit is a second job.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -118,9 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(path, media_type=content_type_of(file_name), filename=file_name)
 
     # -- the queue protocol -----------------------------------------------------------------
-    def job_of(request: Request, model_id: str, request_id: str) -> Job | None:
+    def job_of(request: Request, app_id: str, request_id: str) -> Job | None:
         job = request.app.state.store.get(request_id)
-        return job if job is not None and job.model_id == model_id else None
+        return job if job is not None and _app_id(job.model_id) == app_id else None
 
     @app.get("/{model_id:path}/requests/{request_id}/status", dependencies=flaky)
     def status(request: Request, model_id: str, request_id: str, logs: int = 0):
@@ -152,6 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return _not_found(request_id)
         if job.status != COMPLETED:
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
+        delay = request.app.state.faults.answer_delay("result", job.model_id)
+        if delay:
+            time.sleep(delay)  # a threadpool route: this holds only its own answer
         if job.failed:
             return JSONResponse({"detail": job.error, "error_type": job.error_type},
                                 status_code=job.error_status or 500,
@@ -185,10 +196,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)},
                                 status_code=422)
         base_url = str(request.base_url).rstrip("/")
+        if settings.model_server_fal_mode:
+            idempotency_key = None  # fal has no idempotency key
         job, _replay = await run_in_threadpool(request.app.state.manager.submit, model_id, payload, base_url,
                                                idempotency_key or None)
         position = request.app.state.manager.queue_position(job.request_id)
-        return {**_urls(request, model_id, job.request_id), "request_id": job.request_id,
+        delay = request.app.state.faults.answer_delay("submit", model_id)
+        if delay:
+            await asyncio.sleep(delay)
+        return {"status": IN_QUEUE, "request_id": job.request_id, **_urls(request, model_id, job.request_id),
                 "queue_position": position}
 
     return app
@@ -204,8 +220,13 @@ class _InjectedHttpFault(Exception):
         self.status = status
 
 
+def _app_id(model_id: str) -> str:
+    """The app a model id belongs to: its first two segments (fal drops the sub-path in request URLs)."""
+    return "/".join(model_id.split("/")[:2])
+
+
 def _urls(request: Request, model_id: str, request_id: str) -> dict[str, str]:
-    base = f"{str(request.base_url).rstrip('/')}/{model_id}/requests/{request_id}"
+    base = f"{str(request.base_url).rstrip('/')}/{_app_id(model_id)}/requests/{request_id}"
     return {"status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"}
 
 

@@ -11,7 +11,11 @@
 - **fetch**: the result JSON becomes the task's XCom; the URL of its main file is also pushed
   under ``image_url`` / ``video_url`` so the next stage can take it as input.
 
-Business errors (the input can never succeed) fail the task at once, without retries.
+Business errors (the input can never succeed) fail the task at once, without retries. Anything
+else (provider trouble that outlasted the client's own retries, a timeout) fails the try and
+leaves the retry to Airflow's exponential backoff; the retry re-attaches to the stored job.
+Each stage sets its own ``poll_interval`` and ``job_timeout`` (the DAG knows which models are
+quick and which are long).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from bitbuddies_airflow.hooks import DEFAULT_CONN_ID, ModelProviderHook
 from bitbuddies_airflow.triggers import ModelJobTrigger
-from include.model_queue import BUSINESS_ERROR_TYPES, Job, ModelJobFailed
+from include.model_queue import BUSINESS_ERROR_TYPES, Job, ModelJobFailed, ProviderRejected
 
 JOB_KEY = "model_job"
 
@@ -63,11 +67,19 @@ class ModelJobOperator(BaseOperator):
             saved = store.get(JOB_KEY, default=None)
             if saved is not None:
                 job = Job.from_dict(saved["job"])
-                status = client.status(job)
-                if status.failed and not self._is_business(status.error_type):
+                try:
+                    status = client.status(job)
+                except ProviderRejected as exc:
+                    if exc.status_code != 404:
+                        raise AirflowException(f"{self.stage}: {exc}") from exc
+                    # The provider no longer knows the job (its records were lost): only a new one can help.
+                    self.log.warning("Job %s is unknown to the provider; submitting again", job.request_id)
+                    job = self._submit(client, hook, store, context, saved["submission"] + 1)
+                    status = None
+                if status is not None and status.failed and not self._is_business(status.error_type):
                     self.log.warning("Job %s failed at the provider (%s); submitting again", job.request_id, status.error)
                     job, status = self._submit(client, hook, store, context, saved["submission"] + 1), None
-                else:
+                elif status is not None:
                     self.log.info("Re-attaching to job %s submitted by an earlier try", job.request_id)
             else:
                 job, status = self._submit(client, hook, store, context, 1), None
@@ -81,7 +93,10 @@ class ModelJobOperator(BaseOperator):
     def _submit(self, client, hook: ModelProviderHook, store, context, submission: int) -> Job:
         ti = context["ti"]
         key = f"{ti.dag_id}:{ti.run_id}:{ti.task_id}:{ti.map_index}:{submission}"
-        job = client.submit(hook.model_id(self.stage), self.inputs, idempotency_key=key)
+        try:
+            job = client.submit(hook.model_id(self.stage), self.inputs, idempotency_key=key)
+        except ModelJobFailed as exc:  # the provider refused the input itself (e.g. 422)
+            self._raise_failure(exc)
         # Written before waiting: from here on a retry re-attaches instead of paying again.
         store.set(JOB_KEY, {"job": job.to_dict(), "submission": submission})
         self.log.info("Submitted %s as job %s (key %s)", job.model_id, job.request_id, key)
@@ -102,6 +117,8 @@ class ModelJobOperator(BaseOperator):
         job_obj = Job.from_dict(job)
         client = ModelProviderHook(self.conn_id).get_client()
         try:
+            if event and event.get("status") == "error":
+                raise AirflowException(f"{self.stage}: waiting for job {job_obj.request_id} failed: {event.get('error')}")
             if not event or event.get("status") != "completed":
                 self.log.error("Job %s did not finish in time; cancelling it", job_obj.request_id)
                 try:
@@ -117,9 +134,7 @@ class ModelJobOperator(BaseOperator):
         try:
             result = client.result(job)
         except ModelJobFailed as exc:
-            if exc.business:
-                raise AirflowFailException(exc.message) from exc
-            raise AirflowException(f"{self.stage} failed at the provider: {exc.message}") from exc
+            self._raise_failure(exc)
         if self.check_result is not None:
             self.check_result(result)
         ti = context["ti"]
@@ -127,6 +142,12 @@ class ModelJobOperator(BaseOperator):
             if isinstance(result.get(key), dict) and "url" in result[key]:
                 ti.xcom_push(key=f"{key}_url", value=result[key]["url"])
         return result
+
+    def _raise_failure(self, exc: ModelJobFailed) -> None:
+        if exc.business:
+            # The user sees this message; no retry can change the outcome.
+            raise AirflowFailException(exc.message) from exc
+        raise AirflowException(f"{self.stage} failed at the provider: {exc.message}") from exc
 
     @staticmethod
     def _is_business(error_type: str | None) -> bool:

@@ -3,8 +3,10 @@
 Its arguments are only the job's status URL, the connection id and an absolute deadline, so
 it can be serialized, restarted or run twice at once (triggerer failover) without harm:
 polling is read-only. Transient trouble (connection errors, 429, 5xx) is ridden out with
-backoff until the deadline; the event says ``completed`` (the job finished, successfully or
-not: the operator fetches the result and decides) or ``timeout``.
+exponential backoff (capped at :data:`MAX_BACKOFF_S`) until the deadline; the event says
+``completed`` (the job finished, successfully or not: the operator fetches the result and
+decides), ``error`` (the provider refused the poll for good: unknown job, bad key) or
+``timeout``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from include.model_queue import JobState, ProviderError, sleep_backoff
+from include.model_queue import JobState, ProviderError, ProviderRejected, backoff_delay
+
+# Longest pause between polls while the provider is in trouble: long outages are ridden out,
+# and the job is seen within this long after the provider comes back.
+MAX_BACKOFF_S = 30.0
 
 
 class ModelJobTrigger(BaseTrigger):
@@ -49,11 +55,15 @@ class ModelJobTrigger(BaseTrigger):
             while time.time() < self.deadline:
                 try:
                     status = await client.status(self.status_url)
+                except ProviderRejected as exc:
+                    yield TriggerEvent({"status": "error", "error": str(exc)})
+                    return
                 except (httpx.TransportError, ProviderError) as exc:
                     failures += 1
                     last_error = str(exc) or type(exc).__name__
                     self.log.warning("Polling %s failed (%d in a row): %s", self.status_url, failures, last_error)
-                    await sleep_backoff(failures, self.poll_interval, 30.0)
+                    delay = backoff_delay(failures, self.poll_interval, MAX_BACKOFF_S)
+                    await asyncio.sleep(max(0.0, min(delay, self.deadline - time.time())))
                     continue
                 failures = 0
                 if status.state is JobState.COMPLETED:
@@ -69,6 +79,7 @@ class ModelJobTrigger(BaseTrigger):
                 if status.queue_position is not None:
                     self.log.info("Job %s is queued at position %s", self.status_url, status.queue_position)
                 await asyncio.sleep(self.poll_interval)
-            yield TriggerEvent({"status": "timeout", "error": f"no result before the deadline ({last_error})".strip()})
+            detail = f" (last poll: {last_error})" if last_error else ""
+            yield TriggerEvent({"status": "timeout", "error": f"no result before the deadline{detail}"})
         finally:
             await client.aclose()
