@@ -136,10 +136,18 @@ class Settings(BaseSettings):
         # Development: one secret per var_dir, shared by the API and the tasks on this machine.
         path = self.var_dir / "internal_token"
         if not path.exists():
+            import os
             import secrets
 
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
+            draft = path.with_name(f"internal_token.{os.getpid()}")
+            draft.write_text(secrets.token_urlsafe(32))
+            try:
+                os.link(draft, path)  # atomic and exclusive: racing processes agree on the first
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
         return path.read_text().strip()
 
     @property
