@@ -17,8 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
-from api.routes import generations, share, users
+from api.routes import events, generations, share, users
+from api.routes import print_webhook, sticker_orders
+from api.routes import tokens, webhooks
 from api.triggering import run_trigger_loop
+from include import events as progress_events
 from include.airflow_client import AirflowClient
 from include.db import create_all
 from include.settings import get_settings
@@ -28,6 +31,11 @@ log = logging.getLogger(__name__)
 api_router = APIRouter(prefix="/api")
 api_router.include_router(generations.router)
 api_router.include_router(users.router)
+api_router.include_router(tokens.router)
+api_router.include_router(webhooks.router)
+api_router.include_router(sticker_orders.router)
+api_router.include_router(print_webhook.router)
+api_router.include_router(events.router)
 
 
 @contextlib.asynccontextmanager
@@ -35,6 +43,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     await asyncio.to_thread(create_all)
     app.state.airflow_client = AirflowClient(timeout=SUBMIT_TRIGGER_TIMEOUT_SECONDS)
+    app.state.events_bus = progress_events.create_bus()
+    await app.state.events_bus.start()
     trigger_loop = asyncio.create_task(
         run_trigger_loop(app.state.airflow_client, settings.airflow_trigger_interval_seconds),
         name="bitbuddies-trigger-loop",
@@ -47,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await trigger_loop
         app.state.airflow_client.close()
         app.state.airflow_client = None
+        await app.state.events_bus.stop()
 
 
 def create_app() -> FastAPI:
@@ -58,6 +69,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(share.router)
+    app.include_router(events.internal_router)
 
     @app.exception_handler(RequestValidationError)
     async def readable_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from include import generations
+from include import generations, orders
 from include.airflow_client import AirflowClient, AirflowError, AirflowUnavailable
 from include.models import Generation
 
@@ -67,10 +67,11 @@ def trigger_pending(client: AirflowClient) -> int:
 
 
 async def run_trigger_loop(client: AirflowClient, interval_seconds: float) -> None:
-    """Forever: trigger pending generations, then sleep. Cancel the task to stop it."""
+    """Forever: trigger pending generations and paid sticker orders, then sleep. Cancel the task to stop it."""
     while True:
         try:
             await asyncio.to_thread(trigger_pending, client)
+            await asyncio.to_thread(orders.trigger_pending, client)
         except asyncio.CancelledError:
             raise
         except Exception:  # a DB hiccup must not kill the loop for the life of the process
