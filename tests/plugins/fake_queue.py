@@ -35,6 +35,7 @@ class FakeQueue:
         self.submissions: list[tuple[str, str | None]] = []
         self.transient_failures = 0  # next N requests answer 503
         self.next_job: dict = {}
+        self.reject_submit: str | None = None  # answer every submit 422 with this detail
         self._ids = itertools.count(1)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -45,6 +46,8 @@ class FakeQueue:
         if request.method == "POST":
             key = request.headers.get("Idempotency-Key")
             self.submissions.append((path, key))
+            if self.reject_submit is not None:
+                return httpx.Response(422, json={"detail": self.reject_submit})
             if key and key in self.keys:
                 rid = self.keys[key]
             else:
@@ -59,7 +62,9 @@ class FakeQueue:
             )
         parts = path.split("/")
         rid = parts[parts.index("requests") + 1]
-        job = self.jobs[rid]
+        job = self.jobs.get(rid)
+        if job is None:
+            return httpx.Response(404, json={"detail": f"Request {rid!r} not found"})
         if path.endswith("/status"):
             state = job.states[min(job.polls, len(job.states) - 1)]
             job.polls += 1

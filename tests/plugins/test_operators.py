@@ -144,3 +144,42 @@ def test_result_check_can_reject(queue):
 
     with pytest.raises(AirflowFailException):
         op(check_result=reject).execute(make_context())
+
+
+def test_invalid_input_is_a_business_error(queue):
+    queue.next_job = {
+        "states": ["COMPLETED"],
+        "error": "Downloading the input failed: HTTP 404",
+        "error_type": "invalid_input",
+        "result_status": 422,
+    }
+    with pytest.raises(AirflowFailException, match="Downloading the input failed"):
+        op().execute(make_context())
+
+
+def test_a_refused_submit_fails_fast(queue):
+    queue.reject_submit = "image_url: field required"
+    with pytest.raises(AirflowFailException, match="field required"):
+        op().execute(make_context())
+    assert len(queue.submissions) == 1
+
+
+def test_a_wait_that_ended_in_error_fails_the_try(queue):
+    ctx = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op().execute(ctx)
+    with pytest.raises(AirflowException, match="HTTP 401") as failed:
+        op().execute_complete(ctx, {"status": "error", "error": "status: HTTP 401"}, **deferred.value.kwargs)
+    assert not isinstance(failed.value, AirflowFailException)  # a retry re-attaches
+    assert not queue.jobs["req1"].cancelled
+
+
+def test_a_job_the_provider_forgot_is_submitted_again(queue):
+    store = StateStore()
+    with pytest.raises(TaskDeferred):
+        op().execute(make_context(store))
+    queue.jobs.clear()  # the provider lost its records
+    with pytest.raises(TaskDeferred):
+        op().execute(make_context(store))
+    assert [k for _, k in queue.submissions][-1] == "bitbuddies_generate:gen1:animate:-1:2"
+    assert store[JOB_KEY]["submission"] == 2

@@ -69,3 +69,20 @@ def test_deadline_gives_a_timeout_event(queue):
     url = status_url(queue, states=["IN_PROGRESS"])
     event = first_event(ModelJobTrigger(url, "c", time.time() + 0.2, poll_interval=0.05))
     assert event["status"] == "timeout"
+
+
+def test_a_permanent_refusal_ends_the_wait_at_once(queue):
+    url = f"{BASE}/bitbuddies/animate/requests/unknown/status"
+    started = time.time()
+    event = first_event(ModelJobTrigger(url, "c", time.time() + 30, poll_interval=0.01))
+    assert event["status"] == "error" and "404" in event["error"]
+    assert time.time() - started < 5
+
+
+def test_backoff_grows_exponentially_and_is_capped():
+    from include.model_queue import backoff_delay
+
+    delays = [backoff_delay(n, 0.5, 30.0) for n in range(1, 12)]
+    assert 0.5 <= delays[0] <= 1.0
+    assert 2.0 <= delays[2] <= 4.0
+    assert all(d <= 30.0 for d in delays) and delays[-1] >= 15.0

@@ -195,6 +195,21 @@ def test_fault_injection(clean_server: ModelServerProcess) -> None:
     assert srv.status(slow).status_code == 200
 
 
+def test_answer_delays_hold_submit_and_result_answers(clean_server: ModelServerProcess) -> None:
+    srv = clean_server
+    delays = {"submit_answer_delay_s": {SELFTEST: 0.6}, "result_answer_delay_s": {"*": 0.6}}
+    assert srv.client.post("/_admin/faults", json=delays).status_code == 200
+    t0 = time.monotonic()
+    submitted = srv.submit(SELFTEST, {"seconds": 0})
+    assert time.monotonic() - t0 >= 0.6
+    # The job existed before the answer: it is in the record and may already have run.
+    assert [s["request_id"] for s in srv.client.get("/_admin/stats").json()["submissions"]] == [submitted["request_id"]]
+    srv.wait_for(submitted)
+    t0 = time.monotonic()
+    assert srv.client.get(submitted["response_url"]).json() == {"ok": True}
+    assert time.monotonic() - t0 >= 0.6
+
+
 def test_fal_mode_requires_the_key(tmp_path) -> None:
     srv = ModelServerProcess(tmp_path, model_server_fal_mode="true", model_server_key="secret-key").start()
     try:
@@ -206,6 +221,10 @@ def test_fal_mode_requires_the_key(tmp_path) -> None:
         assert srv.client.get(submitted["status_url"]).status_code == 401
         srv.wait_for(submitted, headers=auth)
         assert srv.client.get(submitted["response_url"], headers=auth).json() == {"ok": True}
+        # fal has no idempotency key: the same key twice is two jobs.
+        keyed = {**auth, "Idempotency-Key": "same"}
+        first, second = (srv.submit(SELFTEST, {"seconds": 0}, headers=keyed) for _ in range(2))
+        assert first["status"] == "IN_QUEUE" and first["request_id"] != second["request_id"]
     finally:
         srv.close()
 
