@@ -479,3 +479,15 @@ def _add_status_event(session: Session, order_id: str, status: str, message: str
         session.add(StickerOrderEvent(order_id=order_id, kind="status", status=status, message=message, dedupe_key=dedupe))
         session.flush()
 
+
+
+def trigger_pending(client: AirflowClient) -> int:
+    """Start the run of every paid order still waiting for one (the API's trigger loop calls this)."""
+    started = 0
+    for order in pending_triggers():
+        if not trigger(client, order):
+            break  # Airflow is down or refusing: try again on the next round
+        started += 1
+    if started:
+        log.info("triggered %d pending sticker order(s)", started)
+    return started

@@ -254,3 +254,11 @@ def test_dev_autopay_orders_are_refunded_without_a_provider(order, monkeypatch):
 def test_an_unpaid_order_is_never_refunded(order):
     assert orders.settle(order.id) == "never paid: nothing to refund"
     assert orders.get(order.id).status == "pending_payment"
+
+
+def test_the_trigger_loop_starts_paid_orders_left_behind(order, fake_airflow):
+    orders.mark_paid(order.id, "stripe", "pi_1")
+    with AirflowClient(base_url=fake_airflow.url, username="admin", password="admin") as client:
+        assert orders.trigger_pending(client) == 1
+        assert orders.trigger_pending(client) == 0
+    assert list(fake_airflow.runs) == [(orders.ORDER_DAG_ID, order.id)]
