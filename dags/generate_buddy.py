@@ -29,6 +29,7 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow.operators import ModelJobOperator
+from bitbuddies_airflow.refunds import refund_failed_run, refuse_finished_generation, settle_failure
 from bitbuddies_airflow.reporting import record_failure, report_stage
 from bitbuddies_airflow.storage import open_for_write, provider_url
 from include import generations, ledger
@@ -61,6 +62,8 @@ default_args = {
     "max_retry_delay": timedelta(minutes=2),
     "on_execute_callback": report_stage,
     "on_failure_callback": record_failure,
+    # A finished generation is never worked on (or paid for) again, e.g. after a UI clear.
+    "pre_execute": refuse_finished_generation,
 }
 
 
@@ -76,6 +79,8 @@ def reject_nsfw(result: dict) -> None:
     catchup=False,
     max_active_runs=64,
     default_args=default_args,
+    # Refund and alert when the run fails (at most once in Airflow: refund_token guarantees it).
+    on_failure_callback=refund_failed_run,
     tags=["bitbuddies", "generation"],
     doc_md=__doc__,
     params={
@@ -143,7 +148,7 @@ def bitbuddies_generate():
     def publish(assets: dict[str, str], params=None) -> None:
         generations.mark_succeeded(params["generation_id"], assets)
 
-    @task(retries=8, on_execute_callback=None, on_failure_callback=None)
+    @task(retries=8, on_execute_callback=None, on_failure_callback=None, pre_execute=None)
     def refund_token(params=None) -> None:
         """Compensation, after every other task is done: a generation that did not succeed gets its token back.
 
@@ -151,12 +156,8 @@ def bitbuddies_generate():
         The ledger key makes it idempotent across retries, re-runs and the reconciliation DAG.
         """
         gid = params["generation_id"]
-        if generations.get(gid).status == "succeeded":
-            print(f"{gid} succeeded: nothing to refund")
-            return
-        refund = ledger.refund_generation(gid)
-        generations.mark_failed(gid, "Something went wrong while making your buddy.", None)
-        print(f"Refund for {gid}: {'ledger entry ' + str(refund.id) if refund else 'already refunded or never charged'}")
+        refunded = settle_failure(gid)
+        print(f"{gid}: {'refunded and failed' if refunded else 'succeeded or never charged: nothing to refund'}")
 
     branch = choose_body(analyze.output)
     assets = transcode(segment_video.output)

@@ -15,13 +15,15 @@ concurrent charges cannot both spend the last token.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from include import generations
 from include.db import session_scope
-from include.models import Generation, LedgerEntry, User, utcnow
+from include.models import TERMINAL_STATUSES, Generation, LedgerEntry, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -235,3 +237,36 @@ def refund_generation(generation_id: str) -> LedgerEntry | None:
                 generation.refund_state = "refunded"
                 session.add(generation)
         return None
+
+
+def unsettled_generations(stuck_before: datetime) -> list[str]:
+    """Generations the reconciliation must settle, oldest first.
+
+    Failed ones with a charge that has no refund, and unfinished ones created before
+    ``stuck_before`` (stuck: their run died or never started; refunded or not).
+    """
+    with session_scope() as session:
+        refunded = select(LedgerEntry.refund_of).where(LedgerEntry.refund_of.is_not(None))
+        failed_unrefunded = select(LedgerEntry.generation_id).where(
+            LedgerEntry.reason == "charge", LedgerEntry.id.not_in(refunded)
+        )
+        rows = session.exec(
+            select(Generation.id)
+            .where(
+                ((Generation.status == "failed") & Generation.id.in_(failed_unrefunded))
+                | (Generation.status.not_in(TERMINAL_STATUSES) & (Generation.created_at < stuck_before))
+            )
+            .order_by(Generation.created_at)
+        ).all()
+    return list(rows)
+
+
+def settle_stuck_or_failed(generation_id: str, error: str) -> LedgerEntry | None:
+    """Fail (if unfinished) then refund a generation found by :func:`unsettled_generations`.
+
+    Failed first: once failed, a late ``publish`` of a run that was only slow can no longer mark it
+    succeeded, and a generation that succeeded meanwhile is never refunded (refund_generation checks).
+    """
+    if generations.get(generation_id).status not in TERMINAL_STATUSES:
+        generations.mark_failed(generation_id, error, None)
+    return refund_generation(generation_id)

@@ -202,3 +202,34 @@ def test_a_succeeded_generation_is_never_refunded(fresh_app_db):
     generations.mark_succeeded(gid, {"webm": f"generations/{gid}/buddy.webm"})
     assert ledger.refund_generation(gid) is None
     assert [e.reason for e in entries(generation_id=gid)] == ["charge"] and ledger.balance(user.id) == 0
+
+
+def test_reconciliation_finds_failed_unrefunded_and_stuck_generations(fresh_app_db):
+    from datetime import UTC, datetime, timedelta
+
+    from include import generations
+
+    user, _ = make_user(tokens=5)
+    failed = new_generation(user.id)
+    ledger.charge_generation(failed)
+    generations.mark_failed(failed, "boom")  # its refund was lost
+    stuck = new_generation(user.id)
+    ledger.charge_generation(stuck)
+    fresh = new_generation(user.id)
+    ledger.charge_generation(fresh)
+    done = new_generation(user.id)
+    ledger.charge_generation(done)
+    generations.mark_succeeded(done, {"webm": "generations/d/buddy.webm"})
+    with session_scope() as session:
+        for gid in (failed, stuck, done):
+            row = session.get(Generation, gid)
+            row.created_at = datetime.now(UTC) - timedelta(hours=3)
+            session.add(row)
+    found = ledger.unsettled_generations(stuck_before=datetime.now(UTC) - timedelta(hours=1))
+    assert sorted(found) == sorted([failed, stuck])
+    for gid in found:
+        ledger.settle_stuck_or_failed(gid, "too slow")
+        ledger.settle_stuck_or_failed(gid, "too slow")  # a second pass changes nothing
+    assert generations.get(stuck).status == "failed" and generations.get(stuck).refund_state == "refunded"
+    assert ledger.unsettled_generations(stuck_before=datetime.now(UTC) - timedelta(hours=1)) == []
+    assert ledger.balance(user.id) == 5 - 2  # the fresh one still holds its token, the succeeded one paid

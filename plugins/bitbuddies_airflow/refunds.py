@@ -1,0 +1,96 @@
+"""The money side of a generation run in Airflow: the failure refund, the re-run guard, alerts.
+
+- ``refund_failed_run`` is the DAG-level ``on_failure_callback``: it refunds the generation (the
+  same ledger keys as the ``refund_token`` task, so whichever runs first refunds and the other
+  changes nothing), marks it failed and alerts. Callbacks run at most once in Airflow 3.3, which
+  is why the task and the reconciliation DAG exist too; the run still ends failed.
+- ``refuse_finished_generation`` runs before every paid task (``pre_execute``): a generation that
+  already ended (failed and refunded, or succeeded) is never worked on again. An operator who
+  clears a finished run in the UI gets a clear task error instead of free or double paid work;
+  the ledger stays right (the refund teardown finds nothing left to refund).
+- ``send_alert`` calls ``include.alerts.alert_generation_failed`` when the alerts module is
+  deployed, and only logs otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from include import generations, ledger
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "Something went wrong while making your buddy."
+
+
+def _generation_id(context) -> str | None:
+    run = context.get("dag_run")
+    conf = getattr(run, "conf", None) or {}
+    params = context.get("params") or {}
+    return conf.get("generation_id") or params.get("generation_id")
+
+
+def send_alert(generation_id: str, *, failed_task: str | None, error: str | None, refunded: bool, log_url: str | None) -> None:
+    """Best effort: the alert must never undo or block a refund."""
+    try:
+        alerts = importlib.import_module("include.alerts")
+    except ModuleNotFoundError:
+        alerts = None
+    notify = getattr(alerts, "alert_generation_failed", None)
+    if notify is None:
+        log.warning("generation %s failed (%s: %s), refunded=%s; no alerts module", generation_id, failed_task, error, refunded)
+        return
+    try:
+        notify(generation_id, failed_task=failed_task, error=error, refunded=refunded, log_url=log_url)
+    except Exception:  # noqa: BLE001
+        log.exception("alert for generation %s failed", generation_id)
+
+
+def settle_failure(generation_id: str) -> bool:
+    """Refund (idempotent) and mark failed, in that order: the user never sees a failure without its refund state.
+
+    Returns whether the generation's charges are refunded now. A succeeded generation is left alone.
+    """
+    if generations.get(generation_id).status == "succeeded":
+        return False
+    ledger.refund_generation(generation_id)
+    generation = generations.mark_failed(generation_id, GENERIC_FAILURE, None)
+    return generation.refund_state == "refunded"
+
+
+def refund_failed_run(context) -> None:
+    """DAG-level on_failure_callback (runs in the dag-processor)."""
+    gid = _generation_id(context)
+    if not gid:
+        return
+    try:
+        refunded = settle_failure(gid)
+    except Exception:  # noqa: BLE001 - the task and the reconciliation DAG retry what this misses
+        log.exception("refund of failed generation %s in the failure callback failed", gid)
+        refunded = False
+    generation = generations.get(gid)
+    ti = context.get("ti") or context.get("task_instance")
+    send_alert(
+        gid,
+        failed_task=generation.failed_task or getattr(ti, "task_id", None),
+        error=generation.error,
+        refunded=refunded,
+        log_url=getattr(ti, "log_url", None),
+    )
+
+
+def refuse_finished_generation(context) -> None:
+    """pre_execute of every task but the refund: never work (or pay) again for a finished generation."""
+    gid = _generation_id(context)
+    if not gid:
+        return
+    generation = generations.get(gid)
+    if generation.status in ("succeeded", "failed"):
+        refund = "its token was refunded" if generation.refund_state == "refunded" else "it was not refunded"
+        raise AirflowFailException(
+            f"Generation {gid} already {generation.status} ({refund}); a finished generation is not run again. "
+            "Submit a new generation instead of clearing this run."
+        )

@@ -1,0 +1,88 @@
+"""The failure callback refunds once alongside refund_token; a cleared finished run refuses to work again."""
+
+from __future__ import annotations
+
+import sys
+import types
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from sqlmodel import select
+
+from bitbuddies_airflow import refunds
+from include import generations, ledger
+from include.db import session_scope
+from include.models import Generation, LedgerEntry
+from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
+
+
+def paid_generation(tokens: int = 1) -> tuple[int, str]:
+    user, _ = make_user(tokens=tokens)
+    generation = ledger.create_paid_generation(Generation(user_id=user.id, prompt="wave", upload_path="u/p.jpg"))
+    return user.id, generation.id
+
+
+def context(gid: str, task_id: str = "animate") -> dict:
+    return {"dag_run": SimpleNamespace(conf={"generation_id": gid}), "ti": SimpleNamespace(task_id=task_id, log_url="http://af/log")}
+
+
+def refunds_of(gid: str) -> list[LedgerEntry]:
+    with session_scope() as session:
+        return list(session.exec(select(LedgerEntry).where(LedgerEntry.generation_id == gid, LedgerEntry.reason == "refund")).all())
+
+
+def test_callback_and_refund_task_together_refund_once_and_alert(fresh_app_db, monkeypatch):
+    alerts = []
+    monkeypatch.setitem(sys.modules, "include.alerts", types.SimpleNamespace(alert_generation_failed=lambda gid, **kw: alerts.append((gid, kw))))
+    user_id, gid = paid_generation()
+    generations.record_error(gid, "The animate step failed: boom", "animate")
+    refunds.refund_failed_run(context(gid))
+    assert refunds.settle_failure(gid) is True  # the refund_token task, after the callback
+    assert len(refunds_of(gid)) == 1 and ledger.balance(user_id) == 1
+    generation = generations.get(gid)
+    assert generation.status == "failed" and generation.refund_state == "refunded" and "animate" in generation.error
+    assert alerts == [(gid, {"failed_task": "animate", "error": "The animate step failed: boom", "refunded": True, "log_url": "http://af/log"})]
+
+
+def test_callback_without_alerts_module_still_refunds(fresh_app_db, monkeypatch):
+    monkeypatch.setitem(sys.modules, "include.alerts", None)
+    user_id, gid = paid_generation()
+    refunds.refund_failed_run(context(gid))
+    assert ledger.balance(user_id) == 1 and len(refunds_of(gid)) == 1
+
+
+def test_a_succeeded_generation_is_not_refunded_by_the_callback(fresh_app_db, monkeypatch):
+    monkeypatch.setitem(sys.modules, "include.alerts", None)
+    user_id, gid = paid_generation()
+    generations.mark_succeeded(gid, {"webm": "generations/x/buddy.webm"})
+    refunds.refund_failed_run(context(gid))
+    assert refunds_of(gid) == [] and ledger.balance(user_id) == 0
+
+
+@pytest.mark.parametrize("finish", ["failed", "succeeded"])
+def test_clearing_a_finished_run_refuses_before_any_paid_work(fresh_app_db, finish):
+    user_id, gid = paid_generation()
+    refunds.refuse_finished_generation(context(gid, "charge_token"))  # still running: allowed
+    if finish == "failed":
+        refunds.settle_failure(gid)
+    else:
+        generations.mark_succeeded(gid, {"webm": "generations/x/buddy.webm"})
+    with pytest.raises(AirflowFailException, match=f"already {finish}.*Submit a new generation"):
+        refunds.refuse_finished_generation(context(gid, "charge_token"))
+    # The cleared run's refund teardown then changes nothing.
+    refunds.settle_failure(gid)
+    assert ledger.balance(user_id) == (1 if finish == "failed" else 0)
+    assert len(refunds_of(gid)) == (1 if finish == "failed" else 0)
+
+
+def test_every_generation_task_but_the_refund_refuses_finished_generations():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_dag_integrity import DAGS
+
+    dag = DagBag(dag_folder=str(DAGS / "generate_buddy.py")).dags["bitbuddies_generate"]
+    for t in dag.tasks:
+        expected = None if t.task_id == "refund_token" else refunds.refuse_finished_generation
+        assert t._pre_execute_hook is expected, t.task_id
+    assert refunds.refund_failed_run in (dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback])
