@@ -203,6 +203,36 @@ def attach_checkout(order_id: str, checkout_session_id: str, checkout_url: str) 
         return order
 
 
+def start_checkout(order: StickerOrder, customer_email: str | None) -> StickerOrder:
+    """Open the order's Stripe Checkout Session (once: its idempotency key is the order id)."""
+    from include import payments
+
+    if order.checkout_session_id is not None:
+        return order
+    base = get_settings().public_base_url.rstrip("/")
+    checkout = payments.create_checkout_session(
+        kind=payments.KIND_STICKER_ORDER,
+        reference=order.id,
+        user_id=order.user_id,
+        line_items=[
+            {
+                "quantity": order.sheet_count,
+                "price_data": {
+                    "currency": order.currency,
+                    "unit_amount": order.amount_cents // order.sheet_count,
+                    "product_data": {"name": f"BitBuddies sticker sheet ({order.sheet_size})"},
+                },
+            }
+        ],
+        metadata={"order_id": order.id},
+        idempotency_key=f"checkout:sticker-order:{order.id}",
+        success_url=f"{base}/?order={order.id}&checkout=success",
+        cancel_url=f"{base}/?order={order.id}&checkout=cancelled",
+        customer_email=customer_email,
+    )
+    return attach_checkout(order.id, checkout["id"], checkout["url"])
+
+
 def mark_paid(order_id: str, provider: str, reference: str | None) -> tuple[StickerOrder, bool]:
     """Record the payment once; returns the order and whether this call recorded it."""
     with session_scope(write_lock=True) as session:
@@ -407,7 +437,8 @@ def _refund_payment(order: StickerOrder) -> str:
         return f"{DEV_AUTOPAY}:{order.id}"
     from include import payments  # the Stripe client lives there
 
-    return payments.refund_payment(order.payment_reference, order.amount_cents, idempotency_key=refund_key(order.id))
+    refund = payments.refund_payment(order.payment_reference, order.amount_cents, idempotency_key=refund_key(order.id))
+    return refund["id"]
 
 
 def _alert_operator(order: StickerOrder) -> None:

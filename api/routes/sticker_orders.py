@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import AirflowDep, CurrentUser, SettingsDep
-from include import orders, storage
+from include import orders, payments, storage
 from include.models import (
     StickerOrder,
     StickerOrderCreate,
@@ -32,15 +32,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/sticker-orders", tags=["sticker orders"])
 
 CHUNK_BYTES = 256 * 1024
-
-
-def _payments():
-    """The Stripe module when it is installed and configured, else None."""
-    try:
-        from include import payments
-    except ImportError:
-        return None
-    return payments if payments.payments_configured() else None
 
 
 def order_public(order: StickerOrder) -> StickerOrderPublic:
@@ -93,8 +84,8 @@ def create_sticker_order(
     ] = None,
 ) -> StickerOrderPublic:
     """Place an order for sticker sheets of your finished buddies; pay at ``checkout_url``."""
-    payments = _payments()
-    if payments is None and not settings.orders_dev_autopay:
+    paying = payments.payments_configured()
+    if not paying and not settings.orders_dev_autopay:
         raise HTTPException(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             detail="Sticker orders cannot be paid right now: payments are not configured.",
@@ -106,10 +97,11 @@ def create_sticker_order(
     except orders.OrderRejected as error:
         raise HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from error
     if order.status == "pending_payment":
-        if payments is not None:
-            if order.checkout_session_id is None:
-                checkout = payments.create_sticker_checkout(order)
-                order = orders.attach_checkout(order.id, checkout["id"], checkout["url"])
+        if paying:
+            try:
+                order = orders.start_checkout(order, user.email)
+            except payments.PaymentError as error:
+                raise HTTPException(status_code=status.HTTP_502_BAD_GATEWAY, detail=str(error)) from error
         else:
             order = orders.autopay(order.id)
     if order.status == "paid" and order.triggered_at is None:

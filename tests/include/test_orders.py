@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 
 from fulfillment.vendors.base import VendorEvent, VendorJob, VendorJobState
@@ -14,6 +11,7 @@ from include.db import session_scope
 from include.models import Generation
 from tests.api.fake_airflow import FakeAirflow
 from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
+from tests.fakes.stripe_server import stripe_fake  # noqa: F401  (fixture)
 
 ADDRESS = {"name": "Ada Lovelace", "address1": "12 St James's Square", "city": "London", "zip": "SW1Y 4JH", "country_code": "GB"}
 
@@ -194,45 +192,53 @@ def test_every_webhook_delivery_is_recorded_but_the_status_changes_once(order):
 # -- settling ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def stripe_refunds(monkeypatch):
-    """The payments module's refund call, as the settle step uses it (keys recorded)."""
-    calls: list[tuple[str, int, str]] = []
-
-    def refund_payment(payment_reference: str, amount_cents: int, *, idempotency_key: str) -> str:
-        calls.append((payment_reference, amount_cents, idempotency_key))
-        return "re_" + idempotency_key.rsplit(":", 1)[-1][:8]
-
-    module = types.ModuleType("include.payments")
-    module.refund_payment = refund_payment
-    monkeypatch.setitem(sys.modules, "include.payments", module)
-    import include
-
-    monkeypatch.setattr(include, "payments", module, raising=False)
-    return calls
+def paid_through_stripe(order, stripe_fake) -> dict:
+    """The customer pays the order's checkout at the Stripe fake; the webhook's session marks it paid."""
+    order = orders.start_checkout(order, "ada@example.com")
+    session = stripe_fake.complete_session(order.checkout_session_id, deliveries=0)["data"]["object"]
+    with AirflowClient(base_url="http://127.0.0.1:9", username="a", password="a", timeout=1) as airflow_down:
+        orders.on_checkout_completed(session, airflow_down)
+    return session
 
 
-def test_a_failed_print_is_refunded_exactly_once(order, stripe_refunds, caplog):
-    order_id = paid_order(order)
+def refund_requests(stripe_fake) -> list[tuple[str, str, str | None]]:
+    return [request for request in stripe_fake.requests if request[1] == "/v1/refunds"]
+
+
+def test_checkout_is_opened_once_for_the_orders_price(order, stripe_fake):
+    opened = orders.start_checkout(order, "ada@example.com")
+    again = orders.start_checkout(orders.get(order.id), "ada@example.com")
+    session = stripe_fake.sessions[opened.checkout_session_id]
+    assert again.checkout_session_id == opened.checkout_session_id and len(stripe_fake.sessions) == 1
+    assert session["amount_total"] == order.amount_cents and session["metadata"]["order_id"] == order.id
+    assert opened.checkout_url == session["url"]
+
+
+def test_a_failed_print_is_refunded_exactly_once(order, stripe_fake, caplog):
+    session = paid_through_stripe(order, stripe_fake)
+    order_id = order.id
     orders.mark_submitted(order_id, vendor_job(order_id, VendorJobState.SUBMITTED))
     orders.record_vendor_state(order_id, vendor_job(order_id, VendorJobState.FAILED, error="out of vinyl"))
     results = [orders.settle(order_id) for _ in range(3)]
     assert results[0].startswith("refunded") and all(r.startswith("already refunded") for r in results[1:])
-    assert stripe_refunds == [("pi_123", order.amount_cents, orders.refund_key(order_id))]
+    assert stripe_fake.refunded_amount(session["payment_intent"]) == order.amount_cents
+    assert [r[2] for r in refund_requests(stripe_fake)] == [orders.refund_key(order_id)]
     refunded = orders.get(order_id)
     assert refunded.status == "refunded" and refunded.refund_state == "refunded"
+    assert refunded.refund_reference in stripe_fake.refunds
     assert statuses(order_id)[-2:] == ["failed", "refunded"]
     assert "Sticker order" in caplog.text and order_id in caplog.text  # the operator alert (no alerts module here)
 
 
-def test_a_refund_interrupted_before_it_was_recorded_is_retried_under_the_same_key(order, stripe_refunds, monkeypatch):
-    order_id = paid_order(order)
+def test_a_refund_interrupted_before_it_was_recorded_is_retried_under_the_same_key(order, stripe_fake, monkeypatch):
+    session = paid_through_stripe(order, stripe_fake)
+    order_id = order.id
     real_advance = orders._advance
 
-    def crash_on_refunded(session, order_row, status, message):
+    def crash_on_refunded(db_session, order_row, status, message):
         if status == "refunded":
-            raise KeyboardInterrupt("killed after the provider refunded, before the DB recorded it")
-        return real_advance(session, order_row, status, message)
+            raise KeyboardInterrupt("killed after Stripe refunded, before the DB recorded it")
+        return real_advance(db_session, order_row, status, message)
 
     monkeypatch.setattr(orders, "_advance", crash_on_refunded)
     with pytest.raises(KeyboardInterrupt):
@@ -240,8 +246,10 @@ def test_a_refund_interrupted_before_it_was_recorded_is_retried_under_the_same_k
     assert orders.get(order_id).refund_state == "none"
     monkeypatch.setattr(orders, "_advance", real_advance)
     assert orders.settle(order_id).startswith("refunded")
-    # Twice at the provider, under one idempotency key: the provider replays the first refund.
-    assert {call[2] for call in stripe_refunds} == {orders.refund_key(order_id)} and len(stripe_refunds) == 2
+    # Asked twice under one idempotency key: Stripe replayed the first refund, the money moved once.
+    assert [r[2] for r in refund_requests(stripe_fake)] == [orders.refund_key(order_id)] * 2
+    assert len(stripe_fake.refunds) == 1
+    assert stripe_fake.refunded_amount(session["payment_intent"]) == order.amount_cents
     assert orders.get(order_id).error == "The sheet could not be rendered."
 
 

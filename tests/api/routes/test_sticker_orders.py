@@ -10,6 +10,7 @@ from include.db import session_scope
 from include.models import Generation
 from include.settings import get_settings
 from tests.api.support import auth, make_user
+from tests.fakes.stripe_server import stripe_fake  # noqa: F401  (fixture)
 
 ADDRESS = {"name": "Ada Lovelace", "address1": "12 St James's Square", "city": "London", "zip": "SW1Y 4JH", "country_code": "GB"}
 
@@ -112,3 +113,22 @@ def test_the_sheet_downloads_once_rendered_in_both_variants(client, autopay, ada
     assert client.get(url, headers=auth(eve_key)).status_code == 404
     body = client.get(f"/api/sticker-orders/{order_id}", headers=auth(key)).json()
     assert body["sheet_url"].endswith(url) and body["home_sheet_url"].endswith(url + "?variant=home")
+
+
+def test_with_stripe_the_order_waits_for_the_checkout_webhook(client, ada, fake_airflow, stripe_fake, monkeypatch):
+    user, key = ada
+    # The Stripe webhook route starts the run with a client from the settings: point them at the fake.
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_URL", fake_airflow.url)
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_PASSWORD", "admin")
+    get_settings.cache_clear()
+    stripe_fake.webhook_sender = lambda body, headers: client.post("/api/webhooks/stripe", content=body, headers=headers).status_code
+    placed = place(client, key, [finished_generation(user.id)])
+    assert placed.status_code == 201, placed.text
+    body = placed.json()
+    assert body["status"] == "pending_payment" and body["checkout_url"].startswith("http")
+    assert fake_airflow.runs == {}
+    session_id = orders.get(body["id"]).checkout_session_id
+    stripe_fake.complete_session(session_id, deliveries=3)
+    paid = client.get(f"/api/sticker-orders/{body['id']}", headers=auth(key)).json()
+    assert paid["status"] == "paid" and paid["payment"] == "stripe" and paid["checkout_url"] is None
+    assert fake_airflow.trigger_attempts == [body["id"]]
