@@ -1,0 +1,90 @@
+"""include/alerts.py: one alert per failed generation, delivered by Pushover or kept in the log and table."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from include import alerts
+from include.db import session_scope
+from include.models import Alert, Generation
+from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
+from tests.fakes.pushover_server import FakePushover
+
+
+@pytest.fixture
+def pushover():
+    fake = FakePushover().start()
+    alerts.use_pushover_config_source(lambda: alerts.PushoverConfig(fake.token, fake.user, fake.url))
+    yield fake
+    alerts.use_pushover_config_source(None)
+    fake.stop()
+
+
+@pytest.fixture
+def generation(fresh_app_db):
+    user, _ = make_user("ada@example.com")
+    with session_scope() as session:
+        gen = Generation(user_id=user.id, prompt="wave", upload_path="uploads/x/photo.jpg")
+        session.add(gen)
+    return gen.id
+
+
+def alert_rows() -> list[Alert]:
+    with session_scope() as session:
+        return list(session.exec(__import__("sqlmodel").select(Alert)).all())
+
+
+def test_one_failure_yields_exactly_one_alert(pushover, generation):
+    link = "http://127.0.0.1:8080/dags/bitbuddies_generate/runs/x/tasks/animate"
+    callers = [
+        threading.Thread(target=alerts.generation_failed, args=(generation, "animate", "boom", True, link)) for _ in range(5)
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    alerts.generation_failed(generation, "animate", "boom again", True, link)  # e.g. the reconciliation DAG
+    assert len(alert_rows()) == 1
+    assert len(pushover.messages) == 1 and pushover.refused == []
+    sent = pushover.messages[0]
+    assert generation in sent["message"] and "ada@example.com" in sent["message"] and "animate" in sent["message"]
+    assert "refunded" in sent["message"] and "Error: boom" in sent["message"]
+    assert sent["url"] == link and sent["url_title"] == alerts.URL_TITLE and sent["priority"] == "0"
+    (row,) = alert_rows()
+    assert row.channel == "pushover" and row.delivered_at is not None and row.delivery_error is None
+
+
+def test_unrefunded_failure_is_urgent_and_long_errors_fit(pushover, generation):
+    alerts.generation_failed(generation, "charge_token", "x" * 5000, False, None)
+    (sent,) = pushover.messages
+    assert sent["priority"] == "1" and "NOT refunded" in sent["message"]
+    assert len(sent["message"]) <= 1024 and "url" not in sent
+
+
+def test_without_pushover_the_alert_is_logged_and_kept(generation, caplog):
+    with caplog.at_level("ERROR", logger="include.alerts"):
+        alert = alerts.generation_failed(generation, "moderate", "nsfw", True, None)
+    assert alert.channel == "log" and alert.delivered_at is not None
+    assert generation in caplog.text
+    assert [a.key for a in alerts.recent()] == [f"generation_failed:{generation}"]
+
+
+def test_a_refused_message_keeps_the_error(pushover, generation):
+    alerts.use_pushover_config_source(lambda: alerts.PushoverConfig("wrong-token", pushover.user, pushover.url))
+    alert = alerts.generation_failed(generation, "animate", "boom", True, None)
+    assert alert.delivered_at is None and "application token is invalid" in alert.delivery_error
+    assert len(pushover.refused) == 1  # a 400 is not retried
+
+
+def test_fake_validates_like_pushover(pushover):
+    post = lambda **form: httpx.post(f"{pushover.url}/1/messages.json", data=form)  # noqa: E731
+    missing = post(token=pushover.token)
+    assert missing.status_code == 400 and missing.json()["status"] == 0
+    assert missing.json()["user"] == "invalid" and "message cannot be blank" in missing.json()["errors"]
+    assert post(token=pushover.token, user=pushover.user, message="x" * 1025).status_code == 400
+    assert post(token=pushover.token, user=pushover.user, message="hi", priority="2").status_code == 400
+    ok = post(token=pushover.token, user=pushover.user, message="hi")
+    assert ok.status_code == 200 and ok.json()["status"] == 1
