@@ -3,6 +3,7 @@
     bitbuddies db init
     bitbuddies user create EMAIL --tokens N     (prints the new user's API key, once)
     bitbuddies user list
+    bitbuddies ledger audit                     (every money invariant; exit 1 on any violation)
     bitbuddies generate PHOTO --prompt TEXT [--api URL] [--key KEY]
 
 ``db`` and ``user`` work on the application DB directly (run them where the DB is);
@@ -82,6 +83,16 @@ def user_list() -> int:
     for user_id, email, balance, created_at in rows:
         print(f"{user_id:>5}  {email:<40} {balance:>7}  {created_at:%Y-%m-%d %H:%M}")
     return 0
+
+
+def ledger_audit() -> int:
+    from include.audit import audit
+    from include.db import create_all
+
+    create_all()
+    report = audit()
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 # --- generate -----------------------------------------------------------------------------
@@ -175,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tokens", type=int, default=0, help="tokens to grant (default 0)")
     user.add_parser("list", help="list users with their balance")
 
+    ledger = commands.add_parser("ledger", help="the token ledger").add_subparsers(dest="ledger_command", required=True)
+    ledger.add_parser("audit", help="check every money invariant over the whole database")
+
     gen = commands.add_parser("generate", help="make a buddy from a photo through the API")
     gen.add_argument("photo", type=Path)
     gen.add_argument("--prompt", required=True)
@@ -189,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         return db_init()
     if args.command == "user":
         return user_create(args.email, args.tokens) if args.user_command == "create" else user_list()
+    if args.command == "ledger":
+        return ledger_audit()
     api_key = args.key or os.environ.get("BITBUDDIES_API_KEY")
     if not api_key:
         print("No API key: pass --key or set BITBUDDIES_API_KEY.", file=sys.stderr)
