@@ -280,12 +280,15 @@ def render_sheet(
     cell: CellSpec | None = None,
     dpi: int = MIN_ARTWORK_DPI,
     compress: bool = True,
+    sheet_numbers: Sequence[int] | None = None,
 ) -> bytes:
     """Render the order as a PDF: ``copies`` of every sticker, grouped, as many pages as needed.
 
     ``variant="print"`` is for a print shop (CutContour spot colour with overprint, CMYK black);
     ``variant="home"`` is for a home printer (no spot colour, light dashed cut guides).
     ``compress=False`` leaves content streams readable, for inspection.
+    ``sheet_numbers`` (1-based) renders only those sheets of the order, labelled as in the whole
+    order, so sheets can be rendered apart (in parallel) and joined with ``join_sheets``.
     """
     if not stickers:
         raise ValueError("a sheet needs at least one sticker")
@@ -302,11 +305,16 @@ def render_sheet(
     printing = variant == "print"
     ink, grey, white = (INK_PRINT, INK_GREY_PRINT, WHITE_PRINT) if printing else (INK_HOME, INK_GREY_HOME, WHITE_HOME)
 
-    artworks = [prepare_artwork(sticker.poster_png, cell, dpi) for sticker in stickers]
-    qr_codes = [qr_matrix(sticker.share_url) for sticker in stickers]
     # Copies of one buddy sit next to each other, the way a shop sheet is arranged.
     order = [index for index in range(len(stickers)) for _ in range(copies)]
     pages = paginate(len(order), layout.capacity)
+    chosen = sorted(set(sheet_numbers)) if sheet_numbers is not None else list(range(1, len(pages) + 1))
+    if not chosen or chosen[0] < 1 or chosen[-1] > len(pages):
+        raise ValueError(f"sheet numbers {sheet_numbers} are not within 1..{len(pages)}")
+    # Only the stickers on the chosen sheets are resampled and traced (the costly part).
+    used = {order[i] for number in chosen for i in pages[number - 1]}
+    artworks = {index: prepare_artwork(stickers[index].poster_png, cell, dpi) for index in sorted(used)}
+    qr_codes = {index: qr_matrix(stickers[index].share_url) for index in sorted(used)}
 
     buffer = io.BytesIO()
     page_size = (mm_to_pt(layout.sheet.width_mm), mm_to_pt(layout.sheet.height_mm))
@@ -322,7 +330,8 @@ def render_sheet(
         canvas.setTitle(f"BitBuddies sticker sheet {order_label}".strip())
         canvas.setAuthor("BitBuddies")
         canvas.setSubject(f"{layout.sheet.name} {variant} sheet")
-        for page_number, item_range in enumerate(pages, start=1):
+        for page_number in chosen:
+            item_range = pages[page_number - 1]
             placed = list(zip(layout.placements, (order[i] for i in item_range)))
             for placement, sticker_index in placed:
                 _draw_sticker_body(canvas, placement, artworks[sticker_index], cell, white, printing)
@@ -337,6 +346,26 @@ def render_sheet(
             canvas.showPage()
         canvas.save()
     return buffer.getvalue()
+
+
+def join_sheets(pdfs: Sequence[bytes]) -> bytes:
+    """One PDF with every page of ``pdfs``, in order (sheets rendered apart, joined for the print shop)."""
+    import pypdfium2 as pdfium
+
+    if not pdfs:
+        raise ValueError("nothing to join")
+    joined = pdfium.PdfDocument.new()
+    sources = [pdfium.PdfDocument(pdf) for pdf in pdfs]
+    try:
+        for source in sources:
+            joined.import_pages(source)
+        buffer = io.BytesIO()
+        joined.save(buffer)
+        return buffer.getvalue()
+    finally:
+        for source in sources:
+            source.close()
+        joined.close()
 
 
 def artwork_origin(placement: CellPlacement, artwork: PreparedArtwork, cell: CellSpec) -> tuple[float, float]:

@@ -18,7 +18,7 @@ import pytest
 import zxingcpp
 
 from fulfillment.geometry import MIN_ARTWORK_DPI, MIN_CUT_CLEARANCE_MM, MIN_QR_SYMBOL_MM, pt_to_mm, sheet_spec
-from fulfillment.sheet import Sticker, count_pages, render_sheet, sheet_capacity
+from fulfillment.sheet import Sticker, count_pages, join_sheets, render_sheet, sheet_capacity
 
 RENDER_DPI = 300
 
@@ -156,6 +156,21 @@ def test_copies_beyond_one_page_continue_on_the_next(stickers):
     assert (round(pt_to_mm(width_pt), 1), round(pt_to_mm(height_pt), 1)) == (215.9, 279.4)
     cut_counts = [len(stroked_paths(document[index])) for index in range(len(document))]
     assert cut_counts == [per_page, len(stickers) * copies - per_page]
+
+
+def test_sheets_rendered_apart_and_joined_are_the_whole_order(stickers):
+    per_page = sheet_capacity("Letter")
+    copies = per_page // len(stickers) + 1
+    apart = [render_sheet(stickers, size="Letter", order_label="BB-8", copies=copies, sheet_numbers=[n]) for n in (1, 2)]
+    joined = pdfium.PdfDocument(join_sheets(apart))
+    assert len(joined) == 2
+    assert [len(stroked_paths(joined[index])) for index in range(2)] == [per_page, len(stickers) * copies - per_page]
+    for index in range(2):
+        assert f"sheet {index + 1}/2" in joined[index].get_textpage().get_text_range()
+    # The spot colour survives the join: the print shop's cutter still finds CutContour.
+    assert b"CutContour" in join_sheets([render_sheet(stickers[:1], compress=False)])
+    with pytest.raises(ValueError, match="sheet numbers"):
+        render_sheet(stickers, size="Letter", copies=copies, sheet_numbers=[3])
 
 
 def test_home_variant_has_no_spot_colour_and_light_dashed_guides(stickers):
