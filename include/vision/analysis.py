@@ -32,6 +32,9 @@ MAX_OBJECT_AREA_SHARE = 0.90
 MIN_OBJECT_SOLIDITY = 0.55
 MIN_OBJECT_CONTRAST = 14.0  # Lab units between subject and background (noise/flat images fall below)
 MIN_OBJECT_SEPARATION = 0.3  # Bhattacharyya distance of inside/outside colour histograms
+# Uprightness score = 2 * torso + head (-3..3): the torso is the body's axis, the head leans and nods.
+# A turned orientation must show an upright person where the photo as given does not, and beat it by this.
+UPRIGHT_CLEAR_WIN = 0.1
 
 NO_SUBJECT_MESSAGE = (
     "We couldn't find a person or character in this photo. Please upload a photo with one person, "
@@ -83,42 +86,63 @@ def _resize_long_side(img: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA), scale
 
 
-def _head_up_rotation(landmarks: dict, visibility: dict) -> int | None:
-    """Clockwise rotation that puts the head above the shoulders; None if unsure it's a person."""
+def _uprightness(landmarks: dict, visibility: dict) -> tuple[float, float] | None:
+    """How upright a detected person stands in the image: (torso, head), each the cosine between
+    the image's up direction and, for the torso, hips -> shoulders, for the head, shoulders -> eyes.
+
+    1 is straight up, 0 sideways, -1 upside down. None if the face and shoulders are not clearly
+    seen (then it is not a person we can judge). The hips may lie below the frame: mediapipe still
+    places them along the body, which is all the direction needs.
+    """
     if any(visibility.get(n, 0.0) < 0.5 for n in _CORE_LANDMARKS):
         return None
-    (nx, ny) = landmarks["nose"]
-    sx = (landmarks["left_shoulder"][0] + landmarks["right_shoulder"][0]) / 2
-    sy = (landmarks["left_shoulder"][1] + landmarks["right_shoulder"][1]) / 2
-    dx, dy = nx - sx, ny - sy  # points from the neck to the head
-    if math.hypot(dx, dy) < 1e-6:
-        return None
-    if abs(dy) >= abs(dx):
-        return 0 if dy < 0 else 180
-    # Head to the right: turning the picture 90° counter-clockwise (270° clockwise) lifts it up.
-    return 270 if dx > 0 else 90
+
+    def mid(a: str, b: str) -> np.ndarray:
+        return (np.asarray(landmarks[a], np.float64) + np.asarray(landmarks[b], np.float64)) / 2
+
+    def up(vec: np.ndarray) -> float:
+        norm = float(np.hypot(*vec))
+        return 0.0 if norm < 1e-6 else float(-vec[1] / norm)
+
+    shoulders = mid("left_shoulder", "right_shoulder")
+    eyes = mid("left_eye", "right_eye") if "left_eye" in landmarks and "right_eye" in landmarks else np.asarray(landmarks["nose"])
+    torso = up(shoulders - mid("left_hip", "right_hip")) if "left_hip" in landmarks and "right_hip" in landmarks else 0.0
+    return torso, up(eyes - shoulders)
+
+
+def _is_upright(torso: float, head: float) -> bool:
+    """Shoulders above the hips (torso within 60 degrees of vertical) and eyes above the shoulders.
+
+    A person leaning into a camera (skimage's cameraman) has the head far forward of the
+    shoulders, so the head alone would read as sideways; the torso says otherwise.
+    """
+    return torso >= 0.5 and head > 0.0
 
 
 def _find_person(rgb: np.ndarray):
-    """Pose on the upright-most orientation: returns (rotation, PoseResult on the rotated work image, scale)."""
+    """Pose on the upright orientation: returns (rotation, PoseResult on the rotated work image, scale).
+
+    The photo as given wins whenever the person in it stands upright: an upright person is never
+    turned. Otherwise all four orientations are compared and a turn is taken only when one of
+    them shows an upright person and clearly beats the photo as given.
+    """
     small, scale = _resize_long_side(rgb, POSE_WORK_SIDE)
-    tried: set[int] = set()
-    candidates = [0, 90, 270, 180]
-    while candidates:
-        rotation = candidates.pop(0)
-        if rotation in tried:
-            continue
-        tried.add(rotation)
+    scored = {}
+    for rotation in (0, 90, 180, 270):
         pose = detect_pose(_rotate_cw(small, rotation))
-        if pose is None:
+        judged = None if pose is None else _uprightness(pose.landmarks, pose.visibility)
+        if judged is None:
             continue
-        fix = _head_up_rotation(pose.landmarks, pose.visibility)
-        if fix is None:
-            continue
-        if fix == 0:
-            return rotation, pose, scale
-        # The detector found a person lying sideways or upside down: try the orientation it implies first.
-        candidates.insert(0, (rotation + fix) % 360)
+        if rotation == 0 and _is_upright(*judged):
+            return 0, pose, scale
+        scored[rotation] = (2.0 * judged[0] + judged[1], judged, pose)
+    upright = {r: v for r, v in scored.items() if _is_upright(*v[1])}
+    if upright:
+        best = max(upright, key=lambda r: upright[r][0])
+        if 0 not in scored or upright[best][0] >= scored[0][0] + UPRIGHT_CLEAR_WIN:
+            return best, upright[best][2], scale
+    if 0 in scored and scored[0][1][1] > 0.0:
+        return 0, scored[0][2], scale  # a person whose orientation is unclear: leave the photo as it is
     return None
 
 

@@ -32,6 +32,22 @@ def test_sideways_or_upside_down_person_is_turned_upright(astronaut, turns):
     assert np.abs(result.image.astype(int) - astronaut).mean() < 1
 
 
+def test_upright_person_leaning_forward_is_not_turned():
+    # skimage's cameraman leans into his camera: his head is far forward of his shoulders, which
+    # alone reads as sideways; his torso stands upright, so the photo must stay as it is.
+    camera = np.dstack([data.camera()] * 3)
+    result = analyze(camera)
+    assert result.subject == "person" and result.rotation == 0
+    assert np.array_equal(result.image, camera)
+    sx = (result.landmarks["left_shoulder"][0] + result.landmarks["right_shoulder"][0]) / 2
+    assert 100 < sx < 260 and result.landmarks["nose"][1] < 200  # head in the top half, man on the left
+
+
+def test_sideways_leaning_person_is_turned_upright():
+    result = analyze(np.ascontiguousarray(np.rot90(np.dstack([data.camera()] * 3))))
+    assert result.rotation == 90
+
+
 def test_full_figure_landmarks_are_not_cut_off():
     landmarks = {"left_hip": (100, 200), "right_hip": (80, 200), "left_knee": (100, 280),
                  "right_knee": (80, 280), "left_ankle": (100, 350), "right_ankle": (80, 350)}
