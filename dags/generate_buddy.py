@@ -30,7 +30,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow.operators import ModelJobOperator
 from bitbuddies_airflow.refunds import refund_failed_run, refuse_finished_generation, settle_failure
-from bitbuddies_airflow.reporting import record_failure, report_stage
+from bitbuddies_airflow.reporting import record_failure, report_outcome, report_retry, report_stage, report_stage_finished
 from bitbuddies_airflow.storage import open_for_write, provider_url
 from include import generations, ledger
 from include.settings import get_settings
@@ -62,6 +62,9 @@ default_args = {
     "max_retry_delay": timedelta(minutes=2),
     "on_execute_callback": report_stage,
     "on_failure_callback": record_failure,
+    # Live progress for the user (include/events.py); the outcome's event and alert are report_outcome.
+    "on_success_callback": report_stage_finished,
+    "on_retry_callback": report_retry,
     # A finished generation is never worked on (or paid for) again, e.g. after a UI clear.
     "pre_execute": refuse_finished_generation,
 }
@@ -144,11 +147,11 @@ def bitbuddies_generate():
         )
         return {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}
 
-    @task
+    @task(on_success_callback=report_outcome)
     def publish(assets: dict[str, str], params=None) -> None:
         generations.mark_succeeded(params["generation_id"], assets)
 
-    @task(retries=8, on_execute_callback=None, on_failure_callback=None, pre_execute=None)
+    @task(retries=8, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, on_success_callback=report_outcome, pre_execute=None)
     def refund_token(params=None) -> None:
         """Compensation, after every other task is done: a generation that did not succeed gets its token back.
 

@@ -8,7 +8,7 @@
   already ended (failed and refunded, or succeeded) is never worked on again. An operator who
   clears a finished run in the UI gets a clear task error instead of free or double paid work;
   the ledger stays right (the refund teardown finds nothing left to refund).
-- ``send_alert`` calls ``include.alerts.alert_generation_failed`` when the alerts module is
+- ``send_alert`` calls ``include.alerts.generation_failed`` when the alerts module is
   deployed, and only logs otherwise.
 """
 
@@ -39,12 +39,12 @@ def send_alert(generation_id: str, *, failed_task: str | None, error: str | None
         alerts = importlib.import_module("include.alerts")
     except ModuleNotFoundError:
         alerts = None
-    notify = getattr(alerts, "alert_generation_failed", None)
+    notify = getattr(alerts, "generation_failed", None)
     if notify is None:
         log.warning("generation %s failed (%s: %s), refunded=%s; no alerts module", generation_id, failed_task, error, refunded)
         return
     try:
-        notify(generation_id, failed_task=failed_task, error=error, refunded=refunded, log_url=log_url)
+        notify(generation_id, failed_task=failed_task, error=error or "unknown error", refunded=refunded, airflow_url=log_url)
     except Exception:  # noqa: BLE001
         log.exception("alert for generation %s failed", generation_id)
 

@@ -3,6 +3,12 @@
 They report progress and record the first failure's message for the user; they are best effort
 (Airflow runs callbacks at most once). What must happen, the refund and the final failed state,
 is done by the ``refund_token`` task, not here.
+
+They also publish the live progress events (include/events.py): ``stage_started`` /
+``stage_finished`` (with the stage's duration, which feeds the remaining-time estimate),
+``retry``, and the terminal ``succeeded`` / ``failed`` event once the outcome is settled, with
+the operator's alert for a failure. Publishing is bounded and never raises; a lost terminal
+event is recreated by the API from the generation's row.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import logging
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from include import generations
+from include import alerts, events, generations
+from include.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +31,85 @@ def _generation_id(context) -> str | None:
 def report_stage(context) -> None:
     gid = _generation_id(context)
     if gid:
+        ti = context["ti"]
         try:
-            generations.mark_stage(gid, context["ti"].task_id)
+            generations.mark_stage(gid, ti.task_id)
         except Exception:  # noqa: BLE001 - progress must never fail the pipeline
             log.exception("Could not report stage for %s", gid)
+        stage = events.stage_of(ti.task_id)
+        if stage:
+            # Also runs when a deferred task resumes: the key makes that a repeat, stored once.
+            events.publish(
+                gid,
+                "stage_started",
+                {"stage": stage, "task": ti.task_id, "try_number": ti.try_number},
+                key=f"stage_started:{ti.task_id}:{ti.try_number}",
+            )
+
+
+def report_stage_finished(context) -> None:
+    gid = _generation_id(context)
+    ti = context["ti"]
+    stage = events.stage_of(ti.task_id)
+    if not gid or not stage:
+        return
+    started = getattr(ti, "start_date", None)
+    duration = (utcnow() - started).total_seconds() if started else None
+    events.publish(
+        gid,
+        "stage_finished",
+        {"stage": stage, "task": ti.task_id, "try_number": ti.try_number, "duration_seconds": duration},
+        key=f"stage_finished:{ti.task_id}:{ti.try_number}",
+    )
+
+
+def report_retry(context) -> None:
+    gid = _generation_id(context)
+    if not gid:
+        return
+    ti = context["ti"]
+    events.publish(
+        gid,
+        "retry",
+        {"stage": events.stage_of(ti.task_id), "task": ti.task_id, "try_number": ti.try_number,
+         "error": user_message(ti.task_id, context.get("exception"))},
+        key=f"retry:{ti.task_id}:{ti.try_number}",
+    )
+
+
+def task_url(context, task_id: str | None) -> str | None:
+    """The Airflow UI page of ``task_id`` in this run (the failed task, for the operator)."""
+    ti = context.get("ti")
+    url = getattr(ti, "log_url", None)
+    if not url or not task_id:
+        return url
+    base, _, _ = url.partition(f"/tasks/{ti.task_id}")
+    return f"{base}/tasks/{task_id}"
+
+
+def report_outcome(context) -> None:
+    """After ``publish`` or ``refund_token``: the terminal event, and the alert for a failure."""
+    report_stage_finished(context)
+    gid = _generation_id(context)
+    if not gid:
+        return
+    try:
+        generation = generations.get(gid)
+    except Exception:  # noqa: BLE001
+        log.exception("Could not read generation %s", gid)
+        return
+    if generation.status not in ("succeeded", "failed"):
+        return
+    if generation.status == "failed":
+        refunded = generation.refund_state == "refunded"
+        events.publish(gid, "refund", {"refunded": refunded}, key="refund")
+        try:
+            alerts.generation_failed(
+                gid, generation.failed_task, generation.error or "unknown error", refunded, task_url(context, generation.failed_task)
+            )
+        except Exception:  # noqa: BLE001 - the DAG's failure callback and the reconciliation alert too
+            log.exception("Could not raise the alert for %s", gid)
+    events.publish(gid, generation.status, events.terminal_data(generation))
 
 
 def user_message(task_id: str, exc: BaseException | None) -> str:

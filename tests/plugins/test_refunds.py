@@ -34,7 +34,7 @@ def refunds_of(gid: str) -> list[LedgerEntry]:
 
 def test_callback_and_refund_task_together_refund_once_and_alert(fresh_app_db, monkeypatch):
     alerts = []
-    monkeypatch.setitem(sys.modules, "include.alerts", types.SimpleNamespace(alert_generation_failed=lambda gid, **kw: alerts.append((gid, kw))))
+    monkeypatch.setitem(sys.modules, "include.alerts", types.SimpleNamespace(generation_failed=lambda gid, **kw: alerts.append((gid, kw))))
     user_id, gid = paid_generation()
     generations.record_error(gid, "The animate step failed: boom", "animate")
     refunds.refund_failed_run(context(gid))
@@ -42,7 +42,7 @@ def test_callback_and_refund_task_together_refund_once_and_alert(fresh_app_db, m
     assert len(refunds_of(gid)) == 1 and ledger.balance(user_id) == 1
     generation = generations.get(gid)
     assert generation.status == "failed" and generation.refund_state == "refunded" and "animate" in generation.error
-    assert alerts == [(gid, {"failed_task": "animate", "error": "The animate step failed: boom", "refunded": True, "log_url": "http://af/log"})]
+    assert alerts == [(gid, {"failed_task": "animate", "error": "The animate step failed: boom", "refunded": True, "airflow_url": "http://af/log"})]
 
 
 def test_callback_without_alerts_module_still_refunds(fresh_app_db, monkeypatch):
