@@ -26,6 +26,8 @@ DEFAULT_MODELS = {
     "segment_image": "bitbuddies/segment-image",
     "animate": "bitbuddies/animate",
     "segment_video": "bitbuddies/segment-video",
+    # Sleeps or fails on request: for tests and benchmarks of the waiting machinery.
+    "selftest": "bitbuddies/selftest",
 }
 
 
