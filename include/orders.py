@@ -18,12 +18,13 @@ or late call (a retried task, a webhook delivered three times) changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from fulfillment.sheet import count_pages
+from fulfillment.sheet import Sticker, count_pages
 from fulfillment.vendors.base import ShippingAddress, VendorEvent, VendorJob, VendorJobState
 from include.airflow_client import AirflowClient, AirflowError, AirflowUnavailable
 from include.db import session_scope
@@ -108,6 +109,17 @@ def generations_of(order: StickerOrder) -> list[Generation]:
     with session_scope() as session:
         rows = {g.id: g for g in session.exec(select(Generation).where(col(Generation.id).in_(order.generation_ids))).all()}
     return [rows[gid] for gid in order.generation_ids]
+
+
+def order_label(order: StickerOrder) -> str:
+    """The short order reference printed on every sheet."""
+    return order.id[:8].upper()
+
+
+def stickers_for(order: StickerOrder, read: Callable[[str], bytes]) -> list[Sticker]:
+    """One sticker per buddy of the order: its poster (read through ``read``), share page and prompt."""
+    base = get_settings().public_base_url.rstrip("/")
+    return [Sticker(read(g.assets["poster"]), f"{base}/b/{g.slug}", g.prompt) for g in generations_of(order)]
 
 
 # --- placing and paying -----------------------------------------------------------------
