@@ -139,6 +139,11 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "BITBUDDIES_AIRFLOW_PASSWORD": password,
             "BITBUDDIES_MODEL_SERVER_PORT": str(cfg.model_server_port),
             "BITBUDDIES_MODEL_SERVER_WORKERS": str(cfg.model_workers),
+            # No Stripe on a developer's machine: sticker orders are marked paid at once, logged as
+            # such (a stack given STRIPE_API_KEY through extra_env pays through Stripe instead).
+            "BITBUDDIES_ORDERS_DEV_AUTOPAY": "true",
+            # The local print outbox is a file read: poll it often so moved jobs show up quickly.
+            "BITBUDDIES_PRINT_POLL_SECONDS": "3",
         }
     )
     if cfg.production:
@@ -352,7 +357,7 @@ class Stack:
         if "s3" in self.procs:
             ensure_bucket(self.cfg)
         if "api-server" in self.procs:
-            self.wait_for_dags(["bitbuddies_generate"], deadline)
+            self.wait_for_dags(["bitbuddies_generate", "bitbuddies_sticker_order"], deadline)
 
     def airflow_token(self) -> str:
         resp = httpx.post(
