@@ -173,7 +173,6 @@ def production_environment(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CELERY__BROKER_URL": cfg.redis_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
-        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": cfg.redis_key_prefix,
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
         # Tasks record the worker's name (several workers share this machine's hostname).
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "ops.stack.worker_hostname",
@@ -184,7 +183,42 @@ def production_environment(cfg: StackConfig) -> dict[str, str]:
         "BITBUDDIES_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
         "BITBUDDIES_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
         "BITBUDDIES_S3_REGION": S3_REGION,
-    }
+    } | ({"AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": cfg.redis_key_prefix} if cfg.redis_key_prefix else {})
+
+
+def local_production_config(var_dir: Path, tag: str, postgres_server_url: str, redis_url: str, **ports) -> StackConfig:
+    """A production-profile stack on this machine's Postgres and Redis, private to ``tag``.
+
+    Its databases (``{tag}_airflow``, ``{tag}_app``) and Redis keys (prefix ``{tag}_``) belong to
+    it alone, so test sessions and benchmarks can run side by side; ``discard_production_data``
+    removes them.
+    """
+    return StackConfig(
+        var_dir=var_dir,
+        profile="production",
+        airflow_db_url=f"{postgres_server_url}/{tag}_airflow",
+        app_db_url=f"{postgres_server_url}/{tag}_app",
+        redis_url=redis_url,
+        redis_key_prefix=f"{tag}_",
+        **ports,
+    )
+
+
+def discard_production_data(cfg: StackConfig) -> None:
+    """Drop the stack's databases and broker keys (after ``Stack.stop``)."""
+    import redis
+
+    from include.db import drop_database
+
+    drop_database(cfg.airflow_db_url)
+    drop_database(cfg.app_db_url)
+    if cfg.redis_key_prefix:
+        client = redis.Redis.from_url(cfg.redis_url)
+        try:
+            for key in client.scan_iter(match=f"{cfg.redis_key_prefix}*", count=500):
+                client.delete(key)
+        finally:
+            client.close()
 
 
 WORKER_HOSTNAME_ENV = "BITBUDDIES_WORKER_HOSTNAME"
