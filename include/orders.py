@@ -261,6 +261,12 @@ def mark_paid(order_id: str, provider: str, reference: str | None) -> tuple[Stic
         return order, True
 
 
+def autopay_enabled() -> bool:
+    """Whether the development setting may mark orders paid (never in production)."""
+    settings = get_settings()
+    return settings.orders_dev_autopay and settings.environment != "production"
+
+
 def autopay(order_id: str) -> StickerOrder:
     """Development without Stripe: mark the order paid at once, loudly (never in production)."""
     settings = get_settings()

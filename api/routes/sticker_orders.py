@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import AirflowDep, CurrentUser, SettingsDep
+from api.deps import AirflowDep, CurrentUser
 from include import orders, payments, storage
 from include.models import (
     StickerOrder,
@@ -77,7 +77,6 @@ def _owned_order(user: User, order_id: str) -> StickerOrder:
 def create_sticker_order(
     body: StickerOrderCreate,
     user: CurrentUser,
-    settings: SettingsDep,
     airflow: AirflowDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=255, description="Same key, same order")
@@ -85,7 +84,7 @@ def create_sticker_order(
 ) -> StickerOrderPublic:
     """Place an order for sticker sheets of your finished buddies; pay at ``checkout_url``."""
     paying = payments.payments_configured()
-    if not paying and not settings.orders_dev_autopay:
+    if not paying and not orders.autopay_enabled():
         raise HTTPException(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             detail="Sticker orders cannot be paid right now: payments are not configured.",
