@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from ops.stack import Stack, StackConfig, environment, initialise
+from tests.fakes.stripe_server import FakeStripe
 
 
 def free_port() -> int:
@@ -32,14 +33,28 @@ E2E_DIR = Path(os.environ.get("BITBUDDIES_E2E_DIR") or Path(__file__).resolve().
 
 
 @pytest.fixture(scope="session")
-def stack():
+def stripe():
+    """The Stripe fake for the session: the stack's API and tasks pay and refund through it."""
+    fake = FakeStripe().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(stripe):
     shutil.rmtree(E2E_DIR, ignore_errors=True)
     cfg = StackConfig(
         var_dir=E2E_DIR,
         airflow_port=free_port(),
         api_port=free_port(),
         model_server_port=free_port(),
+        extra_env={
+            "STRIPE_API_KEY": stripe.api_key,
+            "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret,
+            "BITBUDDIES_STRIPE_API_BASE": stripe.url,
+        },
     )
+    stripe.webhook_url = f"{cfg.api_url}/api/webhooks/stripe"
     initialise(cfg)
     running = Stack(cfg)
     running.start()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
+
+import httpx
 import pytest
 
 from include import events
+from include.db import create_all, reset_engine
 from include.db import session_scope
 from include.generations import mark_failed, mark_succeeded
 from include.models import Generation
@@ -86,3 +93,102 @@ def test_internal_endpoint_needs_the_token_and_deduplicates(client, generation):
     assert first["seq"] == second["seq"] == 1
     assert client.post(url, json={"type": "nope"}, headers=internal()).status_code == 422
     assert client.post("/internal/generations/" + "0" * 32 + "/events", json=body, headers=internal()).status_code == 404
+
+
+# --- two API processes on one Postgres app DB ----------------------------------------------
+
+
+def _postgres_admin():
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Postgres at 127.0.0.1:5432 is required under CI: {exc}")
+        pytest.skip(f"needs Postgres at 127.0.0.1:5432 for the production fan-out (LISTEN/NOTIFY): {exc}")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def postgres_app_db(tmp_path, monkeypatch):
+    admin = _postgres_admin()
+    name = f"bitbuddies_events_{os.getpid()}"
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {name}")
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    for key, value in {"VAR_DIR": str(tmp_path), "DATABASE_URL": url, "EVENTS_BACKEND": "postgres"}.items():
+        monkeypatch.setenv(f"BITBUDDIES_{key}", value)
+    get_settings.cache_clear()
+    reset_engine()
+    create_all()
+    yield url
+    reset_engine()
+    get_settings.cache_clear()
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.mark.slow
+def test_an_event_published_to_one_api_process_reaches_a_subscriber_of_another(postgres_app_db, tmp_path):
+    from ops.stack import Stack, StackConfig
+    from tests.e2e.conftest import free_port
+
+    user, key = make_user("fanout@example.com")
+    with session_scope() as session:
+        gen = Generation(user_id=user.id, prompt="wave", upload_path="uploads/x/photo.jpg")
+        session.add(gen)
+    ports = {"api-a": free_port(), "api-b": free_port()}
+    cfg = StackConfig(
+        var_dir=tmp_path,
+        extra_env={
+            "BITBUDDIES_DATABASE_URL": postgres_app_db,
+            "BITBUDDIES_EVENTS_BACKEND": "postgres",
+            # Long heartbeats: what arrives comes through NOTIFY, not through the idle catch-up.
+            "BITBUDDIES_EVENTS_HEARTBEAT_SECONDS": "60",
+            "BITBUDDIES_AIRFLOW_URL": f"http://127.0.0.1:{free_port()}",
+        },
+    )
+    stack = Stack(cfg)
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    for name, port in ports.items():
+        stack.start_one(name, [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)])
+    try:
+        deadline = time.time() + 60
+        for port in ports.values():
+            while True:
+                stack.check_alive()
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.time() < deadline, "API processes did not start"
+                time.sleep(0.2)
+        a, b = (f"http://127.0.0.1:{port}" for port in ports.values())
+        received, connected = [], threading.Event()
+
+        def subscribe_to_b():
+            with httpx.stream("GET", f"{b}/api/generations/{gen.id}/events", headers=auth(key), timeout=30) as response:
+                connected.set()
+                for event in events.parse_sse(response.iter_lines()):
+                    received.append((event, time.monotonic()))
+
+        subscriber = threading.Thread(target=subscribe_to_b)
+        subscriber.start()
+        assert connected.wait(10)
+        time.sleep(0.3)  # the stream has read its (empty) history and waits live
+        sent_at = time.monotonic()
+        body = {"type": "stage_started", "data": {"stage": "charge"}, "key": "stage_started:charge_token:1"}
+        assert httpx.post(f"{a}/internal/generations/{gen.id}/events", json=body, headers=internal()).status_code == 201
+        terminal = {"type": "succeeded", "data": {"status": "succeeded"}}
+        assert httpx.post(f"{a}/internal/generations/{gen.id}/events", json=terminal, headers=internal()).status_code == 201
+        subscriber.join(20)
+        assert not subscriber.is_alive(), "the stream on B did not end after the terminal event"
+        assert [(e.id, e.event) for e, _ in received] == [("1", "stage_started"), ("2", "succeeded")]
+        assert received[0][1] - sent_at < 5  # through NOTIFY, long before B's 60 s idle catch-up
+    finally:
+        stack.stop()
