@@ -430,6 +430,7 @@ def settle(order_id: str, reason: str = "") -> str:
     if order.status == "shipped":
         return "shipped: nothing to settle"
     if order.refund_state == "refunded":
+        _alert_operator(order)  # in case the process died right after recording the refund
         return f"already refunded ({order.refund_reference})"
     if order.payment_provider is None:
         return "never paid: nothing to refund"
@@ -460,17 +461,28 @@ def _refund_payment(order: StickerOrder) -> str:
 
 
 def _alert_operator(order: StickerOrder) -> None:
-    """Best effort: the refund is recorded already; a lost alert must not undo or repeat it."""
-    message = f"Sticker order {order.id} failed and was refunded ({order.amount_cents / 100:.2f} {order.currency.upper()}): {order.error}"
+    """One alert per failed order (UNIQUE key), delivered by the call that creates it.
+
+    Best effort: the refund is recorded already, and a lost alert must not undo or repeat it.
+    """
+    from include import alerts
+    from include.models import Alert
+
+    amount = f"{order.amount_cents / 100:.2f} {order.currency.upper()}"
+    alert = Alert(
+        key=f"sticker_order_failed:{order.id}",
+        kind="sticker_order_failed",
+        user_id=order.user_id,
+        title="BitBuddies: sticker order failed and was refunded",
+        message=f"Sticker order {order.id} (user {order.user_id}) failed: {order.error}\nRefund: {amount} ({order.refund_reference})",
+        details={"order_id": order.id, "error": order.error, "refund": order.refund_reference, "vendor": order.vendor},
+    )
     try:
-        from include import alerts
-    except ImportError:
-        log.error("ALERT (no alerts module configured): %s", message)
-        return
-    try:
-        alerts.alert_operator(title="Sticker order refunded", message=message)
+        created = alerts._create(alert)
+        if created is not None:
+            alerts.deliver(created)
     except Exception:  # noqa: BLE001 - see the docstring
-        log.exception("could not alert the operator: %s", message)
+        log.exception("could not alert the operator about order %s", order.id)
 
 
 # --- plumbing -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fulfillment.vendors.base import VendorEvent, VendorJob, VendorJobState
+from include import alerts as alerts_module
 from include import orders
 from include.airflow_client import AirflowClient
 from include.db import session_scope
@@ -227,7 +228,8 @@ def test_a_failed_print_is_refunded_exactly_once(order, stripe_fake, caplog):
     assert refunded.status == "refunded" and refunded.refund_state == "refunded"
     assert refunded.refund_reference in stripe_fake.refunds
     assert statuses(order_id)[-2:] == ["failed", "refunded"]
-    assert "Sticker order" in caplog.text and order_id in caplog.text  # the operator alert (no alerts module here)
+    alerts = [a for a in alerts_module.recent() if a.kind == "sticker_order_failed"]
+    assert len(alerts) == 1 and order_id in alerts[0].message and "out of vinyl" in alerts[0].message
 
 
 def test_a_refund_interrupted_before_it_was_recorded_is_retried_under_the_same_key(order, stripe_fake, monkeypatch):
