@@ -161,7 +161,7 @@ S3_REGION = "us-east-1"
 
 def production_environment(cfg: StackConfig) -> dict[str, str]:
     """What the production profile changes: databases, executor, broker, storage."""
-    result_backend = "db+" + cfg.airflow_db_url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    result_backend = "db+" + cfg.airflow_db_url  # Celery's SQLAlchemy backend, same driver
     s3_connection = {
         "conn_type": "aws",
         "login": S3_ACCESS_KEY,
