@@ -1,0 +1,60 @@
+"""The stack's production profile: what it configures and which processes it starts (no processes run here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ops.stack import (
+    S3_CONN_ID,
+    StackConfig,
+    environment,
+    local_production_config,
+    process_environment,
+    process_specs,
+    worker_hostname,
+)
+
+
+def production(tmp_path: Path) -> StackConfig:
+    return local_production_config(
+        tmp_path, "bb_42", "postgresql+psycopg2://postgres@127.0.0.1:5432", "redis://127.0.0.1:6379/0", s3_port=9000
+    )
+
+
+def test_embedded_profile_is_unchanged_by_the_production_fields(tmp_path):
+    env = environment(StackConfig(var_dir=tmp_path))
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+    assert "BITBUDDIES_DATABASE_URL" not in env and "BITBUDDIES_STORAGE_URL" not in env
+    assert not any(name.startswith("worker-") for name in process_specs(StackConfig(var_dir=tmp_path)))
+
+
+def test_production_profile_uses_postgres_celery_and_s3(tmp_path):
+    cfg = production(tmp_path)
+    env = environment(cfg)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:5432/bb_42_airflow"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://postgres@127.0.0.1:5432/bb_42_airflow"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/0"
+    assert env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] == "bb_42_"
+    assert env["BITBUDDIES_DATABASE_URL"].endswith("/bb_42_app")
+    assert env["BITBUDDIES_STORAGE_URL"] == f"s3://{S3_CONN_ID}@bitbuddies/assets"
+    conn = json.loads(env[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"])
+    assert conn["conn_type"] == "aws" and conn["extra"]["endpoint_url"] == env["BITBUDDIES_S3_ENDPOINT_URL"] == cfg.s3_url
+
+
+def test_production_profile_starts_one_worker_per_queue_and_an_s3_server(tmp_path):
+    specs = process_specs(production(tmp_path))
+    queues = {name: argv[argv.index("--queues") + 1] for name, argv in specs.items() if name.startswith("worker-")}
+    assert queues == {"worker-default": "default", "worker-media": "media"}
+    assert specs["s3"][1:3] == ["-m", "moto.server"]
+    assert process_environment("worker-media", specs["worker-media"]) == {"BITBUDDIES_WORKER_HOSTNAME": "worker-media"}
+    assert process_environment("scheduler", specs["scheduler"]) == {}
+
+
+def test_worker_hostname_is_the_celery_name_when_set(monkeypatch):
+    monkeypatch.setenv("BITBUDDIES_WORKER_HOSTNAME", "worker-media")
+    assert worker_hostname() == "worker-media"
+    monkeypatch.delenv("BITBUDDIES_WORKER_HOSTNAME")
+    assert worker_hostname()  # the machine's name
