@@ -410,7 +410,7 @@ def record_webhook(event: VendorEvent, confirmed: VendorJob) -> StickerOrder:
                 order_id=event.order_id,
                 kind="webhook",
                 status=_VENDOR_STATUS[event.state],
-                message=f"{event.vendor} {event.kind}{': ' + detail if detail else ''} (vendor confirms {confirmed.state.value})",
+                message=f"{confirmed.vendor} webhook {event.kind}{': ' + detail if detail else ''} (vendor confirms {confirmed.state.value})",
             )
         )
     return record_vendor_state(event.order_id, confirmed)
