@@ -58,6 +58,9 @@ class Analysis:
     missing: list[str] = field(default_factory=list)
     landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)
     visibility: dict[str, float] = field(default_factory=dict)
+    # The person's outline from the pose model's mask on the photo, a polygon in `image` pixels.
+    # Later stages seed their cut-out with it: the detector that drew it often finds no one in a cartoon.
+    outline: list[tuple[float, float]] = field(default_factory=list)
 
     def meta(self) -> dict:
         """JSON-able description of the analysis (everything but the pixels)."""
@@ -71,6 +74,7 @@ class Analysis:
             "missing": list(self.missing),
             "landmarks": {k: [round(float(x), 2), round(float(y), 2)] for k, (x, y) in self.landmarks.items()},
             "visibility": {k: round(float(v), 3) for k, v in self.visibility.items()},
+            "outline": [[round(float(x), 1), round(float(y), 1)] for x, y in self.outline],
         }
 
 
@@ -201,7 +205,12 @@ def _analyze_person(rgb: np.ndarray, found) -> Analysis:
     if box[3] < MIN_SUBJECT_HEIGHT_SHARE * h or area_share < MIN_SUBJECT_AREA_SHARE:
         raise VisionError(SUBJECT_TOO_SMALL, TOO_SMALL_MESSAGE)
     missing = person_cut_off(landmarks, (w, h), box)
-    return Analysis(image, rotation, "person", box, bool(missing), missing, landmarks, dict(pose.visibility))
+    outline = []
+    if mask_small.any():
+        contours, _ = cv2.findContours(mask_small.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        polygon = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True).reshape(-1, 2)
+        outline = [(float(x) / scale, float(y) / scale) for x, y in polygon]
+    return Analysis(image, rotation, "person", box, bool(missing), missing, landmarks, dict(pose.visibility), outline)
 
 
 def _compact_blob(fg: np.ndarray) -> np.ndarray | None:

@@ -30,9 +30,11 @@ _STYLES = {
 # ---- geometry helpers -------------------------------------------------------------------------
 
 def _map_points(meta: dict, fn) -> dict:
-    """Apply fn((x, y)) -> (x, y) to every landmark and return a new meta."""
+    """Apply fn((x, y)) -> (x, y) to every landmark and outline point and return a new meta."""
     out = copy.deepcopy(meta)
     out["landmarks"] = {k: list(map(float, fn(tuple(v)))) for k, v in meta.get("landmarks", {}).items()}
+    if meta.get("outline"):
+        out["outline"] = [[round(float(c), 1) for c in fn(tuple(p))] for p in meta["outline"]]
     return out
 
 
@@ -197,15 +199,30 @@ def _pair(landmarks: dict, name: str) -> tuple[np.ndarray, np.ndarray] | None:
     return np.array(left, np.float64), np.array(right, np.float64)
 
 
-def _draw_limb(canvas: np.ndarray, cover: np.ndarray, a, b, width: float, colour) -> None:
-    """A rounded capsule from a to b, filled and inked, also marked in the coverage mask."""
-    a = tuple(int(round(v)) for v in a)
-    b = tuple(int(round(v)) for v in b)
+def _main_colour(pixels: np.ndarray) -> np.ndarray:
+    """The most common colour of some cartoon pixels (cel-shaded, so one cell wins), as float RGB."""
+    pixels = pixels.reshape(-1, 3)
+    bins = (pixels // 24).astype(np.int32)
+    keys = bins[:, 0] * 4096 + bins[:, 1] * 64 + bins[:, 2]
+    values, counts = np.unique(keys, return_counts=True)
+    return pixels[keys == values[np.argmax(counts)]].astype(np.float32).mean(axis=0)
+
+
+def _draw_limb(canvas: np.ndarray, cover: np.ndarray, a, b, width: float, colour, outward: float) -> None:
+    """A rounded capsule from a to b, filled, cel-shaded on its outer side (``outward`` is -1 or 1
+    in x) and inked, also marked in the coverage mask."""
     w = max(2, int(round(width)))
     ink = tuple(int(v) for v in INK)
-    cv2.line(canvas, a, b, ink, w + 6, cv2.LINE_AA)
-    cv2.line(canvas, a, b, tuple(int(v) for v in colour), w, cv2.LINE_AA)
-    cv2.line(cover, a, b, 255, w + 6, cv2.LINE_8)
+
+    def pt(p, dx=0.0):
+        return (int(round(p[0] + dx)), int(round(p[1])))
+
+    cv2.line(canvas, pt(a), pt(b), ink, w + 6, cv2.LINE_AA)
+    cv2.line(canvas, pt(a), pt(b), tuple(int(v) for v in colour), w, cv2.LINE_AA)
+    # A darker stripe inside the outer edge (one shadow cell, like the cartoon's own cel shading).
+    shade = tuple(int(v) for v in np.asarray(colour, np.float32) * 0.72)
+    cv2.line(canvas, pt(a, outward * 0.24 * w), pt(b, outward * 0.24 * w), shade, max(1, int(0.26 * w)), cv2.LINE_AA)
+    cv2.line(cover, pt(a), pt(b), 255, w + 6, cv2.LINE_8)
 
 
 def expand_full_body(cartoon_rgb: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]:
@@ -249,22 +266,25 @@ def expand_full_body(cartoon_rgb: np.ndarray, meta: dict) -> tuple[np.ndarray, d
     # Continue the torso below the cut: stretch the last row of the body across the strip.
     body_x0 = int(max(0, hip_mid[0] - max(hip_half * 1.6, 0.6 * shoulder_w)))
     body_x1 = int(min(w, hip_mid[0] + max(hip_half * 1.6, 0.6 * shoulder_w)))
+    # The outfit's colour: the commonest colour of the middle of the body at the cut (the sides
+    # and the median would mix in hands, props and background).
+    mid_x0, mid_x1 = int(max(0, hip_mid[0] - hip_half)), int(min(w, hip_mid[0] + hip_half + 1))
+    cloth = _main_colour(cartoon_rgb[h - max(6, h // 12):, mid_x0:max(mid_x1, mid_x0 + 1)])
     torso_bottom = int(h + torso_ext + 0.12 * shoulder_w)
     if torso_bottom > h and body_x1 > body_x0:
         # One flat colour (the body's main colour at the cut) reads as cartoon cloth; stretched rows streak.
-        strip = cartoon_rgb[h - max(4, h // 20):, body_x0:body_x1].reshape(-1, 3)
-        canvas[h:torso_bottom, body_x0:body_x1] = np.median(strip, axis=0).astype(np.uint8)
+        canvas[h:torso_bottom, body_x0:body_x1] = cloth.astype(np.uint8)
         cover[h - 1:torso_bottom, body_x0:body_x1] = 255
         ink = tuple(int(v) for v in INK)
         cv2.line(canvas, (body_x0, h - 1), (body_x0, torso_bottom), ink, 3, cv2.LINE_AA)
         cv2.line(canvas, (body_x1 - 1, h - 1), (body_x1 - 1, torso_bottom), ink, 3, cv2.LINE_AA)
         cv2.line(canvas, (body_x0, torso_bottom), (body_x1 - 1, torso_bottom), ink, 3, cv2.LINE_AA)
 
-    # Trousers take the darkest large colour of the lower body; shoes are darker still.
-    lower = cartoon_rgb[int(h * 0.85):, body_x0:body_x1].reshape(-1, 3).astype(np.float32)
-    trouser = np.median(lower, axis=0) * 0.78 if len(lower) else np.array([70, 80, 120], np.float32)
-    shoe = np.array([52, 44, 60], np.float32)
-    leg_w = max(6.0, 1.05 * hip_half, 0.3 * shoulder_w)
+    # Trousers continue the outfit, a shade darker (a jumpsuit stays one suit); shoes are near-black
+    # with a highlight so they read as shoes, not holes.
+    trouser = cloth * 0.86
+    shoe = np.array([58, 48, 64], np.float32)
+    leg_w = max(6.0, 1.1 * hip_half, 0.36 * shoulder_w)
     new_landmarks = dict(meta.get("landmarks", {}))
     drawn = []
     for side, sign in (("left", 1.0), ("right", -1.0)):
@@ -274,12 +294,18 @@ def expand_full_body(cartoon_rgb: np.ndarray, meta: dict) -> tuple[np.ndarray, d
         top = (hip_x, torso_bottom - 0.1 * shoulder_w)
         ankle = (hip_x + sign * 0.05 * shoulder_w, h + torso_ext + leg_len)
         knee = ((top[0] + ankle[0]) / 2, (top[1] + ankle[1]) / 2)
-        _draw_limb(canvas, cover, top, ankle, leg_w, trouser)
+        _draw_limb(canvas, cover, top, ankle, leg_w, trouser, sign)
         toe = (ankle[0] + sign * 0.32 * shoulder_w, ankle[1] + foot_h * 0.35)
         centre = (int((ankle[0] + toe[0]) / 2), int(ankle[1] + foot_h * 0.25))
         axes = (int(0.3 * shoulder_w), int(foot_h * 0.55))
         cv2.ellipse(canvas, centre, (axes[0] + 3, axes[1] + 3), 0, 0, 360, tuple(int(v) for v in INK), -1, cv2.LINE_AA)
         cv2.ellipse(canvas, centre, axes, 0, 0, 360, tuple(int(v) for v in shoe), -1, cv2.LINE_AA)
+        # Highlight on the toe cap, sole line along the bottom.
+        glint = (int(centre[0] + sign * 0.35 * axes[0]), int(centre[1] - 0.35 * axes[1]))
+        cv2.ellipse(canvas, glint, (max(1, int(0.28 * axes[0])), max(1, int(0.22 * axes[1]))), 0, 0, 360,
+                    (120, 110, 130), -1, cv2.LINE_AA)
+        cv2.ellipse(canvas, centre, (max(1, axes[0] - 2), max(1, axes[1] - 2)), 0, 20, 160, (30, 24, 34),
+                    max(1, int(0.18 * axes[1])), cv2.LINE_AA)
         cv2.ellipse(cover, centre, (axes[0] + 3, axes[1] + 3), 0, 0, 360, 255, -1)
         new_landmarks[f"{side}_hip"] = [top[0], top[1]]
         new_landmarks[f"{side}_knee"] = [knee[0], knee[1]]

@@ -27,6 +27,21 @@ def test_expand_full_body_adds_legs_and_clears_cut_off(astronaut):
     assert new_meta["drawn"]
     top = int(cartoon.shape[0] * 0.85)  # the photo part is kept (legs tuck under its last rows)
     assert np.array_equal(expanded[:top], cartoon[:top])
+    # The legs continue the orange suit (a shade darker), not some other colour.
+    knee = new_meta["landmarks"]["left_knee"]
+    r, g, b = expanded[int(knee[1]), int(knee[0]) - 2:int(knee[0]) + 3].astype(int).mean(axis=0)
+    assert r > g + 60 and r > b + 80
+
+
+def test_outline_follows_the_cartoon_geometry(astronaut):
+    result = analyze(astronaut)
+    meta = result.meta()
+    assert len(meta["outline"]) > 10
+    cartoon, cmeta = cartoonize(result.image, meta, "classic")
+    xs, ys = np.array(cmeta["outline"]).T
+    h, w = cartoon.shape[:2]
+    # The person spans most of the cartoon's height and the eyes lie inside the outline.
+    assert ys.min() < 0.2 * h and ys.max() > 0.9 * h and xs.min() >= -1 and xs.max() <= w + 1
 
 
 def test_expand_full_body_leaves_whole_subjects_alone():

@@ -3,6 +3,8 @@
 import numpy as np
 
 from include.vision.analysis import analyze
+from include.vision.cartoon import cartoonize, expand_full_body
+from include.vision.imageio import encode_png, read_png_meta
 from include.vision.segmentation import cutout, cutout_meta, segment_subject
 
 
@@ -29,6 +31,24 @@ def test_astronaut_mask_is_the_person(astronaut):
     assert alpha[110, 230]  # face
     assert alpha[350, 200]  # suit
     assert not alpha[30, 480]  # backdrop, top right
+
+
+def test_cartoon_person_keeps_face_and_loses_backdrop_through_png_metadata(astronaut):
+    # Stages pass PNGs with JSON metadata; the pose detector often finds no one in the cartoon,
+    # so the cut-out must come from the outline and landmarks the analysis of the photo found.
+    result = analyze(astronaut)
+    cartoon, meta = expand_full_body(*cartoonize(result.image, result.meta(), "classic"))
+    meta = read_png_meta(encode_png(cartoon, meta))
+    alpha = segment_subject(cartoon, meta) > 0.5
+    for name in ("nose", "left_eye", "right_eye", "mouth_left", "left_shoulder", "right_shoulder"):
+        x, y = meta["landmarks"][name]
+        assert alpha[int(y), int(x)], name
+    ex, ey = meta["landmarks"]["left_eye"]
+    assert alpha[int(ey) - 40:int(ey) + 40, int(ex) - 30:int(ex) + 30].all()  # no hole in the face
+    h, w = alpha.shape
+    assert not alpha[:40, -40:].any() and not alpha[:40, :40].any()  # backdrop corners
+    assert not alpha[-5:, :10].any()  # the strip under the drawn legs is background
+    assert 0.2 < alpha.mean() < 0.6
 
 
 def test_cutout_crops_with_padding_and_moves_landmarks():
