@@ -2,7 +2,8 @@
 
 Every motion is a sum of periodic functions of the loop phase with whole numbers of cycles, so
 frame N would equal frame 0 and the loop never jumps. The character is placed once on a square
-canvas (feet near the bottom, headroom for jumps), then each frame applies a global transform
+canvas, as large as its motion allows (the outline is run through every frame first, so no
+frame ever clips), then each frame applies a global transform
 about the feet (bounce, squash and stretch, sway), an optional arm rotation about the shoulder
 (wave, dance) and blinks (eyes from the landmarks). Warping is done on premultiplied alpha so
 edges never pick up dark fringes.
@@ -20,9 +21,9 @@ import cv2
 import numpy as np
 
 MOTIONS = ("bounce", "wave", "jump", "dance", "sway")
-FIT_HEIGHT = 0.70  # share of the canvas the character's height fills (headroom for jumps)
-FIT_WIDTH = 0.78
-FEET_Y = 0.95  # feet line as a share of the canvas height
+FIT_HEIGHT = 0.84  # share of the canvas height the character fills at rest, unless its motion needs room
+FIT_WIDTH = 0.90
+MARGIN = 0.02  # share of the canvas kept clear around everything the motion ever covers
 
 
 def _usable_landmarks(rgba: np.ndarray, meta: dict) -> dict[str, np.ndarray]:
@@ -56,17 +57,104 @@ def _closed_eyes(rgb: np.ndarray, alpha: np.ndarray, lm: dict) -> np.ndarray | N
     return out
 
 
-def _wave_arm(lm: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """Shoulder and hand of the arm to wave: the one whose hand is higher (usually the free one)."""
-    best = None
+def _wave_arms(lm: dict, visibility: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(shoulder, hand) of the arms that may wave, the higher hand first (usually the free one).
+
+    The hand is the wrist, or the elbow when the wrist was not clearly seen (a guessed wrist can
+    sit anywhere, e.g. on the background); an arm with neither clearly seen does not wave. Nor
+    does a hand at the face (holding a camera, a phone): turning it would drag the face along.
+    """
+    face = None
+    if all(k in lm for k in ("nose", "left_eye", "right_eye")):
+        # Head size: the eye gap shrinks to nothing in profile, so the shoulders and ears vouch too.
+        reach = [2.5 * float(np.linalg.norm(lm["left_eye"] - lm["right_eye"]))]
+        if "left_shoulder" in lm and "right_shoulder" in lm:
+            reach.append(0.6 * float(np.linalg.norm(lm["left_shoulder"] - lm["right_shoulder"])))
+        reach += [1.5 * float(np.linalg.norm(lm[ear] - lm["nose"])) for ear in ("left_ear", "right_ear") if ear in lm]
+        face = (lm["nose"], max(reach))
+    arms = []
     for side in ("right", "left"):
-        s, e, wr = lm.get(f"{side}_shoulder"), lm.get(f"{side}_elbow"), lm.get(f"{side}_wrist")
-        if s is None or (e is None and wr is None):
+        shoulder = lm.get(f"{side}_shoulder")
+        joints = [lm[f"{side}_{j}"] for j in ("wrist", "elbow")
+                  if f"{side}_{j}" in lm and visibility.get(f"{side}_{j}", 1.0) >= 0.5]
+        if shoulder is None or not joints:
             continue
-        hand = wr if wr is not None else e
-        if best is None or hand[1] < best[1][1]:
-            best = (s, hand)
-    return best
+        hand = joints[0]
+        if face is not None and float(np.linalg.norm(hand - face[0])) < face[1]:
+            continue
+        arms.append((shoulder, hand))
+    return sorted(arms, key=lambda arm: arm[1][1])
+
+
+def _arm_rig(lm: dict, visibility: dict, char_h: float):
+    """(shoulder, raise sign, weight function) of the arm to wave, in the landmarks' coordinates, or None.
+
+    The weight is 1 on the arm, fading to 0 at the shoulder and away from the arm's line: the
+    torso stays. It is a closed form of the position, evaluated wherever it is needed; Python
+    floats as coefficients keep the per-pixel arithmetic in float32. An arm whose weight reaches
+    the face is not used (the head would swing with it).
+    """
+    for shoulder, hand in _wave_arms(lm, visibility):
+        rig = _one_arm_rig(shoulder, hand, char_h)
+        face = [lm[k] for k in ("nose", "left_eye", "right_eye", "left_ear", "right_ear") if k in lm]
+        if not face or float(rig[2](*np.asarray(face, np.float64).T).max()) < 0.05:
+            return rig
+    return None
+
+
+def _one_arm_rig(shoulder: np.ndarray, hand: np.ndarray, char_h: float):
+    arm_vec = hand - shoulder
+    arm_len = max(float(np.linalg.norm(arm_vec)), 0.1 * char_h)
+    arm_dir = arm_vec / max(float(np.linalg.norm(arm_vec)), 1e-6)
+    # Raise the arm towards the side it points to (a wave is above the shoulder, not down by the hip).
+    raise_sign = -1.0 if arm_dir[0] < 0 else 1.0
+    along_xy = [float(v) / (0.35 * arm_len) for v in
+                (arm_dir[0], arm_dir[1], -arm_dir[0] * shoulder[0] - arm_dir[1] * shoulder[1])]
+    across_xy = [float(v) / (0.45 * arm_len) for v in
+                 (-arm_dir[1], arm_dir[0], arm_dir[1] * shoulder[0] - arm_dir[0] * shoulder[1])]
+    # In along's units: the weight fades out from 1.0 to 1.25 arm lengths, so a leg below a
+    # hanging hand stays on the ground.
+    hand_end, hand_fade = 1.0 / 0.35, 0.25 / 0.35
+
+    def arm_weight(ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
+        along = along_xy[0] * ux + along_xy[1] * uy + along_xy[2]
+        beyond = 1.0 - np.clip((along - hand_end) * (1.0 / hand_fade), 0, 1)
+        along = np.clip(along, 0, 1) * beyond
+        across = across_xy[0] * ux + across_xy[1] * uy + across_xy[2]
+        return along * along * np.exp(-across * across)
+
+    return shoulder, raise_sign, arm_weight
+
+
+def _motion_envelope(points: np.ndarray, feet: np.ndarray, char_h: float, rig, motion: str, n: int,
+                     cycles: int) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) covered by ``points`` (the outline) over all ``n`` frames of the motion.
+
+    Every frame's move is the one the renderer applies: the body affine about the feet and the
+    arm rotation, whose forward map is the fixed point of the renderer's inverse map
+    (p = s + R(-a w(u)) (u - s)  <=>  u = s + R(a w(u)) (p - s)). All frames at once, as arrays.
+    """
+    params = np.array([_motion_at(motion, i, n, cycles, char_h, rig is not None, 1.0 if rig is None else rig[1])
+                       for i in range(n)], np.float64)
+    px, py = points[:, 0][None, :], points[:, 1][None, :]
+    ux, uy = np.repeat(px, n, axis=0), np.repeat(py, n, axis=0)
+    if rig is not None and params[:, 4].any():
+        shoulder, _, arm_weight = rig
+        rx, ry = px - shoulder[0], py - shoulder[1]
+        arm = np.radians(params[:, 4])[:, None]
+        for _ in range(6):
+            a = arm * arm_weight(ux, uy)
+            ca, sa = np.cos(a), np.sin(a)
+            ux, uy = shoulder[0] + ca * rx - sa * ry, shoulder[1] + sa * rx + ca * ry
+    lo = np.array([np.inf, np.inf])
+    hi = -lo
+    for i, (lift, squash, angle, shift, _) in enumerate(params):
+        m = _body_transform(feet, lift, squash, angle, shift)
+        x = m[0, 0] * ux[i] + m[0, 1] * uy[i] + m[0, 2]
+        y = m[1, 0] * ux[i] + m[1, 1] * uy[i] + m[1, 2]
+        lo = np.minimum(lo, [x.min(), y.min()])
+        hi = np.maximum(hi, [x.max(), y.max()])
+    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
 
 
 def _premultiplied(rgba: np.ndarray) -> np.ndarray:
@@ -151,10 +239,26 @@ def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps
     if len(xs) == 0:
         return frames
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    scale = min(FIT_HEIGHT * size / (y1 - y0), FIT_WIDTH * size / (x1 - x0))
+    cycles = max(1, round(seconds))  # about one beat per second, whole cycles for a seamless loop
 
-    # Place the character once: scaled, feet centred on the feet line. Per-frame warps then stay small.
-    place = np.array([[scale, 0, size / 2 - scale * (x0 + x1) / 2], [0, scale, FEET_Y * size - scale * y1]], np.float64)
+    # Every move is proportional to the character's size about its feet, so the room the motion
+    # needs is measured once at the cut-out's own scale (its outline run through every frame) and
+    # the placement scales it to the canvas: as large as FIT_HEIGHT asks, smaller only if the
+    # motion would otherwise leave the frame.
+    feet_src = np.array([(x0 + x1) / 2, float(y1)])
+    outline, _ = cv2.findContours((rgba[..., 3] > 8).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    points = np.concatenate([c.reshape(-1, 2) for c in outline]).astype(np.float64)
+    points = points[:: max(1, len(points) // 1500)]
+    visibility = meta.get("visibility", {})
+    src_rig = _arm_rig(lm, visibility, float(y1 - y0)) if motion in ("wave", "dance") else None
+    ex0, ey0, ex1, ey1 = _motion_envelope(points, feet_src, float(y1 - y0), src_rig, motion, n, cycles)
+    ex0, ey0, ex1, ey1 = min(ex0, x0), min(ey0, y0), max(ex1, x1), max(ey1, y1)
+    room = (1.0 - 2 * MARGIN) * size - 4  # bilinear sampling spreads the outline by a pixel or two
+    scale = min(FIT_HEIGHT * size / (y1 - y0), FIT_WIDTH * size / (x1 - x0), room / (ex1 - ex0), room / (ey1 - ey0))
+
+    # Place the character once, the motion's box centred on the canvas. Per-frame warps then stay small.
+    offset = np.array([size / 2 - scale * (ex0 + ex1) / 2, size / 2 - scale * (ey0 + ey1) / 2])
+    place = np.array([[scale, 0, offset[0]], [0, scale, offset[1]]], np.float64)
     place_flags = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     closed_rgb = _closed_eyes(rgba[..., :3], rgba[..., 3], lm)
     sources = [rgba] if closed_rgb is None else [rgba, np.dstack([closed_rgb, rgba[..., 3]])]
@@ -175,29 +279,12 @@ def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps
 
     lm_c = {k: to_canvas(v) for k, v in lm.items()}
     char_h = scale * (y1 - y0)
-    feet = np.array([size / 2, FEET_Y * size])
-    arm = _wave_arm(lm_c) if motion in ("wave", "dance") else None
+    feet = to_canvas(feet_src)
+    rig = _arm_rig(lm_c, visibility, char_h) if src_rig is not None else None
+    arm = rig
     raise_sign = 1.0
-    if arm is not None:
-        shoulder, hand = arm
-        arm_vec = hand - shoulder
-        arm_len = max(float(np.linalg.norm(arm_vec)), 0.1 * char_h)
-        arm_dir = arm_vec / max(float(np.linalg.norm(arm_vec)), 1e-6)
-        # Raise the arm towards the side it points to (a wave is above the shoulder, not down by the hip).
-        raise_sign = -1.0 if arm_dir[0] < 0 else 1.0
-        # Weight 1 on the arm, fading to 0 at the shoulder and away from the arm's line: the torso
-        # stays. It is a closed form of the placed-canvas position, evaluated wherever it is needed.
-        # Python floats as coefficients keep the per-pixel arithmetic in float32.
-        along_xy = [float(v) / (0.35 * arm_len) for v in
-                    (arm_dir[0], arm_dir[1], -arm_dir[0] * shoulder[0] - arm_dir[1] * shoulder[1])]
-        across_xy = [float(v) / (0.45 * arm_len) for v in
-                     (-arm_dir[1], arm_dir[0], arm_dir[1] * shoulder[0] - arm_dir[0] * shoulder[1])]
-
-        def arm_weight(ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
-            along = np.clip(along_xy[0] * ux + along_xy[1] * uy + along_xy[2], 0, 1)
-            across = across_xy[0] * ux + across_xy[1] * uy + across_xy[2]
-            return along * along * np.exp(-across * across)
-
+    if rig is not None:
+        shoulder, raise_sign, arm_weight = rig
         # Where a rotated arm can reach: a square about the shoulder holding every moving pixel.
         grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
         gy, gx = grid_y[sy0:sy1, sx0:sx1], grid_x[sy0:sy1, sx0:sx1]
@@ -205,7 +292,6 @@ def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps
         reach = float(np.sqrt(((gx[moving] - shoulder[0]) ** 2 + (gy[moving] - shoulder[1]) ** 2).max())) + 2 if moving.any() else 0.0
         arm_box = (shoulder[0] - reach, shoulder[1] - reach, shoulder[0] + reach, shoulder[1] + reach)
 
-    cycles = max(1, round(seconds))  # about one beat per second, whole cycles for a seamless loop
     blink_frames = {int(n * f) + d for f in (0.31, 0.77) for d in range(max(1, round(fps * 0.12)))}
     for i in range(n):
         lift, squash, angle, shift, arm_angle = _motion_at(motion, i, n, cycles, char_h, arm is not None, raise_sign)

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from include.vision.animation import animate
+from include.vision.animation import _arm_rig, animate
 from include.vision.matting import composite_on_key, key_matte, pick_key_color
 
 
@@ -60,3 +60,30 @@ def test_pick_key_color_avoids_character_colours():
     green_guy[..., 1] = 255
     green_guy[..., 3] = 255
     assert pick_key_color(green_guy) != (0, 255, 0)
+
+
+@pytest.mark.parametrize("motion", ["bounce", "wave", "jump", "dance", "sway"])
+def test_character_fills_the_frame_and_never_clips(character, motion):
+    rgba, meta = character
+    frames = animate(rgba, meta, motion, seconds=2.0, fps=12, size=160)
+    seen = frames[..., 3] > 0
+    # Nothing on the border in any frame: the motion never leaves the canvas.
+    assert not seen[:, 0].any() and not seen[:, -1].any() and not seen[:, :, 0].any() and not seen[:, :, -1].any()
+    rows = np.nonzero(seen[0].any(axis=1))[0]
+    rest_height = (rows.max() - rows.min() + 1) / 160
+    limit = 0.70 if motion in ("jump", "dance") else 0.80  # a jump needs its headroom
+    assert limit <= rest_height <= 0.86
+
+
+def test_an_arm_at_the_face_does_not_wave(character):
+    _, meta = character
+    lm = {k: np.array(v) for k, v in meta["landmarks"].items()} | {"nose": np.array([120.0, 75.0])}
+    assert _arm_rig(lm, {}, 300.0) is not None  # hands down: an arm waves
+    for side in ("left", "right"):
+        lm[f"{side}_wrist"] = np.array([125.0, 82.0])  # both hands at the face, like holding a camera
+    assert _arm_rig(lm, {}, 300.0) is None
+    # A wrist the pose only guessed is not a hand: the clearly seen elbow stands in for it.
+    lm["left_wrist"] = np.array([300.0, 300.0])
+    lm["left_elbow"] = np.array([160.0, 160.0])
+    shoulder, _, weight = _arm_rig(lm, {"left_wrist": 0.1, "right_wrist": 0.1, "left_elbow": 0.9}, 300.0)
+    assert list(shoulder) == meta["landmarks"]["left_shoulder"]
