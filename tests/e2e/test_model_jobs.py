@@ -60,8 +60,10 @@ class Airflow:
         return resp.json()["task_instances"]
 
     def set_pool_slots(self, pool: str, slots: int) -> None:
-        # The body is validated as a whole pool: the name must come along with the slots.
-        resp = self.http.patch(f"/pools/{pool}", params={"update_mask": "slots"}, json={"pool": pool, "slots": slots})
+        # The body is validated as a whole pool: name and include_deferred come along with the slots.
+        current = self.http.get(f"/pools/{pool}").json()
+        body = {"pool": pool, "slots": slots, "include_deferred": current["include_deferred"]}
+        resp = self.http.patch(f"/pools/{pool}", params={"update_mask": "slots"}, json=body)
         assert resp.status_code == 200, resp.text
 
     def pool_slots(self, pool: str) -> int:
