@@ -16,8 +16,11 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentUser, SessionDep
+from fastapi.security import HTTPAuthorizationCredentials
+
+from api.deps import _bearer, get_current_user
 from include import events
+from include.db import session_scope
 from include.models import Generation
 from include.settings import get_settings
 
@@ -34,6 +37,16 @@ def get_event_bus(request: Request) -> events.EventBus:
 
 EventBusDep = Annotated[events.EventBus, Depends(get_event_bus)]
 
+def _owner_check(credentials: HTTPAuthorizationCredentials | None, generation_id: str) -> None:
+    # One thread hop holding one pooled connection, released before the stream starts: a stream
+    # lasts minutes, and sync dependencies would hold a connection across several threadpool
+    # hops, which deadlocks the pool when hundreds of clients connect at once.
+    with session_scope() as session:
+        user = get_current_user(session, credentials)
+        generation = session.get(Generation, generation_id)
+        if generation is None or generation.user_id != user.id:
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
+
 
 def _last_event_id(value: str | None) -> int:
     try:
@@ -47,19 +60,16 @@ def _last_event_id(value: str | None) -> int:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "The generation's progress as Server-Sent Events"}},
 )
-def generation_events(
-    session: SessionDep,
-    user: CurrentUser,
+async def generation_events(
     bus: EventBusDep,
     generation_id: str,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Progress of one of the caller's generations: ``id:`` counts up per generation, ``event:``
     is the type, ``data:`` JSON (stage, percent, eta_seconds, queue position, error, refund)."""
-    generation = session.get(Generation, generation_id)
-    if generation is None or generation.user_id != user.id:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
     after = _last_event_id(last_event_id)
+    await asyncio.to_thread(_owner_check, credentials, generation_id)
     return StreamingResponse(
         events.stream(bus, generation_id, after),
         media_type="text/event-stream",
