@@ -7,7 +7,9 @@
     bitbuddies generate PHOTO --prompt TEXT [--api URL] [--key KEY]
 
 ``db`` and ``user`` work on the application DB directly (run them where the DB is);
-``generate`` goes through the HTTP API like any client and follows the progress by polling.
+``generate`` goes through the HTTP API like any client and shows a live progress bar from the
+generation's event stream (``GET /api/generations/{id}/events``), reconnecting with
+``Last-Event-ID`` when the stream drops; it polls the generation only when the API has no stream.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ from typing import TextIO
 
 import httpx
 
+from include import events
 from include.generations import STAGES
 from include.settings import get_settings
 
 POLL_SECONDS = 1.0
 TERMINAL = ("succeeded", "failed")
+# No byte (not even a heartbeat comment, every 15 s by default) for this long: the stream is dead.
+STREAM_READ_TIMEOUT = 60.0
+# Pauses before reopening a dropped stream, growing with consecutive failures.
+RECONNECT_PAUSES = (0.2, 1.0, 2.0, 5.0)
 
 
 # --- db / user ----------------------------------------------------------------------------
@@ -99,6 +106,7 @@ def ledger_audit() -> int:
 
 
 def progress_line(body: dict, elapsed: float) -> str:
+    """One line of progress from the generation's record (the polling fallback)."""
     stage = body.get("stage")
     status = body.get("status", "?")
     if stage is None:
@@ -110,6 +118,111 @@ def progress_line(body: dict, elapsed: float) -> str:
     return f"[{where}] {elapsed:5.0f}s elapsed"
 
 
+class ProgressBar:
+    """The live progress line drawn from the generation's events: bar, percent, stage, queue, ETA."""
+
+    def __init__(self, out: TextIO, width: int = 24) -> None:
+        self.out = out
+        self.width = width
+        self.started = time.monotonic()
+        self.stage: str | None = None
+        self.percent = 0
+        self.eta: float | None = None
+        self.eta_at = self.started
+        self.queue_position: int | None = None
+        self.note = ""
+        self._last_line = ""
+
+    def update(self, event: events.ReceivedEvent) -> None:
+        data = event.json()
+        self.stage = event.event if event.event in TERMINAL else data.get("stage") or self.stage
+        if data.get("percent") is not None:
+            self.percent = int(data["percent"])
+            self.eta, self.eta_at = data.get("eta_seconds"), time.monotonic()
+        if event.event == "queue_position":
+            self.queue_position = data.get("position")  # None: the job left the queue and runs
+        elif event.event == "stage_started":
+            self.queue_position = None
+        self.note = f"retrying after: {data.get('error')}" if event.event == "retry" else ""
+        self.draw()
+
+    def line(self) -> str:
+        filled = self.width * self.percent // 100
+        parts = [f"[{'#' * filled}{'-' * (self.width - filled)}] {self.percent:3d}%", self.stage or "waiting to start"]
+        if self.queue_position is not None:
+            parts.append(f"queue position {self.queue_position}")
+        if self.eta is not None:
+            left = max(0, int(self.eta - (time.monotonic() - self.eta_at)))
+            parts.append(f"ETA {left // 60}:{left % 60:02d}")
+        parts.append(f"{time.monotonic() - self.started:.0f}s")
+        if self.note:
+            parts.append(self.note[:80])
+        return "  ".join(parts)
+
+    def draw(self) -> None:
+        line = self.line()
+        # Rewrite the same terminal line; pad to erase a longer previous one.
+        print("\r" + line.ljust(len(self._last_line)), end="", file=self.out, flush=True)
+        self._last_line = line
+
+
+class StreamUnavailable(Exception):
+    """The API has no event stream for this generation (an older API): poll instead."""
+
+
+def follow_events(http: httpx.Client, gid: str, headers: dict[str, str], bar: ProgressBar, deadline: float) -> str | None:
+    """Follow the generation's Server-Sent Events until the terminal one; its type, or None at the deadline.
+
+    A dropped or silent connection (no byte, not even a heartbeat, for STREAM_READ_TIMEOUT) is
+    reopened with ``Last-Event-ID``, so nothing is shown twice or missed.
+    """
+    last_id: str | None = None
+    failures = 0
+    while time.monotonic() < deadline:
+        request_headers = headers | ({"Last-Event-ID": last_id} if last_id else {})
+        try:
+            with http.stream(
+                "GET", f"/api/generations/{gid}/events", headers=request_headers, timeout=httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT)
+            ) as response:
+                if response.status_code in (404, 405, 501):
+                    raise StreamUnavailable(f"{response.status_code}")
+                if response.status_code in (401, 403):
+                    response.read()
+                    raise PermissionError(_detail(response))
+                if response.status_code == 200:
+                    for event in events.parse_sse(response.iter_lines()):
+                        if event.id is not None:
+                            last_id = event.id
+                        failures = 0
+                        bar.update(event)
+                        if event.event in TERMINAL:
+                            return event.event
+        except httpx.TransportError:  # dropped, refused or silent: reconnect below
+            pass
+        failures += 1
+        pause = RECONNECT_PAUSES[min(failures, len(RECONNECT_PAUSES)) - 1]
+        time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+    return None
+
+
+def poll_until_done(http: httpx.Client, gid: str, headers: dict[str, str], out: TextIO, poll_seconds: float, deadline: float) -> dict | None:
+    """Follow by reading the generation every ``poll_seconds``; its final body, or None at the deadline."""
+    started = time.monotonic()
+    last_line = ""
+    while time.monotonic() < deadline:
+        response = http.get(f"/api/generations/{gid}", headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"Could not read the generation ({response.status_code}): {_detail(response)}")
+        body = response.json()
+        if body["status"] in TERMINAL:
+            return body
+        line = progress_line(body, time.monotonic() - started)
+        print("\r" + line.ljust(len(last_line)), end="", file=out, flush=True)
+        last_line = line
+        time.sleep(poll_seconds)
+    return None
+
+
 def generate(
     photo: Path,
     prompt: str,
@@ -119,6 +232,7 @@ def generate(
     poll_seconds: float = POLL_SECONDS,
     timeout_seconds: float = 3600,
 ) -> int:
+    """Submit the photo, then show live progress from the event stream (polling if there is none)."""
     headers = {"Authorization": f"Bearer {api_key}"}
     content_type = mimetypes.guess_type(photo.name)[0] or "application/octet-stream"
     with photo.open("rb") as image:
@@ -131,25 +245,26 @@ def generate(
     if response.status_code != 202:
         print(f"Refused ({response.status_code}): {_detail(response)}", file=out)
         return 1
-    body = response.json()
-    print(f"Generation {body['id']} submitted.", file=out)
+    gid = response.json()["id"]
+    print(f"Generation {gid} submitted (progress page: {str(http.base_url).rstrip('/')}/g/{gid}).", file=out)
     started = time.monotonic()
-    last_line = ""
-    while body["status"] not in TERMINAL:
-        if time.monotonic() - started > timeout_seconds:
-            print(f"\nGave up following after {timeout_seconds:.0f}s; it may still finish.", file=out)
-            return 1
-        line = progress_line(body, time.monotonic() - started)
-        # Rewrite the same terminal line; pad to erase a longer previous one.
-        print("\r" + line.ljust(len(last_line)), end="", file=out, flush=True)
-        last_line = line
-        time.sleep(poll_seconds)
-        response = http.get(f"/api/generations/{body['id']}", headers=headers)
-        if response.status_code != 200:
-            print(f"\nCould not read the generation ({response.status_code}): {_detail(response)}", file=out)
-            return 1
-        body = response.json()
+    deadline = started + timeout_seconds
+    try:
+        try:
+            finished = follow_events(http, gid, headers, ProgressBar(out), deadline) is not None
+        except StreamUnavailable:
+            finished = poll_until_done(http, gid, headers, out, poll_seconds, deadline) is not None
+        body = http.get(f"/api/generations/{gid}", headers=headers)
+        if body.status_code != 200:
+            raise RuntimeError(f"Could not read the generation ({body.status_code}): {_detail(body)}")
+        body = body.json()
+    except (PermissionError, RuntimeError) as exc:
+        print(f"\n{exc}", file=out)
+        return 1
     print(file=out)
+    if not finished or body["status"] not in TERMINAL:
+        print(f"Gave up following after {timeout_seconds:.0f}s; it may still finish.", file=out)
+        return 1
     if body["status"] == "succeeded":
         print(f"Your buddy is ready in {time.monotonic() - started:.0f}s.", file=out)
         for kind, url in body["assets"].items():

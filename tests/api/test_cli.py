@@ -1,18 +1,24 @@
-"""The ``bitbuddies`` command: user creation prints a working key; generate follows progress."""
+"""The ``bitbuddies`` command: user creation prints a working key; generate shows live progress from a real server."""
 
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 
+import httpx
+import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from api import cli
 from api.main import app
-from include import generations, ledger
+from include import events, generations, ledger
+from include.settings import get_settings
 from tests.api import images
 from tests.api.support import auth
+from tests.e2e.conftest import free_port
 
 
 def create_user(capsys, email="cli@example.com", tokens=3) -> str:
@@ -50,36 +56,214 @@ def test_progress_line_counts_stages():
     assert cli.progress_line({"status": "queued", "stage": None}, 0).startswith("[queued]")
 
 
-def run_pipeline_in_background(outcome: str, shown: io.StringIO) -> threading.Thread:
-    """Plays the DAG's part: reports stages on the first pending generation, then finishes.
+def test_progress_bar_shows_stage_percent_queue_and_eta():
+    out = io.StringIO()
+    bar = cli.ProgressBar(out, width=10)
+    event = events.ReceivedEvent("4", "queue_position", '{"stage": "animate", "position": 3, "percent": 40, "eta_seconds": 95}')
+    bar.update(event)
+    assert bar.line().startswith("[####------]  40%  animate  queue position 3  ETA 1:3")
+    bar.update(events.ReceivedEvent("5", "stage_started", '{"stage": "segment_video", "percent": 70, "eta_seconds": null}'))
+    assert "queue" not in bar.line() and "ETA" not in bar.line() and "segment_video" in bar.line()
+    bar.update(events.ReceivedEvent("6", "retry", '{"stage": "segment_video", "error": "The segment video step failed: boom"}'))
+    assert " 70%" in bar.line() and "retrying after: The segment video step failed: boom" in bar.line()
+    assert out.getvalue().count("\r") == 3
 
-    Each stage is held until the CLI has displayed it (read from its output), so the test
-    does not depend on timing.
-    """
+
+# --- generate against a real API server (uvicorn in a thread: the stream really streams) ------
+
+
+class LiveAPI:
+    """``api.main:app`` served by uvicorn on a free port, behind a wrapper that records each event
+    stream request and can cut the first stream after ``cut_after`` events or hide the stream."""
+
+    def __init__(self, cut_after: int | None = None, no_stream: bool = False) -> None:
+        self.cut_after = cut_after
+        self.no_stream = no_stream
+        self.stream_requests: list[dict[str, str]] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.asgi, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", interface="asgi3")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    async def asgi(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].endswith("/events") or scope["method"] != "GET":
+            return await app(scope, receive, send)
+        self.stream_requests.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
+        if self.no_stream:  # an API from before the event stream existed
+            await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
+            return await send({"type": "http.response.body", "body": b'{"detail":"Not Found"}'})
+        if self.cut_after is None or len(self.stream_requests) > 1:
+            return await app(scope, receive, send)
+        sent = 0
+
+        async def cut_send(message):
+            nonlocal sent
+            if message["type"] == "http.response.body" and b"id: " in message.get("body", b""):
+                sent += 1
+                if sent > self.cut_after:
+                    raise StreamCut
+            await send(message)
+
+        try:
+            await app(scope, receive, cut_send)
+        except* StreamCut:
+            pass  # returning mid-body: uvicorn drops the connection, as a dying proxy would
+
+    def __enter__(self) -> LiveAPI:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class StreamCut(Exception):
+    pass
+
+
+@pytest.fixture
+def live_api(client, monkeypatch):
+    """Factory of LiveAPI servers; the pipeline's publisher posts to the one started last."""
+    started = []
+
+    def start(**options) -> LiveAPI:
+        server = LiveAPI(**options).__enter__()
+        started.append(server)
+        monkeypatch.setenv("BITBUDDIES_EVENTS_PUBLISH_URL", server.url)
+        get_settings.cache_clear()
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__()
+    app.state.events_bus = None
+    get_settings.cache_clear()
+
+
+def pending_generation() -> str:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        gens = _all()
+        if gens:
+            return gens[0].id
+        time.sleep(0.02)
+    raise AssertionError("the CLI did not submit")
+
+
+def play_pipeline(outcome: str, after_connect: LiveAPI | None = None) -> threading.Thread:
+    """Plays the DAG's part through the real publisher: stage events (with a queue position on
+    animate), then the outcome and its terminal event, as plugins/bitbuddies_airflow/reporting.py does."""
 
     def pipeline():
+        gid = pending_generation()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            pending = generations.pending_triggers() or [g for g in _all() if g.status == "queued"]
-            if pending:
-                break
-            time.sleep(0.02)
-        gid = pending[0].id
-        for number, stage in enumerate(("charge", "moderate", "analyze"), start=1):
-            generations.mark_stage(gid, stage)
-            wait_until = time.monotonic() + 5
-            while f"stage {number}/10 {stage}" not in shown.getvalue() and time.monotonic() < wait_until:
-                time.sleep(0.01)
+        while after_connect is not None and not after_connect.stream_requests and time.monotonic() < deadline:
+            time.sleep(0.02)  # publish live, to a connected stream
+        for stage in ("charge", "moderate", "analyze", "animate"):
+            assert events.publish(gid, "stage_started", {"stage": stage, "try_number": 1}, key=f"stage_started:{stage}:1")
+            if stage == "animate":
+                for position in (2, 1, None):
+                    assert events.publish(gid, "queue_position", {"stage": stage, "position": position}, key=f"queue:{position}")
+            data = {"stage": stage, "try_number": 1, "duration_seconds": 2.0}
+            assert events.publish(gid, "stage_finished", data, key=f"stage_finished:{stage}:1")
+            time.sleep(0.05)
         if outcome == "succeeded":
-            generations.mark_succeeded(gid, {k: generations.asset_key(gid, k) for k in generations.ASSET_FILES})
+            generation = generations.mark_succeeded(gid, {k: generations.asset_key(gid, k) for k in generations.ASSET_FILES})
         else:
             ledger.charge_generation(gid)
             ledger.refund_generation(gid)
-            generations.mark_failed(gid, "Your photo was rejected by the content filter.", "moderate")
+            generation = generations.mark_failed(gid, "Your photo was rejected by the content filter.", "moderate")
+            assert events.publish(gid, "refund", {"refunded": True}, key="refund")
+        assert events.publish(gid, generation.status, events.terminal_data(generation))
 
     thread = threading.Thread(target=pipeline, daemon=True)
     thread.start()
     return thread
+
+
+def run_cli(server: LiveAPI, key: str, photo, out: io.StringIO) -> int:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        return cli.generate(photo, "a pirate", key, http, out=out, poll_seconds=0.02, timeout_seconds=30)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "me.jpg"
+    path.write_bytes(images.jpeg())
+    return path
+
+
+def test_generate_shows_a_live_progress_bar_and_prints_urls(live_api, capsys, photo):
+    key = create_user(capsys)
+    server = live_api()
+    out = io.StringIO()
+    pipeline = play_pipeline("succeeded", after_connect=server)
+    code = run_cli(server, key, photo, out)
+    pipeline.join(5)
+    text = out.getvalue()
+    assert code == 0, text
+    assert "progress page: http://127.0.0.1:" in text and "/g/" in text
+    assert "queue position 2" in text and "queue position 1" in text
+    percents = [int(m) for m in re.findall(r"\] +(\d+)%", text)]
+    assert percents == sorted(percents) and percents[0] < 50 and percents[-1] == 100, percents
+    assert "animate" in text and "100%  succeeded" in text and "buddy is ready" in text
+    assert "/buddy.webm" in text and "share   http" in text and "/b/" in text
+    assert len(server.stream_requests) == 1 and "last-event-id" not in server.stream_requests[0]
+
+
+def test_generate_reconnects_after_a_drop_and_shows_each_event_once(live_api, capsys, photo):
+    key = create_user(capsys)
+    server = live_api(cut_after=3)
+    out = io.StringIO()
+    pipeline = play_pipeline("succeeded", after_connect=server)
+    code = run_cli(server, key, photo, out)
+    pipeline.join(5)
+    text = out.getvalue()
+    assert code == 0, text
+    assert len(server.stream_requests) == 2
+    assert server.stream_requests[1]["last-event-id"] == "3"
+    # One redraw per event: 4 stages x 2 + 3 queue positions + the terminal event, none twice.
+    assert text.count("\r") == 12, text
+
+
+def test_generate_reports_failure_and_refund(live_api, capsys, photo):
+    key = create_user(capsys)
+    server = live_api()
+    out = io.StringIO()
+    pipeline = play_pipeline("failed", after_connect=server)
+    code = run_cli(server, key, photo, out)
+    pipeline.join(5)
+    text = out.getvalue()
+    assert code == 1
+    assert "Failed: Your photo was rejected by the content filter." in text and "token was refunded" in text
+
+
+def test_generate_polls_when_the_api_has_no_event_stream(live_api, capsys, photo):
+    key = create_user(capsys)
+    server = live_api(no_stream=True)
+    out = io.StringIO()
+
+    def pipeline():
+        gid = pending_generation()
+        generations.mark_stage(gid, "animate")
+        deadline = time.monotonic() + 5
+        while "stage 7/10 animate" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        generations.mark_succeeded(gid, {k: generations.asset_key(gid, k) for k in generations.ASSET_FILES})
+
+    thread = threading.Thread(target=pipeline, daemon=True)
+    thread.start()
+    code = run_cli(server, key, photo, out)
+    thread.join(5)
+    text = out.getvalue()
+    assert code == 0, text
+    assert len(server.stream_requests) == 1 and "stage 7/10 animate" in text and "buddy is ready" in text
 
 
 def _all():
@@ -90,33 +274,6 @@ def _all():
 
     with session_scope() as session:
         return list(session.exec(select(Generation)).all())
-
-
-def test_generate_follows_progress_and_prints_urls(client, fresh_app_db, capsys, tmp_path):
-    key = create_user(capsys)
-    photo = tmp_path / "me.jpg"
-    photo.write_bytes(images.jpeg())
-    out = io.StringIO()
-    pipeline = run_pipeline_in_background("succeeded", out)
-    code = cli.generate(photo, "a pirate", key, TestClient(app), out=out, poll_seconds=0.02, timeout_seconds=10)
-    pipeline.join(5)
-    text = out.getvalue()
-    assert code == 0, text
-    assert "stage 3/10 analyze" in text and "buddy is ready" in text
-    assert "/buddy.webm" in text and "share   http" in text and "/b/" in text
-
-
-def test_generate_reports_failure_and_refund(client, fresh_app_db, capsys, tmp_path):
-    key = create_user(capsys)
-    photo = tmp_path / "me.jpg"
-    photo.write_bytes(images.jpeg())
-    out = io.StringIO()
-    pipeline = run_pipeline_in_background("failed", out)
-    code = cli.generate(photo, "a pirate", key, TestClient(app), out=out, poll_seconds=0.02, timeout_seconds=10)
-    pipeline.join(5)
-    text = out.getvalue()
-    assert code == 1
-    assert "Failed: Your photo was rejected by the content filter." in text and "token was refunded" in text
 
 
 def test_generate_shows_the_api_refusal(client, fresh_app_db, capsys, tmp_path):
