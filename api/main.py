@@ -1,6 +1,7 @@
 """The BitBuddies web app and API (``uvicorn api.main:app --port 8000``).
 
-Collects the routers (``/api/...`` with API-key auth, the public ``/b/...`` share pages)
+Collects the routers (``/api/...`` with API-key auth, the public ``/b/...`` share pages,
+the ``/g/...`` generation pages)
 and, for the life of the process, runs the loop that triggers DAG runs for generations
 submitted while Airflow was unreachable.
 """
@@ -20,6 +21,7 @@ from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
 from api.routes import events, generations, share, users
 from api.routes import print_webhook, sticker_orders
 from api.routes import tokens, webhooks
+from api.routes import generation_page
 from api.triggering import run_trigger_loop
 from include import events as progress_events
 from include.airflow_client import AirflowClient
@@ -69,6 +71,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(share.router)
+    app.include_router(generation_page.router)
     app.include_router(events.internal_router)
 
     @app.exception_handler(RequestValidationError)

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     airflow_url: str = "http://127.0.0.1:8080"
     airflow_username: str = "admin"
     airflow_password: str = "admin"
+    # The Airflow UI as an operator's browser reaches it (links from the generation page to its
+    # run); empty: airflow_url. In a deployment airflow_url is often an internal host name.
+    airflow_public_url: str = ""
     # How often the API retries triggering generations whose DAG run could not be started.
     airflow_trigger_interval_seconds: float = 5.0
 
@@ -122,6 +125,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'app.db'}"
+
+    @property
+    def resolved_airflow_public_url(self) -> str:
+        return (self.airflow_public_url or self.airflow_url).rstrip("/")
 
     @property
     def resolved_events_publish_url(self) -> str:

@@ -1,0 +1,58 @@
+"""GET /g/{id}: the generation page (public facts, timeline, link back to the Airflow run)."""
+
+from __future__ import annotations
+
+from include import events
+from include.db import session_scope
+from include.generations import mark_failed, mark_succeeded
+from include.models import Generation
+from tests.api.support import make_user
+
+
+def new_generation() -> str:
+    user, _ = make_user("page@example.com", tokens=1)
+    with session_scope() as session:
+        generation = Generation(user_id=user.id, prompt="my secret prompt", upload_path="uploads/x/photo.jpg")
+        session.add(generation)
+    return generation.id
+
+
+def test_page_shows_progress_and_links_to_the_airflow_run(client, monkeypatch):
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_PUBLIC_URL", "https://airflow.example.com/")
+    from include.settings import get_settings
+
+    get_settings.cache_clear()
+    gid = new_generation()
+    events.record(gid, "stage_started", {"stage": "animate"}, key="s")
+    events.record(gid, "queue_position", {"stage": "animate", "position": 4}, key="q")
+    page = client.get(f"/g/{gid}?dag_id=bitbuddies_generate")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    html = page.text
+    assert f'href=\'https://airflow.example.com/dags/bitbuddies_generate/runs/{gid}\'' in html
+    assert "queue position 4" in html and "<progress" in html
+    assert 'http-equiv="refresh"' in html  # not finished: the page reloads itself
+    assert "my secret prompt" not in html and "page@example.com" not in html
+
+
+def test_failed_generation_shows_the_error_and_refund(client):
+    gid = new_generation()
+    with session_scope() as session:
+        session.get(Generation, gid).refund_state = "refunded"
+    mark_failed(gid, "The animate step failed: <boom>", "animate")
+    html = client.get(f"/g/{gid}").text
+    assert "The animate step failed: &lt;boom&gt;" in html and "refunded" in html
+    assert 'http-equiv="refresh"' not in html
+
+
+def test_succeeded_generation_links_its_share_page(client):
+    gid = new_generation()
+    generation = mark_succeeded(gid, {})
+    html = client.get(f"/g/{gid}").text
+    assert f"/b/{generation.slug}" in html and "succeeded" in html
+
+
+def test_runs_of_other_dags_and_unknown_ids(client):
+    gid = new_generation()
+    other = client.get(f"/g/{gid}?dag_id=bitbuddies_sticker_order")
+    assert other.status_code == 200 and "not BitBuddies generations" in other.text
+    assert client.get("/g/" + "0" * 32).status_code == 404

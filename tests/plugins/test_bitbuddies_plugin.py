@@ -1,0 +1,60 @@
+"""plugins/bitbuddies_plugin.py: Airflow loads it, and its run tab points at the generation page."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from airflow.api_fastapi.core_api.datamodels.plugins import ExternalViewResponse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_external_view_is_a_dag_run_tab_on_the_generation_page(monkeypatch):
+    from include.settings import get_settings
+
+    monkeypatch.setenv("BITBUDDIES_PUBLIC_BASE_URL", "https://buddies.example.com/")
+    get_settings.cache_clear()
+    try:
+        from bitbuddies_plugin import generation_view
+
+        view = ExternalViewResponse.model_validate(generation_view())
+    finally:
+        get_settings.cache_clear()
+    assert view.destination == "dag_run" and view.url_route  # the UI lists run tabs with a url_route only
+    assert view.href == "https://buddies.example.com/g/{RUN_ID}?dag_id={DAG_ID}"
+    # What the UI does with it (placeholders replaced, URL-encoded) gives the page of the generation.
+    href = view.href.replace("{RUN_ID}", "abc123").replace("{DAG_ID}", "bitbuddies_generate")
+    assert href == "https://buddies.example.com/g/abc123?dag_id=bitbuddies_generate"
+
+
+def test_airflow_loads_the_plugin_from_the_plugins_folder(tmp_path):
+    # A fresh process: Airflow's plugin manager caches what it loaded.
+    env = os.environ | {
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "BITBUDDIES_PUBLIC_BASE_URL": "http://buddies.test:8000",
+        "PYTHONPATH": str(ROOT),
+    }
+    code = (
+        "import json; from airflow import plugins_manager as pm\n"
+        "info = [p for p in pm.get_plugin_info() if p['name'] == 'bitbuddies']\n"
+        "print(json.dumps({'info': info, 'errors': {k: str(v) for k, v in pm.get_import_errors().items()}}, default=str))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not any("bitbuddies_plugin" in path for path in loaded["errors"]), loaded["errors"]
+    [plugin] = loaded["info"]
+    assert plugin["external_views"] == [
+        {
+            "name": "BitBuddies generation",
+            "href": "http://buddies.test:8000/g/{RUN_ID}?dag_id={DAG_ID}",
+            "destination": "dag_run",
+            "url_route": "bitbuddies-generation",
+        }
+    ]
