@@ -105,8 +105,13 @@ class ModelJobOperator(BaseOperator):
     # -- wait -----------------------------------------------------------------------------
     def _wait(self, job: Job, context) -> None:
         deadline = time.time() + self.job_timeout.total_seconds()
+        # The generation, if this run is one, hears where its job waits in the provider's queue.
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        trigger = ModelJobTrigger(
+            job.status_url, self.conn_id, deadline, self.poll_interval, generation_id=conf.get("generation_id"), stage=self.stage
+        )
         self.defer(
-            trigger=ModelJobTrigger(job.status_url, self.conn_id, deadline, self.poll_interval),
+            trigger=trigger,
             method_name="execute_complete",
             kwargs={"job": job.to_dict()},
             timeout=self.job_timeout + timedelta(minutes=1),

@@ -1,17 +1,22 @@
 """ModelJobTrigger: waits, in the triggerer, for one model job to finish.
 
-Its arguments are only the job's status URL, the connection id and an absolute deadline, so
-it can be serialized, restarted or run twice at once (triggerer failover) without harm:
-polling is read-only. Transient trouble (connection errors, 429, 5xx) is ridden out with
+Its arguments are only the job's status URL, the connection id and an absolute deadline (plus,
+for progress, the generation id and stage), so it can be serialized, restarted or run twice at
+once (triggerer failover) without harm: polling is read-only. Transient trouble (connection errors, 429, 5xx) is ridden out with
 exponential backoff (capped at :data:`MAX_BACKOFF_S`) until the deadline; the event says
 ``completed`` (the job finished, successfully or not: the operator fetches the result and
 decides), ``error`` (the provider refused the poll for good: unknown job, bad key) or
 ``timeout``.
+
+While the job waits in the provider's queue, a change of its position is published as the
+generation's ``queue_position`` event (include/events.py), fire-and-forget in its own task: a
+slow or unreachable API never delays a poll, and a repeat (two triggerers) is stored once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +24,7 @@ from typing import Any
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from include import events
 from include.model_queue import JobState, ProviderError, ProviderRejected, backoff_delay
 
 # Longest pause between polls while the provider is in trouble: long outages are ridden out,
@@ -27,12 +33,23 @@ MAX_BACKOFF_S = 30.0
 
 
 class ModelJobTrigger(BaseTrigger):
-    def __init__(self, status_url: str, conn_id: str, deadline: float, poll_interval: float = 1.0):
+    def __init__(
+        self,
+        status_url: str,
+        conn_id: str,
+        deadline: float,
+        poll_interval: float = 1.0,
+        generation_id: str | None = None,
+        stage: str | None = None,
+    ):
         super().__init__()
         self.status_url = status_url
         self.conn_id = conn_id
         self.deadline = deadline
         self.poll_interval = poll_interval
+        self.generation_id = generation_id
+        self.stage = stage
+        self._publishing: set[asyncio.Task] = set()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -42,6 +59,8 @@ class ModelJobTrigger(BaseTrigger):
                 "conn_id": self.conn_id,
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
+                "generation_id": self.generation_id,
+                "stage": self.stage,
             },
         )
 
@@ -51,6 +70,7 @@ class ModelJobTrigger(BaseTrigger):
         client = await ModelProviderHook.aget_client(self.conn_id)
         failures = 0
         last_error = ""
+        position: int | None = None
         try:
             while time.time() < self.deadline:
                 try:
@@ -78,8 +98,24 @@ class ModelJobTrigger(BaseTrigger):
                     return
                 if status.queue_position is not None:
                     self.log.info("Job %s is queued at position %s", self.status_url, status.queue_position)
+                if status.queue_position != position:
+                    position = status.queue_position
+                    self._publish_queue_position(position)
                 await asyncio.sleep(self.poll_interval)
             detail = f" (last poll: {last_error})" if last_error else ""
             yield TriggerEvent({"status": "timeout", "error": f"no result before the deadline{detail}"})
         finally:
             await client.aclose()
+
+    def _publish_queue_position(self, position: int | None) -> None:
+        """Announce the job's queue position (None: it left the queue and runs) without waiting."""
+        if not self.generation_id:
+            return
+        job = hashlib.sha1(self.status_url.encode()).hexdigest()[:12]
+        data = {"stage": self.stage, "position": position}
+        task = asyncio.create_task(
+            events.apublish(self.generation_id, "queue_position", data, key=f"queue_position:{self.stage}:{job}:{position}")
+        )
+        # Held until done: the event loop keeps only weak references to tasks.
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)

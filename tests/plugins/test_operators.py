@@ -66,6 +66,14 @@ def test_submits_stores_job_then_defers_without_holding_a_worker(queue):
     assert queue.submissions[0][1] == "bitbuddies_generate:gen1:animate:-1:1"
 
 
+def test_the_trigger_knows_the_generation_to_report_queue_positions_to(queue):
+    ctx = make_context() | {"dag_run": SimpleNamespace(conf={"generation_id": "gen1"})}
+    with pytest.raises(TaskDeferred) as deferred:
+        op().execute(ctx)
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["generation_id"] == "gen1" and kwargs["stage"] == "animate"
+
+
 def test_a_retry_reattaches_to_the_stored_job_and_never_resubmits(queue):
     store = StateStore()
     with pytest.raises(TaskDeferred):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
 
 from bitbuddies_airflow import hooks
 from bitbuddies_airflow.triggers import ModelJobTrigger
+from include import events
 from include.model_queue import AsyncQueueClient
 from tests.plugins.fake_queue import BASE, FakeQueue, FakeJob
 
@@ -42,6 +44,45 @@ def test_serialize_round_trip():
     path, kwargs = trigger.serialize()
     assert path == "bitbuddies_airflow.triggers.ModelJobTrigger"
     assert ModelJobTrigger(**kwargs).serialize() == (path, kwargs)
+    with_progress = ModelJobTrigger("http://x/status", "conn", 123.0, 0.5, generation_id="g" * 32, stage="animate")
+    path, kwargs = with_progress.serialize()
+    assert json.loads(json.dumps(kwargs)) == kwargs  # stored as JSON in the metadata DB
+    assert ModelJobTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Every queue_position publish; each one hangs, as a stuck API would."""
+    calls = []
+
+    async def hanging_apublish(generation_id, type, data=None, key=None):
+        calls.append((generation_id, type, data, key))
+        await asyncio.sleep(30)
+        return True
+
+    monkeypatch.setattr(events, "apublish", hanging_apublish)
+    return calls
+
+
+def test_queue_position_changes_are_published_without_delaying_the_polls(queue, published):
+    url = status_url(queue, states=["IN_QUEUE", "IN_QUEUE", "IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"])
+    trigger = ModelJobTrigger(url, "c", time.time() + 10, poll_interval=0.01, generation_id="gid1", stage="animate")
+    started = time.monotonic()
+    event = first_event(trigger)
+    assert event["status"] == "completed" and time.monotonic() - started < 2
+    # Once per change: queued at 0 (three polls), then running (position None).
+    assert [(gid, kind, data) for gid, kind, data, _ in published] == [
+        ("gid1", "queue_position", {"stage": "animate", "position": 0}),
+        ("gid1", "queue_position", {"stage": "animate", "position": None}),
+    ]
+    keys = [key for *_, key in published]
+    assert len(set(keys)) == 2 and all(key.startswith("queue_position:animate:") for key in keys)
+
+
+def test_no_generation_no_queue_events(queue, published):
+    url = status_url(queue)
+    assert first_event(ModelJobTrigger(url, "c", time.time() + 10, poll_interval=0.01))["status"] == "completed"
+    assert published == []
 
 
 def test_completed_after_queue_and_progress(queue):
