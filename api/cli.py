@@ -4,6 +4,7 @@
     bitbuddies user create EMAIL --tokens N     (prints the new user's API key, once)
     bitbuddies user list
     bitbuddies ledger audit                     (every money invariant; exit 1 on any violation)
+    bitbuddies alerts list [--limit N]          (operator alerts, newest first)
     bitbuddies generate PHOTO --prompt TEXT [--api URL] [--key KEY]
 
 ``db`` and ``user`` work on the application DB directly (run them where the DB is);
@@ -100,6 +101,22 @@ def ledger_audit() -> int:
     report = audit()
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def alerts_list(limit: int) -> int:
+    from include import alerts
+    from include.db import create_all
+
+    create_all()
+    for alert in alerts.recent(limit):
+        delivery = alert.channel if alert.delivery_error is None else f"{alert.channel} FAILED: {alert.delivery_error}"
+        print(f"{alert.created_at:%Y-%m-%d %H:%M:%S}  {alert.key}  [{delivery}]")
+        print(f"    {alert.title}")
+        for line in alert.message.splitlines():
+            print(f"    {line}")
+        if alert.url:
+            print(f"    {alert.url}")
+    return 0
 
 
 # --- generate -----------------------------------------------------------------------------
@@ -304,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = commands.add_parser("ledger", help="the token ledger").add_subparsers(dest="ledger_command", required=True)
     ledger.add_parser("audit", help="check every money invariant over the whole database")
 
+    alerts = commands.add_parser("alerts", help="operator alerts").add_subparsers(dest="alerts_command", required=True)
+    alerts.add_parser("list", help="the newest alerts first").add_argument("--limit", type=int, default=20)
+
     gen = commands.add_parser("generate", help="make a buddy from a photo through the API")
     gen.add_argument("photo", type=Path)
     gen.add_argument("--prompt", required=True)
@@ -320,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         return user_create(args.email, args.tokens) if args.user_command == "create" else user_list()
     if args.command == "ledger":
         return ledger_audit()
+    if args.command == "alerts":
+        return alerts_list(args.limit)
     api_key = args.key or os.environ.get("BITBUDDIES_API_KEY")
     if not api_key:
         print("No API key: pass --key or set BITBUDDIES_API_KEY.", file=sys.stderr)

@@ -17,7 +17,7 @@ from api.main import app
 from include import events, generations, ledger
 from include.settings import get_settings
 from tests.api import images
-from tests.api.support import auth
+from tests.api.support import auth, make_user
 from tests.e2e.conftest import free_port
 
 
@@ -48,6 +48,21 @@ def test_user_list_shows_balances(fresh_app_db, capsys):
     out = capsys.readouterr().out
     assert "a@example.com" in out and "b@example.com" in out
     assert [line.split()[2] for line in out.splitlines()[1:]] == ["2", "0"]
+
+
+def test_alerts_list_shows_the_operator_alerts(fresh_app_db, capsys):
+    from include import alerts
+    from include.db import session_scope
+    from include.models import Generation
+
+    user, _ = make_user("alerted@example.com")
+    with session_scope() as session:
+        generation = Generation(user_id=user.id, prompt="wave", upload_path="uploads/x/photo.jpg")
+        session.add(generation)
+    alerts.generation_failed(generation.id, "animate", "boom", True, "http://airflow/dags/d/runs/r/tasks/animate")
+    assert cli.main(["alerts", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"generation_failed:{generation.id}  [log]" in out and "Error: boom" in out and "http://airflow/dags/d" in out
 
 
 def test_progress_line_counts_stages():
