@@ -5,6 +5,7 @@ free ports with a private var dir, exactly as `make up` starts them."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from ops.stack import Stack, StackConfig, environment, initialise
+from tests.fakes.pushover_server import FakePushover
 from tests.fakes.stripe_server import FakeStripe
 
 
@@ -41,7 +43,15 @@ def stripe():
 
 
 @pytest.fixture(scope="session")
-def stack(stripe):
+def pushover():
+    """The Pushover fake for the session: Airflow's alerts reach it through the connection."""
+    fake = FakePushover().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(stripe, pushover):
     shutil.rmtree(E2E_DIR, ignore_errors=True)
     cfg = StackConfig(
         var_dir=E2E_DIR,
@@ -52,6 +62,10 @@ def stack(stripe):
             "STRIPE_API_KEY": stripe.api_key,
             "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret,
             "BITBUDDIES_STRIPE_API_BASE": stripe.url,
+            # The Airflow connection operators set for Pushover (plugins/bitbuddies_airflow/pushover.py).
+            "AIRFLOW_CONN_BITBUDDIES_PUSHOVER": json.dumps(
+                {"conn_type": "generic", "login": pushover.user, "password": pushover.token, "extra": {"api_url": pushover.url}}
+            ),
         },
     )
     stripe.webhook_url = f"{cfg.api_url}/api/webhooks/stripe"
