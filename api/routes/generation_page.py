@@ -2,7 +2,9 @@
 the way back to its run in the Airflow UI.
 
 The Airflow plugin (``plugins/bitbuddies_plugin.py``) shows this page as a tab of every DAG run
-(an iframe, ``?dag_id=`` says which DAG the run belongs to); the page links back to the run at
+(an iframe sandboxed with scripts, same origin, forms and downloads: the self-reload works there,
+new windows and top-level navigation do not; ``?dag_id=`` says which DAG the run belongs to).
+Opened on its own, the page links back to the run at
 ``{airflow_public_url}/dags/bitbuddies_generate/runs/{id}``.
 
 No auth, public information only, like the share page: the 128-bit random id is known only to the
@@ -97,7 +99,7 @@ def render_generation_page(generation: Generation, history: list[events.Event]) 
         facts.append(f"<dt>Token</dt><dd>{escape(refund)}</dd>")
     if generation.status == "succeeded":
         url = escape(share_url(generation), quote=True)
-        facts.append(f"<dt>Buddy</dt><dd><a href='{url}' target='_blank' rel='noopener'>{url}</a></dd>")
+        facts.append(f"<dt>Buddy</dt><dd><a href='{url}'>{url}</a></dd>")
     run_url = escape(airflow_run_url(generation.id), quote=True)
     facts.append(f"<dt>Airflow</dt><dd><a id='airflow-run' href='{run_url}' target='_top'>the run in the Airflow UI</a></dd>")
     table = (
