@@ -103,7 +103,7 @@ def test_every_variable_is_documented_and_every_documented_one_is_used():
 
 def test_secrets_are_required_not_defaulted():
     text = COMPOSE.read_text()
-    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "S3_SECRET_KEY", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD"):
+    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "S3_SECRET_KEY", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD", "INTERNAL_TOKEN"):
         assert f"${{{secret}:?" in text, f"{secret} must be required (${{{secret}:?...}})"
         assert f"${{{secret}:-" not in text, f"{secret} must have no default"
         assert env_example()[secret] == "", f"{secret} must be empty in .env.example"
