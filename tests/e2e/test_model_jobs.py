@@ -156,8 +156,8 @@ def test_killed_task_processes_never_submit_a_job_twice(stack, api, make_user, a
     # Submit answers of cartoonize and result answers of segment-image are held for a while:
     # the task process then sits on a job it has not stored yet (submit) or already stored (fetch).
     model_server.faults(
-        submit_answer_delay_s={"bitbuddies/cartoonize": 5.0},
-        result_answer_delay_s={"bitbuddies/segment-image": 5.0},
+        submit_answer_delay_s={"bitbuddies/cartoonize": 12.0},
+        result_answer_delay_s={"bitbuddies/segment-image": 12.0},
     )
     key = make_user(tokens=10)
     gids = start_generations(api, key, 10)
