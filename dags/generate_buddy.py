@@ -39,16 +39,17 @@ from include.settings import get_settings
 MODEL_POOL = f"model_{get_settings().model_provider}"
 MEDIA_POOL = "media_cpu"
 
-# Per stage: how often the wait polls and how long the job may take. Quick checks poll often;
-# the long renders poll less and get more time. A stage not listed uses the operator's defaults.
+# Per stage: how often the wait polls, how long the job may take, and how long the worker
+# watches a fresh job before deferring (jobs that finish within it skip the defer/resume round
+# trip). Quick checks poll often; the long renders poll less and get more time.
 STAGE_WAITS = {
-    "moderate": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5)},
-    "analyze": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5)},
-    "cartoonize": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10)},
-    "expand_full_body": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10)},
-    "segment_image": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10)},
-    "animate": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30)},
-    "segment_video": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30)},
+    "moderate": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5), "grace": 3.0},
+    "analyze": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5), "grace": 3.0},
+    "cartoonize": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
+    "expand_full_body": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
+    "segment_image": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
+    "animate": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30), "grace": 3.0},
+    "segment_video": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30), "grace": 3.0},
 }
 # CPU-heavy media work runs on the workers that consume this queue (CeleryExecutor); the
 # LocalExecutor ignores queues.

@@ -191,3 +191,17 @@ def test_a_job_the_provider_forgot_is_submitted_again(queue):
         op().execute(make_context(store))
     assert [k for _, k in queue.submissions][-1] == "bitbuddies_generate:gen1:animate:-1:2"
     assert store[JOB_KEY]["submission"] == 2
+
+
+def test_a_job_done_within_the_grace_is_fetched_without_deferring(queue):
+    # IN_QUEUE, IN_PROGRESS, COMPLETED on successive polls: done within a second of watching.
+    ctx = make_context()
+    result = op(grace=5.0, poll_interval=0.05).execute(ctx)
+    assert "image" in result and queue.jobs["req1"].polls == 3
+
+
+def test_a_job_still_running_after_the_grace_defers(queue):
+    queue.next_job = {"states": ["IN_PROGRESS"]}
+    with pytest.raises(TaskDeferred):
+        op(grace=0.3, poll_interval=0.05).execute(make_context())
+    assert queue.jobs["req1"].polls >= 3
