@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.local_http import LocalHTTPFake
 
 
-class FakeAirflow:
+class FakeAirflow(LocalHTTPFake):
     def __init__(self, username: str = "admin", password: str = "admin") -> None:
         self.username = username
         self.password = password
@@ -24,21 +26,7 @@ class FakeAirflow:
         self.valid_tokens: set[str] = set()
         self.fail_with_500 = False
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeAirflow:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen()
 
     def expire_tokens(self) -> None:
         with self._lock:

@@ -13,11 +13,12 @@ import json
 import secrets
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+from tests.fakes.local_http import LocalHTTPFake
 
 
-class FakePushover:
+class FakePushover(LocalHTTPFake):
     def __init__(self, token: str | None = None, user: str | None = None) -> None:
         # Pushover keys are 30 characters of letters and digits.
         self.token = token or secrets.token_hex(15)
@@ -25,21 +26,7 @@ class FakePushover:
         self.messages: list[dict[str, str]] = []  # accepted
         self.refused: list[dict] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakePushover:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen()
 
     def validate(self, form: dict[str, str]) -> tuple[dict[str, str], list[str]]:
         fields, errors = {}, []

@@ -44,11 +44,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from tests.fakes.local_http import LocalHTTPFake
 
 API_KEY = "sk_test_bitbuddies_fake"
 WEBHOOK_SECRET = "whsec_bitbuddies_fake"
@@ -91,7 +92,7 @@ class StripeError(Exception):
         self.status, self.body = status, {"error": {"type": type_, "message": message, **({"code": code} if code else {})}}
 
 
-class FakeStripe:
+class FakeStripe(LocalHTTPFake):
     def __init__(self, api_key: str = API_KEY, webhook_secret: str = WEBHOOK_SECRET) -> None:
         self.api_key = api_key
         self.webhook_secret = webhook_secret
@@ -104,21 +105,7 @@ class FakeStripe:
         self.webhook_sender: Callable[[bytes, dict[str, str]], int] | None = None
         self._idempotent: dict[str, tuple[str, dict, int, dict]] = {}  # key -> (path, params, status, body)
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeStripe:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen()
 
     # --- the API ---------------------------------------------------------------------------
 
