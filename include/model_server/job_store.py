@@ -176,6 +176,7 @@ class JobStore:
                 "error_type": r["error_type"],
                 "compute_seconds": r["inference_time"],
                 "queued_seconds": (r["started_at"] - r["created_at"]) if r["started_at"] else None,
+                "started_at": r["started_at"],
                 "finished_at": r["finished_at"],
             }
             for r in rows
