@@ -57,5 +57,6 @@ def test_submission_record_and_finished_jobs_since(tmp_path) -> None:
     store.mark_running("a", 12.0)
     store.mark_failed("a", "cancelled", "The request was cancelled", 422, 0.5, 30.0)
     assert store.finished_jobs(25.0) == [{"request_id": "a", "model_id": "m/a", "error_type": "cancelled",
-                                         "compute_seconds": 0.5, "queued_seconds": 2.0, "finished_at": 30.0}]
+                                         "compute_seconds": 0.5, "queued_seconds": 2.0, "started_at": 12.0,
+                                         "finished_at": 30.0}]
     assert store.finished_jobs(31.0) == []
