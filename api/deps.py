@@ -18,7 +18,7 @@ from include.settings import Settings, get_settings
 # Submitting must stay snappy when Airflow is slow: the trigger loop retries later anyway.
 SUBMIT_TRIGGER_TIMEOUT_SECONDS = 5.0
 
-_bearer = HTTPBearer(auto_error=False, description="Your BitBuddies API key (bb_...)")
+api_key_scheme = HTTPBearer(auto_error=False, description="Your BitBuddies API key (bb_...)")
 
 
 def get_db() -> Iterator[Session]:
@@ -31,7 +31,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)]
 ) -> User:
     if credentials is None or not credentials.credentials:
         raise HTTPException(
@@ -52,7 +52,8 @@ def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_airflow_client(request: Request) -> AirflowClient:
+async def get_airflow_client(request: Request) -> AirflowClient:
+    # async: resolved on the event loop, no thread hop for a cached attribute
     client = getattr(request.app.state, "airflow_client", None)
     if client is None:  # the app runs without its lifespan (e.g. a bare TestClient)
         client = AirflowClient(timeout=SUBMIT_TRIGGER_TIMEOUT_SECONDS)

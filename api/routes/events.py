@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import _bearer, get_current_user
+from api.deps import api_key_scheme, get_current_user
 from include import events
 from include.db import session_scope
 from include.models import Generation
@@ -63,7 +63,7 @@ def _last_event_id(value: str | None) -> int:
 async def generation_events(
     bus: EventBusDep,
     generation_id: str,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Progress of one of the caller's generations: ``id:`` counts up per generation, ``event:``

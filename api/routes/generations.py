@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile, status
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from api import uploads
 from api.assets import stream_asset
-from api.deps import AirflowDep, CurrentUser, SessionDep, SettingsDep
+from api.deps import AirflowDep, CurrentUser, SessionDep, api_key_scheme, get_current_user
 from api.presenters import generation_public
 from api.triggering import trigger_generation
 from include import ledger, storage
+from include.airflow_client import AirflowClient
+from include.db import get_engine
 from include.generations import upload_key
 from include.models import Generation, GenerationPublic, GenerationsPublic, User, new_generation_id
+from include.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +51,10 @@ def _no_tokens(available: int) -> HTTPException:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=GenerationPublic)
-def create_generation(
+async def create_generation(
     request: Request,
-    session: SessionDep,
-    user: CurrentUser,
-    settings: SettingsDep,
     airflow: AirflowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG or WebP")],
     prompt: Annotated[str, Form(description="What the buddy should be like (1-500 characters)")] = "",
     idempotency_key: Annotated[
@@ -63,49 +66,66 @@ def create_generation(
     Nothing is stored or charged unless the photo and prompt are valid; the token itself is
     taken by the pipeline's charge task (exactly once), this only refuses when none is left.
     """
-    if idempotency_key:
-        existing = _by_idempotency_key(session, user, idempotency_key)
-        if existing is not None:
-            return generation_public(existing)
+    # All blocking work in one thread hop: sync dependencies would each take a hop through the
+    # event loop, which is slow when the loop is busy streaming progress to many subscribers.
+    declared_size = request.headers.get("content-length")
+    return await asyncio.to_thread(_create_generation, airflow, credentials, image, prompt, idempotency_key, declared_size)
 
-    uploads.check_declared_size(request.headers.get("content-length"), settings)
-    cleaned_prompt = uploads.validate_prompt(prompt)
-    photo = uploads.validate_photo(uploads.read_photo(image.file, settings), settings)
 
-    available = ledger.balance(user.id, session)
-    if available < ledger.TOKENS_PER_GENERATION:
-        raise _no_tokens(available)
+def _create_generation(
+    airflow: AirflowClient,
+    credentials: HTTPAuthorizationCredentials | None,
+    image: UploadFile,
+    prompt: str,
+    idempotency_key: str | None,
+    declared_size: str | None,
+) -> GenerationPublic:
+    settings = get_settings()
+    with Session(get_engine(), expire_on_commit=False) as session:
+        user = get_current_user(session, credentials)
+        if idempotency_key:
+            existing = _by_idempotency_key(session, user, idempotency_key)
+            if existing is not None:
+                return generation_public(existing)
 
-    generation_id = new_generation_id()
-    photo_key = upload_key(generation_id, photo.extension)
-    with storage.open_write(photo_key) as out:
-        out.write(photo.data)
+        uploads.check_declared_size(declared_size, settings)
+        cleaned_prompt = uploads.validate_prompt(prompt)
+        photo = uploads.validate_photo(uploads.read_photo(image.file, settings), settings)
 
-    # Stored and charged in one transaction before triggering, so the DAG's first task finds
-    # the row and its charge, and concurrent requests cannot spend the same token.
-    generation = Generation(
-        id=generation_id,
-        user_id=user.id,
-        prompt=cleaned_prompt,
-        upload_path=photo_key,
-        idempotency_key=idempotency_key or None,
-    )
-    session.rollback()  # end this request's read snapshot: the rows below are written elsewhere
-    try:
-        ledger.create_paid_generation(generation)
-    except ledger.InsufficientTokens:
-        storage.delete(photo_key)
-        raise _no_tokens(ledger.balance(user.id)) from None
-    except IntegrityError:
-        storage.delete(photo_key)
-        winner = _by_idempotency_key(session, user, idempotency_key) if idempotency_key else None
-        if winner is None:
-            raise
-        # A concurrent request with the same key got there first: answer with its generation.
-        return generation_public(winner)
+        available = ledger.balance(user.id, session)
+        if available < ledger.TOKENS_PER_GENERATION:
+            raise _no_tokens(available)
 
-    trigger_generation(airflow, generation)
-    return generation_public(session.get(Generation, generation.id))
+        generation_id = new_generation_id()
+        photo_key = upload_key(generation_id, photo.extension)
+        with storage.open_write(photo_key) as out:
+            out.write(photo.data)
+
+        # Stored and charged in one transaction before triggering, so the DAG's first task finds
+        # the row and its charge, and concurrent requests cannot spend the same token.
+        generation = Generation(
+            id=generation_id,
+            user_id=user.id,
+            prompt=cleaned_prompt,
+            upload_path=photo_key,
+            idempotency_key=idempotency_key or None,
+        )
+        session.rollback()  # end this request's read snapshot: the rows below are written elsewhere
+        try:
+            ledger.create_paid_generation(generation)
+        except ledger.InsufficientTokens:
+            storage.delete(photo_key)
+            raise _no_tokens(ledger.balance(user.id)) from None
+        except IntegrityError:
+            storage.delete(photo_key)
+            winner = _by_idempotency_key(session, user, idempotency_key) if idempotency_key else None
+            if winner is None:
+                raise
+            # A concurrent request with the same key got there first: answer with its generation.
+            return generation_public(winner)
+
+        trigger_generation(airflow, generation)
+        return generation_public(session.get(Generation, generation.id))
 
 
 @router.get("", response_model=GenerationsPublic)
