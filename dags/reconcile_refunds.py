@@ -8,6 +8,9 @@ task or a lost failure callback can never lose a refund.
 - a generation **not finished** long after it was created (`generation_deadline_minutes`, its run
   died, was deleted or never started): marked failed, then refunded.
 
+It also sends again the operator alerts that were not delivered (Pushover was down, or the
+process that raised one died before sending).
+
 Refunds use the same ledger keys as the generation DAG's `refund_token` task and failure
 callback, so whichever runs first refunds and the others change nothing. Each settled generation
 raises an alert. `bitbuddies ledger audit` checks the result.
@@ -20,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import dag, task
 
 from bitbuddies_airflow.refunds import send_alert
-from include import generations, ledger
+from include import alerts, generations, ledger
 from include.settings import get_settings
 
 STUCK_ERROR = "Making your buddy took far too long and was stopped; your token was refunded."
@@ -51,7 +54,15 @@ def bitbuddies_reconcile_refunds():
         print(f"settled {len(settled)} generation(s)")
         return settled
 
-    settle_unsettled_generations()
+    @task
+    def redeliver_alerts() -> int:
+        sent = alerts.redeliver_undelivered()
+        for alert in sent:
+            print(f"alert {alert.key}: {'delivered' if alert.delivered_at else 'still not delivered: ' + str(alert.delivery_error)}")
+        return sum(alert.delivered_at is not None for alert in sent)
+
+    # Settling raises alerts: send the undelivered ones after.
+    settle_unsettled_generations() >> redeliver_alerts()
 
 
 bitbuddies_reconcile_refunds()

@@ -10,15 +10,18 @@ Delivery: Pushover's HTTP API (``POST /1/messages.json``) when configured, other
 :func:`use_pushover_config_source` (the Airflow plugin registers a lookup of the Airflow
 connection ``bitbuddies_pushover``) or else from the settings ``pushover_token`` /
 ``pushover_user``. Sending never raises: an alert that could not be sent keeps its
-``delivery_error``.
+``delivery_error``, and the refund reconciliation DAG sends it again
+(:func:`redeliver_undelivered`), as it does an alert whose creator died before sending.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +37,9 @@ MESSAGE_MAX = 1024  # Pushover's limit, in characters
 TITLE_MAX = 250
 URL_TITLE = "Task in Airflow"
 SEND_ATTEMPTS = 3
+# Undelivered alerts are sent again (redeliver_undelivered) from this age on, for this long.
+REDELIVER_AFTER = timedelta(minutes=2)
+REDELIVER_WITHIN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -95,10 +101,47 @@ def generation_failed(
         details={"failed_task": failed_task, "error": error, "refunded": refunded, "user_email": user.email if user else None},
         url=airflow_url,
     )
+    return raise_once(alert, urgent=not refunded)
+
+
+def raise_once(alert: Alert, *, urgent: bool = False) -> Alert:
+    """Store ``alert`` and deliver it, unless an alert with its key exists: then return that one.
+
+    However many callers report the same thing, one of them creates the row and sends it.
+    """
+    alert.details = {**(alert.details or {}), "urgent": urgent}
     created = _create(alert)
     if created is None:
-        return _by_key(key)
-    return deliver(created, urgent=not refunded)
+        return _by_key(alert.key)
+    return deliver(created, urgent=urgent)
+
+
+def redeliver_undelivered(older_than: timedelta = REDELIVER_AFTER, within: timedelta = REDELIVER_WITHIN) -> list[Alert]:
+    """Send again every alert created between ``within`` and ``older_than`` ago that was not
+    delivered: Pushover was down, or the process that created it died before sending.
+
+    Alerts Pushover refused as malformed (a 4xx other than 429) stay as they are: sending them
+    again would be refused again. Called by the refund reconciliation DAG every few minutes;
+    ``older_than`` leaves the creator's own attempts (seconds) alone.
+    """
+    now = utcnow()
+    with session_scope() as session:
+        pending = session.exec(
+            select(Alert)
+            .where(col(Alert.delivered_at).is_(None), col(Alert.created_at) <= now - older_than, col(Alert.created_at) >= now - within)
+            .order_by(col(Alert.id))
+        ).all()
+    sent = []
+    for alert in pending:
+        if alert.delivery_error and _refused_for_good(alert.delivery_error):
+            continue
+        sent.append(deliver(alert, urgent=bool((alert.details or {}).get("urgent"))))
+    return sent
+
+
+def _refused_for_good(error: str) -> bool:
+    match = re.match(r"Pushover answered (\d{3})", error)
+    return bool(match) and 400 <= int(match.group(1)) < 500 and match.group(1) != "429"
 
 
 def _create(alert: Alert) -> Alert | None:

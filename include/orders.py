@@ -478,9 +478,7 @@ def _alert_operator(order: StickerOrder) -> None:
         details={"order_id": order.id, "error": order.error, "refund": order.refund_reference, "vendor": order.vendor},
     )
     try:
-        created = alerts._create(alert)
-        if created is not None:
-            alerts.deliver(created)
+        alerts.raise_once(alert)
     except Exception:  # noqa: BLE001 - see the docstring
         log.exception("could not alert the operator about order %s", order.id)
 

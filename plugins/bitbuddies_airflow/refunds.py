@@ -8,18 +8,16 @@
   already ended (failed and refunded, or succeeded) is never worked on again. An operator who
   clears a finished run in the UI gets a clear task error instead of free or double paid work;
   the ledger stays right (the refund teardown finds nothing left to refund).
-- ``send_alert`` calls ``include.alerts.generation_failed`` when the alerts module is
-  deployed, and only logs otherwise.
+- ``send_alert`` raises the operator alert (``include.alerts.generation_failed``), best effort.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from include import generations, ledger
+from include import alerts, generations, ledger
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +34,7 @@ def _generation_id(context) -> str | None:
 def send_alert(generation_id: str, *, failed_task: str | None, error: str | None, refunded: bool, log_url: str | None) -> None:
     """Best effort: the alert must never undo or block a refund."""
     try:
-        alerts = importlib.import_module("include.alerts")
-    except ModuleNotFoundError:
-        alerts = None
-    notify = getattr(alerts, "generation_failed", None)
-    if notify is None:
-        log.warning("generation %s failed (%s: %s), refunded=%s; no alerts module", generation_id, failed_task, error, refunded)
-        return
-    try:
-        notify(generation_id, failed_task=failed_task, error=error or "unknown error", refunded=refunded, airflow_url=log_url)
+        alerts.generation_failed(generation_id, failed_task=failed_task, error=error or "unknown error", refunded=refunded, airflow_url=log_url)
     except Exception:  # noqa: BLE001
         log.exception("alert for generation %s failed", generation_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -88,3 +89,33 @@ def test_fake_validates_like_pushover(pushover):
     assert post(token=pushover.token, user=pushover.user, message="hi", priority="2").status_code == 400
     ok = post(token=pushover.token, user=pushover.user, message="hi")
     assert ok.status_code == 200 and ok.json()["status"] == 1
+
+
+def test_undelivered_alerts_are_sent_again_once(pushover, generation, monkeypatch):
+    alerts.use_pushover_config_source(lambda: alerts.PushoverConfig(pushover.token, pushover.user, "http://127.0.0.1:9"))
+    monkeypatch.setattr(alerts.time, "sleep", lambda _s: None)
+    down = alerts.generation_failed(generation, "animate", "boom", False, None)
+    assert down.delivered_at is None and "unreachable" in down.delivery_error
+    assert alerts.redeliver_undelivered() == []  # too recent: its creator may still be sending
+
+    alerts.use_pushover_config_source(lambda: alerts.PushoverConfig(pushover.token, pushover.user, pushover.url))
+    (sent,) = alerts.redeliver_undelivered(older_than=timedelta(0))
+    assert sent.delivered_at is not None and sent.delivery_error is None
+    assert [m["priority"] for m in pushover.messages] == ["1"]  # still urgent: not refunded
+    assert alerts.redeliver_undelivered(older_than=timedelta(0)) == []
+    assert len(pushover.messages) == 1
+
+
+def test_an_alert_pushover_refused_is_not_sent_again(pushover, generation):
+    alerts.use_pushover_config_source(lambda: alerts.PushoverConfig("wrong-token", pushover.user, pushover.url))
+    alerts.generation_failed(generation, "animate", "boom", True, None)
+    assert alerts.redeliver_undelivered(older_than=timedelta(0)) == []
+    assert len(pushover.refused) == 1
+
+
+def test_an_alert_whose_creator_died_before_sending_is_sent(pushover, generation):
+    # The row exists, no delivery was ever tried: the process died between the two.
+    alerts._create(Alert(key="sticker_order_failed:o1", kind="sticker_order_failed", title="t", message="m"))
+    (sent,) = alerts.redeliver_undelivered(older_than=timedelta(0))
+    assert sent.channel == "pushover" and sent.delivered_at is not None
+    assert [m["message"] for m in pushover.messages] == ["m"]
