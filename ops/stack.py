@@ -286,7 +286,9 @@ def process_specs(cfg: StackConfig) -> dict[str, list[str]]:
         "api-server": [airflow, "api-server", "--port", str(cfg.airflow_port), "--host", "127.0.0.1"],
         "scheduler": [airflow, "scheduler"],
         "dag-processor": [airflow, "dag-processor"],
-        "triggerer": [airflow, "triggerer"],
+        # Logs are on this machine's disk already: no log server beside the triggerer (~100 MB).
+        # ops/triggerer.py: `airflow triggerer` with its imports frozen for the GC.
+        "triggerer": [sys.executable, "-m", "ops.triggerer", "--skip-serve-logs"],
         "api": [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(cfg.api_port)],
     } | (production_process_specs(cfg) if cfg.production else {})
 
@@ -355,10 +357,15 @@ class Stack:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                pass
+        # Then whatever is left in each group: a service that exited on SIGTERM can leave task
+        # processes behind (a task runner whose supervisor died waits forever, holding ~150 MB).
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
         self.procs.clear()
 
     def check_alive(self) -> None:

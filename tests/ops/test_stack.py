@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from ops.stack import (
+    ROOT,
     S3_CONN_ID,
     StackConfig,
     environment,
@@ -58,3 +62,12 @@ def test_worker_hostname_is_the_celery_name_when_set(monkeypatch):
     assert worker_hostname() == "worker-media"
     monkeypatch.delenv("BITBUDDIES_WORKER_HOSTNAME")
     assert worker_hostname()  # the machine's name
+
+
+def test_the_triggerer_runs_airflow_triggerer_with_its_imports_frozen(tmp_path):
+    argv = process_specs(StackConfig(var_dir=tmp_path))["triggerer"]
+    assert argv[1:] == ["-m", "ops.triggerer", "--skip-serve-logs"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW_HOME": str(tmp_path)}
+    shown = subprocess.run([sys.executable, "-m", "ops.triggerer", "--help"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "airflow triggerer" in shown.stdout and "--capacity" in shown.stdout
