@@ -96,10 +96,12 @@ class ModelJobTrigger(BaseTrigger):
                         }
                     )
                     return
-                if status.queue_position is not None:
-                    self.log.info("Job %s is queued at position %s", self.status_url, status.queue_position)
                 if status.queue_position != position:
+                    # Logged and published on change only: hundreds of waits logging every poll
+                    # keep the triggerer busy writing their logs.
                     position = status.queue_position
+                    if position is not None:
+                        self.log.info("Job %s is queued at position %s", self.status_url, position)
                     self._publish_queue_position(position)
                 await asyncio.sleep(self.poll_interval)
             detail = f" (last poll: {last_error})" if last_error else ""
