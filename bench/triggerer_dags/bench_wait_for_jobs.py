@@ -17,6 +17,7 @@ from bitbuddies_airflow.operators import ModelJobOperator
 
 WAITS = int(os.environ.get("BENCH_WAITS", "500"))
 POLL_INTERVAL = float(os.environ.get("BENCH_POLL_INTERVAL", "2.0"))
+JOB_SECONDS = float(os.environ.get("BENCH_JOB_SECONDS", "0"))
 
 
 @dag(
@@ -35,7 +36,7 @@ def bench_wait_for_jobs():
         poll_interval=POLL_INTERVAL,
         job_timeout=timedelta(hours=1),
         retries=0,
-    ).expand(inputs=[{"seconds": 0} for _ in range(WAITS)])
+    ).expand(inputs=[{"seconds": JOB_SECONDS} for _ in range(WAITS)])
 
 
 bench_wait_for_jobs()
