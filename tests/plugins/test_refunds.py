@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from types import SimpleNamespace
 
 import pytest
@@ -34,7 +32,7 @@ def refunds_of(gid: str) -> list[LedgerEntry]:
 
 def test_callback_and_refund_task_together_refund_once_and_alert(fresh_app_db, monkeypatch):
     alerts = []
-    monkeypatch.setitem(sys.modules, "include.alerts", types.SimpleNamespace(generation_failed=lambda gid, **kw: alerts.append((gid, kw))))
+    monkeypatch.setattr(refunds.alerts, "generation_failed", lambda gid, **kw: alerts.append((gid, kw)))
     user_id, gid = paid_generation()
     generations.record_error(gid, "The animate step failed: boom", "animate")
     refunds.refund_failed_run(context(gid))
@@ -45,15 +43,18 @@ def test_callback_and_refund_task_together_refund_once_and_alert(fresh_app_db, m
     assert alerts == [(gid, {"failed_task": "animate", "error": "The animate step failed: boom", "refunded": True, "airflow_url": "http://af/log"})]
 
 
-def test_callback_without_alerts_module_still_refunds(fresh_app_db, monkeypatch):
-    monkeypatch.setitem(sys.modules, "include.alerts", None)
+def test_callback_refunds_even_when_the_alert_fails(fresh_app_db, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("alerts down")
+
+    monkeypatch.setattr(refunds.alerts, "generation_failed", broken)
     user_id, gid = paid_generation()
     refunds.refund_failed_run(context(gid))
     assert ledger.balance(user_id) == 1 and len(refunds_of(gid)) == 1
 
 
 def test_a_succeeded_generation_is_not_refunded_by_the_callback(fresh_app_db, monkeypatch):
-    monkeypatch.setitem(sys.modules, "include.alerts", None)
+    monkeypatch.setattr(refunds.alerts, "generation_failed", lambda gid, **kw: None)
     user_id, gid = paid_generation()
     generations.mark_succeeded(gid, {"webm": "generations/x/buddy.webm"})
     refunds.refund_failed_run(context(gid))
