@@ -7,7 +7,7 @@ private var dir, with Airflow's trigger endpoint played by ``tests/api/fake_airf
 ``POST /api/generations`` measures the API, not Airflow. Then, in one run, prints side by side:
 - ``POST /api/generations`` latency (p50, p99) with no subscriber (idle);
 - the same while ``--subscribers`` SSE streams (spread over ``--generations`` generations, held
-  by a separate client process) receive ``--events`` events published through the internal
+  by a separate client process, every one subscribed: its history read) receive ``--events`` events published through the internal
   endpoint at a steady rate; and the ratio loaded / idle (target p99 <= 2x);
 - publish-to-receive latency over every delivery (p50, p99; target p99 <= 100 ms): the time from
   just before the publishing POST to the moment a subscriber parsed the event.
@@ -81,10 +81,11 @@ async def _subscribe(port: int, key: str, gid: str, ready: asyncio.Queue, latenc
     await writer.drain()
     status = await reader.readline()
     assert b" 200 " in status, status
-    ready.put_nowait(1)
     # Chunked transfer: every SSE event is one chunk, so its lines arrive whole.
     while line := await reader.readline():
-        if line.startswith(b"data: "):
+        if line.startswith(b"retry: "):  # the stream's opening: history read, subscribed
+            ready.put_nowait(1)
+        elif line.startswith(b"data: "):
             received = time.time()
             payload = json.loads(line[6:])
             if "sent_at" in payload:

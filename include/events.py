@@ -30,10 +30,11 @@ import statistics
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import func, select as sa_select
@@ -64,6 +65,12 @@ NOTIFY_CHANNEL = "bitbuddies_events"
 # Postgres caps a NOTIFY payload at 8000 bytes; bigger events are announced by number only.
 NOTIFY_MAX_BYTES = 7000
 HEARTBEAT = b": keep-alive\n\n"
+# A stream's first bytes, sent once its history is read: the SSE reconnection delay, which also
+# tells a client that it is subscribed (the history follows; live events after it).
+STREAM_OPENING = b"retry: 2000\n\n"
+# Threads for the streams' store reads (see in_stream_pool).
+STREAM_IO_THREADS = 4
+T = TypeVar("T")
 # How many recent stage durations the estimate looks at, and how long a process reuses it.
 ESTIMATE_WINDOW = 400
 ESTIMATE_CACHE_SECONDS = 30.0
@@ -460,6 +467,38 @@ def create_bus() -> EventBus:
     raise ValueError(f"unknown events_backend {settings.events_backend!r}; expected 'local' or 'postgres'")
 
 
+def catch_up(generation_id: str, after_seq: int = 0) -> tuple[list[Event], bool]:
+    """What a subscriber that has everything up to ``after_seq`` is missing, and whether its stream
+    ends after it: the stored events after ``after_seq``, then, once the generation has finished,
+    its terminal event (stored now if the pipeline's was lost)."""
+    backlog = history(generation_id, after_seq)
+    if any(e.terminal for e in backlog):
+        return backlog, True
+    terminal = ensure_terminal_event(generation_id)
+    if terminal is None:
+        return backlog, False
+    if terminal.seq <= after_seq:
+        return [], True  # the client already has the end (it reconnected after it)
+    if all(e.seq != terminal.seq for e in backlog):
+        backlog.append(terminal)
+    return backlog, True
+
+
+_stream_executor: ThreadPoolExecutor | None = None
+_stream_executor_lock = threading.Lock()
+
+
+async def in_stream_pool(fn: Callable[..., T], *args: Any) -> T:
+    """Run a stream's blocking store work on the streams' own small thread pool, so that a crowd
+    of subscribers (re)connecting at once cannot queue ahead of API requests on the default one."""
+    global _stream_executor
+    if _stream_executor is None:
+        with _stream_executor_lock:
+            if _stream_executor is None:
+                _stream_executor = ThreadPoolExecutor(max_workers=STREAM_IO_THREADS, thread_name_prefix="sse-store")
+    return await asyncio.get_running_loop().run_in_executor(_stream_executor, fn, *args)
+
+
 async def stream(bus: EventBus, generation_id: str, after_seq: int = 0, heartbeat_seconds: float | None = None) -> AsyncIterator[bytes]:
     """The SSE body for one subscriber: history after ``after_seq``, then live events, heartbeats
     while idle; ends after the terminal event."""
@@ -468,44 +507,30 @@ async def stream(bus: EventBus, generation_id: str, after_seq: int = 0, heartbea
     sub = bus.subscribe(generation_id)
     last = after_seq
     try:
-        backlog = await asyncio.to_thread(history, generation_id, last)
-        if not any(e.terminal for e in backlog):
-            terminal = await asyncio.to_thread(ensure_terminal_event, generation_id)
-            if terminal is not None and terminal.seq <= last:
-                return  # the client already has the end (it reconnected after it)
-            if terminal is not None and all(e.seq != terminal.seq for e in backlog):
-                backlog.append(terminal)
-        for event in backlog:
-            yield event.sse()
-            last = event.seq
-            if event.terminal:
-                return
+        backlog, ended = await in_stream_pool(catch_up, generation_id, last)
+        yield STREAM_OPENING
         while True:
+            for event in backlog:
+                yield event.sse()
+                last = event.seq
+                if event.terminal:
+                    return
+            if ended:
+                return
             try:
                 event = await asyncio.wait_for(sub.queue.get(), heartbeat_seconds)
             except TimeoutError:
                 # Idle: catch up on anything a lost notification or a lost callback left out.
-                missed = await asyncio.to_thread(history, generation_id, last)
-                if not missed:
-                    terminal = await asyncio.to_thread(ensure_terminal_event, generation_id)
-                    if terminal is not None and terminal.seq <= last:
-                        return
-                    missed = [terminal] if terminal is not None else []
-                for event in missed:
-                    yield event.sse()
-                    last = event.seq
-                    if event.terminal:
-                        return
-                yield HEARTBEAT
+                backlog, ended = await in_stream_pool(catch_up, generation_id, last)
+                if not backlog and not ended:
+                    yield HEARTBEAT
                 continue
             if event.seq <= last:
-                continue  # already sent (history, or a NOTIFY echo)
-            batch = [event] if event.seq == last + 1 else await asyncio.to_thread(history, generation_id, last)
-            for item in batch:
-                yield item.sse()
-                last = item.seq
-                if item.terminal:
-                    return
+                backlog, ended = [], False  # already sent (history, or a NOTIFY echo)
+            elif event.seq == last + 1:
+                backlog, ended = [event], False
+            else:  # a gap: fill it from the store
+                backlog, ended = await in_stream_pool(catch_up, generation_id, last)
     finally:
         bus.unsubscribe(sub)
 

@@ -40,7 +40,8 @@ EventBusDep = Annotated[events.EventBus, Depends(get_event_bus)]
 def _owner_check(credentials: HTTPAuthorizationCredentials | None, generation_id: str) -> None:
     # One thread hop holding one pooled connection, released before the stream starts: a stream
     # lasts minutes, and sync dependencies would hold a connection across several threadpool
-    # hops, which deadlocks the pool when hundreds of clients connect at once.
+    # hops, which deadlocks the pool when hundreds of clients connect at once. It runs on the
+    # streams' pool, not the requests' one.
     with session_scope() as session:
         user = get_current_user(session, credentials)
         generation = session.get(Generation, generation_id)
@@ -69,7 +70,7 @@ async def generation_events(
     """Progress of one of the caller's generations: ``id:`` counts up per generation, ``event:``
     is the type, ``data:`` JSON (stage, percent, eta_seconds, queue position, error, refund)."""
     after = _last_event_id(last_event_id)
-    await asyncio.to_thread(_owner_check, credentials, generation_id)
+    await events.in_stream_pool(_owner_check, credentials, generation_id)
     return StreamingResponse(
         events.stream(bus, generation_id, after),
         media_type="text/event-stream",

@@ -132,6 +132,7 @@ def test_stream_replays_then_ends_at_terminal(generation):
         return [chunk async for chunk in events.stream(events.EventBus(), generation, 0, heartbeat_seconds=0.2)]
 
     chunks = asyncio.run(collect())
+    assert chunks[0] == events.STREAM_OPENING  # subscribed: the reconnection delay, then the history
     assert [e.event for e in events.parse_sse(b"".join(chunks).decode().splitlines(True))] == ["stage_started", "succeeded"]
 
 
