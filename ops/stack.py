@@ -20,7 +20,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,9 +145,26 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "BITBUDDIES_PRINT_POLL_SECONDS": "3",
         }
     )
+    env.update(connection_environment(cfg))
     if cfg.production:
         env.update(production_environment(cfg))
     env.update(cfg.extra_env)
+    return env
+
+
+def connection_environment(cfg: StackConfig) -> dict[str, str]:
+    """The Airflow connections of ``config/connections.json`` as ``AIRFLOW_CONN_*`` variables, as
+    docker-compose.yaml sets them. A connection found in the environment is found without asking
+    anyone: the triggerer's runner otherwise asks its supervisor for it, which then builds an
+    in-process Execution API (~90 MB) to read it from the metadata DB."""
+    connections = json.loads((ROOT / "config" / "connections.json").read_text())
+    # The model server's port is a stack parameter; everything else comes from the file as kept.
+    connections["bitbuddies_models"]["port"] = cfg.model_server_port
+    env = {}
+    for conn_id, fields in connections.items():
+        if isinstance(fields.get("extra"), str):
+            fields["extra"] = json.loads(fields["extra"])
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
     return env
 
 
@@ -257,7 +273,8 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> None:
 
 
 def initialise(cfg: StackConfig) -> None:
-    """Idempotent set-up: Airflow metadata DB, pools and connections from config/, the app DB."""
+    """Idempotent set-up: Airflow metadata DB, pools from config/, the app DB (the connections are
+    in the environment: connection_environment)."""
     env = environment(cfg)
     airflow = str(VENV_BIN / "airflow")
     if cfg.production:
@@ -267,15 +284,6 @@ def initialise(cfg: StackConfig) -> None:
         create_database(cfg.app_db_url)
     _run([airflow, "db", "migrate"], env, "airflow db migrate")
     _run([airflow, "pools", "import", str(ROOT / "config" / "pools.json")], env, "airflow pools import")
-    connections = json.loads((ROOT / "config" / "connections.json").read_text())
-    # The model server's port is a stack parameter; everything else comes from the file as kept.
-    connections["bitbuddies_models"]["port"] = cfg.model_server_port
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(connections, fh)
-    try:
-        _run([airflow, "connections", "import", "--overwrite", fh.name], env, "airflow connections import")
-    finally:
-        os.unlink(fh.name)
     _run([sys.executable, "-c", "from include.db import create_all; create_all()"], env, "app db init")
 
 

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     error_type TEXT,
     error_status INTEGER,
-    inference_time REAL
+    inference_time REAL,
+    done_reported_at REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency
     ON jobs (model_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -77,6 +78,8 @@ class Job:
     # HTTP status the result endpoint answers for a failed job: 422 business error, 500 internal.
     error_status: int | None = None
     inference_time: float | None = None
+    # When a status answer first told a client the job had finished (stats: polling latency).
+    done_reported_at: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -94,6 +97,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "done_reported_at" not in columns:  # a jobs.db from before the column
+            self._db.execute("ALTER TABLE jobs ADD COLUMN done_reported_at REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -150,6 +156,13 @@ class JobStore:
                 (COMPLETED, message, error_type, http_status, inference_time, finished_at, request_id),
             )
 
+    def mark_done_reported(self, request_id: str, at: float) -> None:
+        """Record the first status answer that reported the job finished."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET done_reported_at = ? WHERE request_id = ? AND done_reported_at IS NULL", (at, request_id)
+            )
+
     def fail_interrupted_jobs(self, finished_at: float) -> int:
         """At start-up: jobs left IN_PROGRESS by a previous server process can never finish."""
         with self._lock:
@@ -165,8 +178,8 @@ class JobStore:
         """Compute record of jobs finished since a time (for stats)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT request_id, model_id, error_type, inference_time, created_at, started_at, finished_at"
-                " FROM jobs WHERE status = ? AND finished_at >= ? ORDER BY finished_at",
+                "SELECT request_id, model_id, error_type, inference_time, created_at, started_at, finished_at,"
+                " done_reported_at FROM jobs WHERE status = ? AND finished_at >= ? ORDER BY finished_at",
                 (COMPLETED, since),
             ).fetchall()
         return [
@@ -178,6 +191,7 @@ class JobStore:
                 "queued_seconds": (r["started_at"] - r["created_at"]) if r["started_at"] else None,
                 "started_at": r["started_at"],
                 "finished_at": r["finished_at"],
+                "done_reported_at": r["done_reported_at"],
             }
             for r in rows
         ]
@@ -235,4 +249,5 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         error_type=row["error_type"],
         error_status=row["error_status"],
         inference_time=row["inference_time"],
+        done_reported_at=row["done_reported_at"],
     )

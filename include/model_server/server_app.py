@@ -146,6 +146,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if job.status != IN_QUEUE:
             body["logs"] = request.app.state.store.logs(request_id) if logs else None
         if job.status == COMPLETED:
+            if job.done_reported_at is None:
+                request.app.state.store.mark_done_reported(request_id, time.time())
             body["metrics"] = {"inference_time": job.inference_time} if job.inference_time is not None else {}
             if job.failed:
                 body["error"] = job.error

@@ -71,3 +71,17 @@ def test_the_triggerer_runs_airflow_triggerer_with_its_imports_frozen(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "ops.triggerer", "--help"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "airflow triggerer" in shown.stdout and "--capacity" in shown.stdout
+
+
+def test_the_model_connection_reaches_every_process_in_the_environment(tmp_path):
+    from airflow.models.connection import Connection
+
+    cfg = StackConfig(var_dir=tmp_path, model_server_port=8765)
+    raw = environment(cfg)["AIRFLOW_CONN_BITBUDDIES_MODELS"]
+    conn = Connection.from_json(raw, conn_id="bitbuddies_models")
+    assert (conn.conn_type, conn.host, conn.port, conn.schema) == ("http", "127.0.0.1", 8765, "http")
+    assert conn.extra_dejson == {"models": {}}
+    # A stack given another provider (a test's fal-speaking server) keeps it.
+    fal = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": "key"})
+    cfg = StackConfig(var_dir=tmp_path, extra_env={"AIRFLOW_CONN_BITBUDDIES_MODELS": fal})
+    assert environment(cfg)["AIRFLOW_CONN_BITBUDDIES_MODELS"] == fal

@@ -58,5 +58,29 @@ def test_submission_record_and_finished_jobs_since(tmp_path) -> None:
     store.mark_failed("a", "cancelled", "The request was cancelled", 422, 0.5, 30.0)
     assert store.finished_jobs(25.0) == [{"request_id": "a", "model_id": "m/a", "error_type": "cancelled",
                                          "compute_seconds": 0.5, "queued_seconds": 2.0, "started_at": 12.0,
-                                         "finished_at": 30.0}]
+                                         "finished_at": 30.0, "done_reported_at": None}]
     assert store.finished_jobs(31.0) == []
+
+
+def test_the_first_status_answer_reporting_the_end_is_recorded_once(tmp_path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(new_job("a", at=10.0))
+    store.mark_succeeded("a", {}, 0.1, 11.0)
+    store.mark_done_reported("a", 12.0)
+    store.mark_done_reported("a", 14.0)
+    assert store.get("a").done_reported_at == 12.0
+    assert store.finished_jobs(0.0)[0]["done_reported_at"] == 12.0
+
+
+def test_a_jobs_db_from_before_done_reported_at_gains_the_column(tmp_path) -> None:
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    db.executescript(
+        "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL UNIQUE, model_id TEXT NOT NULL,"
+        " input_json TEXT NOT NULL, base_url TEXT NOT NULL, idempotency_key TEXT, status TEXT NOT NULL,"
+        " created_at REAL NOT NULL, started_at REAL, finished_at REAL, result_json TEXT, error TEXT, error_type TEXT,"
+        " error_status INTEGER, inference_time REAL);"
+    )
+    db.close()
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(new_job("a", at=10.0))
+    assert store.get("a").done_reported_at is None
