@@ -292,7 +292,7 @@ def main() -> int:
     print(f"  of which: done -> a poll saw it  median {statistics.median(to_reported):5.2f} s   p95 {pct(to_reported, 95):5.2f} s"
           f"   (the poll interval's share)")
     print(f"            poll saw it -> resumed median {statistics.median(reported_to_fired):5.2f} s   p95 {pct(reported_to_fired, 95):5.2f} s"
-          f"   (the triggerer's: event to its supervisor, stored; Airflow's trigger runner syncs once a second)")
+          f"   (the triggerer's: the event to its supervisor, stored, the task scheduled)")
     print(f"job done -> resumed task finished  median {statistics.median(to_finished):5.2f} s   p95 {pct(to_finished, 95):5.2f} s"
           f"   (n={len(to_finished)}; includes scheduling and task start-up)")
     print(f"tasks succeeded                    {succeeded:7d}    (of {args.waits})")
