@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from include.generations import ASSET_FILES
+from include.generations import ASSET_FILES, share_url
 from include.models import Generation, GenerationAssets, GenerationPublic
-from include.settings import get_settings
-
-
-def share_url(generation: Generation) -> str:
-    return f"{get_settings().public_base_url.rstrip('/')}/b/{generation.slug}"
 
 
 def asset_urls(generation: Generation) -> dict[str, str]:

@@ -17,10 +17,16 @@ from sqlmodel import select
 
 from include.db import session_scope
 from include.models import TERMINAL_STATUSES, Generation, utcnow
+from include.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 GENERATE_DAG_ID = "bitbuddies_generate"
+
+
+def share_url(generation: Generation) -> str:
+    """The buddy's public share page (``/b/{slug}``): what its sticker's QR code opens."""
+    return f"{get_settings().public_base_url.rstrip('/')}/b/{generation.slug}"
 
 # The stages the generation DAG reports through mark_stage, in order (for progress
 # displays). expand_full_body only runs when the subject is cut off.

@@ -28,6 +28,7 @@ from fulfillment.sheet import Sticker, count_pages
 from fulfillment.vendors.base import ShippingAddress, VendorEvent, VendorJob, VendorJobState
 from include.airflow_client import AirflowClient, AirflowError, AirflowUnavailable
 from include.db import session_scope
+from include.generations import share_url
 from include.models import SHEET_SIZES, Generation, StickerOrder, StickerOrderEvent, utcnow
 from include.settings import Settings, get_settings
 
@@ -118,8 +119,7 @@ def order_label(order: StickerOrder) -> str:
 
 def stickers_for(order: StickerOrder, read: Callable[[str], bytes]) -> list[Sticker]:
     """One sticker per buddy of the order: its poster (read through ``read``), share page and prompt."""
-    base = get_settings().public_base_url.rstrip("/")
-    return [Sticker(read(g.assets["poster"]), f"{base}/b/{g.slug}", g.prompt) for g in generations_of(order)]
+    return [Sticker(read(g.assets["poster"]), share_url(g), g.prompt) for g in generations_of(order)]
 
 
 # --- placing and paying -----------------------------------------------------------------

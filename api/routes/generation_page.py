@@ -26,7 +26,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse
 
 from api.deps import SessionDep
-from api.presenters import share_url
+from include.generations import share_url
 from include import events
 from include.generations import GENERATE_DAG_ID
 from include.models import TERMINAL_STATUSES, Generation

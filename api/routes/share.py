@@ -15,7 +15,8 @@ from sqlmodel import Session, select
 
 from api.assets import PUBLIC_CACHE_CONTROL, stream_asset
 from api.deps import SessionDep
-from api.presenters import asset_urls, share_url
+from api.presenters import asset_urls
+from include.generations import share_url
 from include.models import Generation
 
 router = APIRouter(prefix="/b", tags=["share"])
