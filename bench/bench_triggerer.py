@@ -1,6 +1,7 @@
 """Benchmark: many concurrent model-job waits in one triggerer.
 
-Run: ``.venv/bin/python -m bench.bench_triggerer [--waits 500] [--poll-interval 2] [--profile production]``.
+Run: ``.venv/bin/python -m bench.bench_triggerer [--waits 500] [--poll-interval 2] [--job-seconds 0.2]
+[--profile production]``.
 
 Starts Airflow (api-server, scheduler, dag-processor, one triggerer; in the production profile,
 the default, on Postgres with a Celery worker) and the model server under
@@ -133,9 +134,10 @@ def main() -> int:
     parser.add_argument("--waits", type=int, default=500)
     parser.add_argument("--poll-interval", type=float, default=2.0)
     parser.add_argument("--hold", type=float, default=20.0, help="seconds to sample while every wait is deferred")
-    parser.add_argument("--job-seconds", type=float, default=0.0,
-                        help="compute time of each job: 0 releases all of them at once (the model server's two "
-                             "workers finish them in a burst); 0.2 paces them at ~10 a second, as a provider would")
+    parser.add_argument("--job-seconds", type=float, default=0.2,
+                        help="compute time of each job once released: 0.2 (the model server's two workers finish ~10 "
+                             "a second, as a provider's capacity frees up); 0 finishes all of them within a second, "
+                             "a stress case: 500 tasks resuming at once on the same two cores")
     parser.add_argument("--profile", choices=("production", "embedded"), default="production",
                         help="production: Postgres and Celery (the machine's Postgres and Redis); embedded: SQLite and "
                              "LocalExecutor, which loses Airflow processes to 'database is locked' at a few hundred waits")
