@@ -31,6 +31,18 @@ from include.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+
+class QuietInternalAccess(logging.Filter):
+    """Leaves the pipeline's successful event posts (``POST /internal/...``, dozens a second while
+    generations run) out of uvicorn's access log; their failures, and every user request, stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:  # (client, method, path, http version, status)
+            path, status = args[2], args[4]
+            return not (isinstance(path, str) and path.startswith("/internal/") and isinstance(status, int) and status < 400)
+        return True
+
 api_router = APIRouter(prefix="/api")
 api_router.include_router(generations.router)
 api_router.include_router(users.router)
@@ -44,6 +56,7 @@ api_router.include_router(events.router)
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    logging.getLogger("uvicorn.access").addFilter(QuietInternalAccess())
     await asyncio.to_thread(create_all)
     app.state.airflow_client = AirflowClient(timeout=SUBMIT_TRIGGER_TIMEOUT_SECONDS)
     app.state.events_bus = progress_events.create_bus()
