@@ -31,7 +31,7 @@ def demo_api_key(cfg: StackConfig) -> str:
 
 def main() -> int:
     cfg = StackConfig()
-    print("Initialising (Airflow metadata DB, pools, connections, app DB)...", flush=True)
+    print("Initialising (Airflow metadata DB, pools, app DB)...", flush=True)
     initialise(cfg)
     key = demo_api_key(cfg)
     stack = Stack(cfg)
