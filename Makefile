@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install lock bench clean
+.PHONY: up test install browser lock bench clean
 
 up: $(STAMP)
 	$(BIN)/python -m ops
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -22,6 +22,13 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -r requirements-nodeps.txt
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# The browser tests drive Debian's chromium (Playwright cannot download its own browser here).
+# Installed when missing and apt-get can run as root; otherwise the browser tests say why they skip.
+browser:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)); } || \
+	  echo "chromium is not installed: browser tests will skip (fail under CI=true)"
 
 # Re-resolve the pinned lock from requirements.in.
 lock:
