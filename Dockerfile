@@ -33,6 +33,7 @@ COPY config config
 COPY dags dags
 COPY fulfillment fulfillment
 COPY include include
+COPY model_server model_server
 COPY ops ops
 COPY plugins plugins
 # The `bitbuddies` command.

@@ -290,7 +290,7 @@ def initialise(cfg: StackConfig) -> None:
 def process_specs(cfg: StackConfig) -> dict[str, list[str]]:
     airflow = str(VENV_BIN / "airflow")
     return {
-        "model-server": [sys.executable, "-m", "include.model_server"],
+        "model-server": [sys.executable, "-m", "model_server"],
         "api-server": [airflow, "api-server", "--port", str(cfg.airflow_port), "--host", "127.0.0.1"],
         "scheduler": [airflow, "scheduler"],
         "dag-processor": [airflow, "dag-processor"],

@@ -179,7 +179,7 @@ def probe(env: dict[str, str], checks: dict) -> list[str]:
 
 
 def python_sources() -> str:
-    return "\n".join(p.read_text() for folder in ("api", "include", "ops", "plugins", "dags") for p in (ROOT / folder).rglob("*.py"))
+    return "\n".join(p.read_text() for folder in ("api", "include", "model_server", "ops", "plugins", "dags") for p in (ROOT / folder).rglob("*.py"))
 
 
 def test_every_command_exists_and_every_variable_is_read(compose, tmp_path):
