@@ -284,7 +284,7 @@ def initialise(cfg: StackConfig) -> None:
         create_database(cfg.app_db_url)
     _run([airflow, "db", "migrate"], env, "airflow db migrate")
     _run([airflow, "pools", "import", str(ROOT / "config" / "pools.json")], env, "airflow pools import")
-    _run([sys.executable, "-c", "from include.db import create_all; create_all()"], env, "app db init")
+    _run([sys.executable, "-c", "from include.migrations import migrate; migrate()"], env, "app db init")
 
 
 def process_specs(cfg: StackConfig) -> dict[str, list[str]]:
