@@ -311,6 +311,8 @@ def celery_worker_argv(queue: str, name: str, concurrency: int) -> list[str]:
 
 def production_process_specs(cfg: StackConfig) -> dict[str, list[str]]:
     return {
+        # moto is in the development lock: the native production profile is for tests and benchmarks
+        # (a deployment runs docker-compose.yaml with MinIO).
         "s3": [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(cfg.s3_port)],
         "worker-default": celery_worker_argv("default", "worker-default", cfg.default_worker_concurrency),
         "worker-media": celery_worker_argv("media", "worker-media", cfg.media_worker_concurrency),
