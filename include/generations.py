@@ -2,8 +2,8 @@
 
 Airflow tasks call these (no Airflow imports here): ``mark_stage`` as each stage starts,
 ``mark_succeeded`` when publishing, ``mark_failed`` when the run fails for good. The API
-reads the same rows. The API's trigger loop uses ``pending_triggers`` / ``mark_triggered``
-to start a DAG run for every generation exactly once (the generation id is the dag_run_id).
+reads the same rows. ``OUTBOX`` starts the DAG run of every stored generation exactly once
+(the generation id is the dag_run_id; ``include/outbox.py``).
 
 Terminal states are final: a late or repeated call never turns a succeeded generation
 into a failed one, never revives a failed one, and the first error is the one users see.
@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from include.db import session_scope
 from include.models import TERMINAL_STATUSES, Generation, utcnow
+from include.outbox import DagRunOutbox
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -170,3 +171,23 @@ def _load(session, gid: str) -> Generation:
     if generation is None:
         raise GenerationNotFound(f"no generation {gid}")
     return generation
+
+
+def dag_run_conf(generation: Generation) -> dict[str, object]:
+    """The generation DAG's params for ``generation``."""
+    return {
+        "generation_id": generation.id,
+        "user_id": generation.user_id,
+        "prompt": generation.prompt,
+        "upload_path": generation.upload_path,
+    }
+
+
+# Stored and charged by the API (ledger.create_paid_generation), then started here.
+OUTBOX = DagRunOutbox(
+    what="generation",
+    dag_id=GENERATE_DAG_ID,
+    conf=dag_run_conf,
+    pending=pending_triggers,
+    mark_triggered=mark_triggered,
+)

@@ -269,6 +269,6 @@ def test_an_unpaid_order_is_never_refunded(order):
 def test_the_trigger_loop_starts_paid_orders_left_behind(order, fake_airflow):
     orders.mark_paid(order.id, "stripe", "pi_1")
     with AirflowClient(base_url=fake_airflow.url, username="admin", password="admin") as client:
-        assert orders.trigger_pending(client) == 1
-        assert orders.trigger_pending(client) == 0
+        assert orders.OUTBOX.trigger_pending(client) == 1
+        assert orders.OUTBOX.trigger_pending(client) == 0
     assert list(fake_airflow.runs) == [(orders.ORDER_DAG_ID, order.id)]
