@@ -13,7 +13,8 @@ animated WebP, GIF and a poster into object storage and `publish` makes the budd
 
 **Failure.** Business errors (NSFW photo, no usable subject) fail at once, without retries.
 `refund_token` is a teardown that runs once everything else is done: if the generation did not
-succeed it gives the token back (idempotent ledger key) and marks the generation failed. Being a
+succeed it settles it: failed and its token given back, in one transaction (`include/settlement.py`,
+idempotent ledger key). Being a
 teardown it does not decide the run's state, so a failed generation's run still ends *failed*.
 
 **Pools.** `model_local` caps jobs in flight at the model provider (deferred tasks count);
@@ -29,10 +30,11 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow.operators import ModelJobOperator
-from bitbuddies_airflow.refunds import refund_failed_run, refuse_finished_generation, settle_failure
+from bitbuddies_airflow.refunds import refund_failed_run, refuse_finished_generation
 from bitbuddies_airflow.reporting import record_failure, report_outcome, report_retry, report_stage, report_stage_finished
 from bitbuddies_airflow.storage import open_for_write, provider_url
 from include import generations, ledger
+from include.settlement import settle_failed_generation
 from include.settings import get_settings
 
 # One pool per model provider (config/pools.json): the provider in use is configuration.
@@ -160,7 +162,7 @@ def bitbuddies_generate():
         The ledger key makes it idempotent across retries, re-runs and the reconciliation DAG.
         """
         gid = params["generation_id"]
-        refunded = settle_failure(gid)
+        refunded = settle_failed_generation(gid)
         print(f"{gid}: {'refunded and failed' if refunded else 'succeeded or never charged: nothing to refund'}")
 
     branch = choose_body(analyze.output)

@@ -6,13 +6,15 @@ task or a lost failure callback can never lose a refund.
 
 - a generation that **ended failed** with a charge that has no refund: refunded;
 - a generation **not finished** long after it was created (`generation_deadline_minutes`, its run
-  died, was deleted or never started): marked failed, then refunded.
+  died, was deleted or never started): failed and refunded in one transaction
+  (`include/settlement.py`).
 
 It also sends again the operator alerts that were not delivered (Pushover was down, or the
 process that raised one died before sending).
 
-Refunds use the same ledger keys as the generation DAG's `refund_token` task and failure
-callback, so whichever runs first refunds and the others change nothing. Each settled generation
+It settles through the same `include.settlement` as the generation DAG's `refund_token` task and
+failure callback (the same ledger keys), so whichever runs first settles and the others change
+nothing. Each settled generation
 raises an alert. `bitbuddies ledger audit` checks the result.
 """
 
@@ -24,6 +26,7 @@ from airflow.sdk import dag, task
 
 from bitbuddies_airflow.refunds import send_alert
 from include import alerts, generations, ledger
+from include.settlement import settle_failed_generation
 from include.settings import get_settings
 
 STUCK_ERROR = "Making your buddy took far too long and was stopped; your token was refunded."
@@ -45,7 +48,7 @@ def bitbuddies_reconcile_refunds():
         deadline = timedelta(minutes=get_settings().generation_deadline_minutes)
         settled = []
         for gid in ledger.unsettled_generations(stuck_before=datetime.now(UTC) - deadline):
-            ledger.settle_stuck_or_failed(gid, STUCK_ERROR)
+            settle_failed_generation(gid, STUCK_ERROR, None)
             generation = generations.get(gid)
             refunded = generation.refund_state == "refunded"
             print(f"{gid}: {generation.status}, refund {generation.refund_state}")

@@ -77,7 +77,7 @@ def get(gid: str) -> Generation:
 def mark_stage(gid: str, stage: str) -> Generation:
     """Record that ``stage`` started; the generation is running (unless already finished)."""
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
+        generation = load_for_update(session, gid)
         if generation.status in TERMINAL_STATUSES:
             log.warning("generation %s is %s; ignoring stage %s", gid, generation.status, stage)
             return generation
@@ -94,7 +94,7 @@ def mark_succeeded(gid: str, assets: dict[str, str]) -> Generation:
     if unknown:
         raise ValueError(f"unknown asset kinds {sorted(unknown)}; expected {sorted(ASSET_FILES)}")
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
+        generation = load_for_update(session, gid)
         if generation.status == "failed":
             log.warning("generation %s already failed (%s); not marking it succeeded", gid, generation.error)
             return generation
@@ -109,31 +109,43 @@ def mark_succeeded(gid: str, assets: dict[str, str]) -> Generation:
 
 
 def mark_failed(gid: str, error: str, failed_task: str | None = None) -> Generation:
-    """The generation failed for good with a user-facing ``error``; the first error wins."""
+    """The generation failed for good with a user-facing ``error``; the first error wins.
+
+    The pipeline ends a generation through ``include.settlement``, which also refunds it in the
+    same transaction; this alone is for a generation that was never charged.
+    """
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
-        if generation.status in TERMINAL_STATUSES:
-            log.info("generation %s is already %s; keeping it", gid, generation.status)
-            return generation
-        now = utcnow()
-        generation.status = "failed"
-        # An error recorded earlier by the failing task itself is more precise than a later summary.
-        generation.error = generation.error or error
-        generation.failed_task = generation.failed_task or failed_task
-        generation.updated_at = now
-        generation.finished_at = now
+        generation = load_for_update(session, gid)
+        end_failed(generation, error, failed_task)
         session.add(generation)
         return generation
+
+
+def end_failed(generation: Generation, error: str, failed_task: str | None) -> bool:
+    """Set ``generation`` failed in the caller's transaction (row locked); False when it had
+    already ended (terminal states are final)."""
+    if generation.status in TERMINAL_STATUSES:
+        log.info("generation %s is already %s; keeping it", generation.id, generation.status)
+        return False
+    now = utcnow()
+    generation.status = "failed"
+    # An error recorded earlier by the failing task itself is more precise than a later summary.
+    generation.error = generation.error or error
+    generation.failed_task = generation.failed_task or failed_task
+    generation.updated_at = now
+    generation.finished_at = now
+    return True
 
 
 def record_error(gid: str, error: str, failed_task: str | None = None) -> Generation:
     """Note the first user-facing error of a generation still in progress, without ending it.
 
-    The status turns ``failed`` only with :func:`mark_failed`, once the refund is settled, so a
-    user never sees a failed generation whose refund state is not yet known.
+    The status turns ``failed`` only when the generation is settled (``include.settlement``: failed
+    and refunded in one transaction), so a user never sees a failed generation whose refund state
+    is not yet known.
     """
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
+        generation = load_for_update(session, gid)
         if generation.status in TERMINAL_STATUSES or generation.error:
             return generation
         generation.error = error
@@ -158,7 +170,7 @@ def pending_triggers() -> list[Generation]:
 def mark_triggered(gid: str) -> Generation:
     """Record that the DAG run exists (keeps the first trigger time)."""
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
+        generation = load_for_update(session, gid)
         if generation.triggered_at is None:
             generation.triggered_at = utcnow()
             generation.updated_at = generation.triggered_at
@@ -166,8 +178,11 @@ def mark_triggered(gid: str) -> Generation:
         return generation
 
 
-def _load(session, gid: str) -> Generation:
-    generation = session.get(Generation, gid)
+def load_for_update(session, gid: str) -> Generation:
+    """The generation, its row locked for the rest of the transaction (Postgres ``FOR UPDATE``;
+    SQLite's write lock is the whole database), so a late publish and a settlement cannot both
+    win: the second waits, then sees the first one's terminal state."""
+    generation = session.get(Generation, gid, with_for_update=True, populate_existing=True)
     if generation is None:
         raise GenerationNotFound(f"no generation {gid}")
     return generation
