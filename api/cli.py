@@ -25,7 +25,7 @@ from typing import TextIO
 
 import httpx
 
-from include import events
+from api import sse
 from include.generations import STAGES
 from include.settings import get_settings
 
@@ -152,7 +152,7 @@ class ProgressBar:
         self.note = ""
         self._last_line = ""
 
-    def update(self, event: events.ReceivedEvent) -> None:
+    def update(self, event: sse.ReceivedEvent) -> None:
         data = event.json()
         self.stage = event.event if event.event in TERMINAL else data.get("stage") or self.stage
         if data.get("percent") is not None:
@@ -209,7 +209,7 @@ def follow_events(http: httpx.Client, gid: str, headers: dict[str, str], bar: Pr
                     response.read()
                     raise PermissionError(_detail(response))
                 if response.status_code == 200:
-                    for event in events.parse_sse(response.iter_lines()):
+                    for event in sse.parse_sse(response.iter_lines()):
                         if event.id is not None:
                             last_id = event.id
                         failures = 0

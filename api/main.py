@@ -23,8 +23,8 @@ from api.routes import events, generations, share, users
 from api.routes import print_webhook, sticker_orders
 from api.routes import tokens, webhooks
 from api.routes import generation_page
+from api import event_stream
 from api.triggering import run_trigger_loop
-from include import events as progress_events
 from include.airflow_client import AirflowClient
 from include.migrations import migrate
 from include.settings import get_settings
@@ -59,7 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logging.getLogger("uvicorn.access").addFilter(QuietInternalAccess())
     await asyncio.to_thread(migrate)
     app.state.airflow_client = AirflowClient(timeout=SUBMIT_TRIGGER_TIMEOUT_SECONDS)
-    app.state.events_bus = progress_events.create_bus()
+    app.state.events_bus = event_stream.create_bus()
     await app.state.events_bus.start()
     # Everything imported and built so far lives as long as the process: move it out of the
     # collector's sight, so a full collection (under load, with a thousand open streams) walks only

@@ -65,7 +65,7 @@ default_args = {
     "max_retry_delay": timedelta(minutes=2),
     "on_execute_callback": report_stage,
     "on_failure_callback": record_failure,
-    # Live progress for the user (include/events.py); the outcome's event and alert are report_outcome.
+    # Live progress for the user (include/event_publisher.py); the outcome's event and alert are report_outcome.
     "on_success_callback": report_stage_finished,
     "on_retry_callback": report_retry,
     # A finished generation is never worked on (or paid for) again, e.g. after a UI clear.

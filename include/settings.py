@@ -49,9 +49,9 @@ class Settings(BaseSettings):
     # How often the API retries triggering generations whose DAG run could not be started.
     airflow_trigger_interval_seconds: float = 5.0
 
-    # Live progress (include/events.py). "local": one API process fans events out in-process (the
-    # embedded default); "postgres": every API process LISTENs on the app DB (Postgres), so an
-    # event published to one reaches the subscribers of all.
+    # Live progress (store: include/events.py, fan-out: api/event_stream.py). "local": one API
+    # process fans events out in-process (the embedded default); "postgres": every API process
+    # LISTENs on the app DB (Postgres), so an event published to one reaches the subscribers of all.
     events_backend: str = "local"
     # Where pipeline tasks publish progress (the API's internal endpoint); empty: this machine's API.
     events_publish_url: str = ""

@@ -21,7 +21,7 @@ from PIL import Image
 from skimage import data
 
 from api import cli
-from include import events
+from api import sse
 from include.generations import STAGES
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 
@@ -36,15 +36,15 @@ def small_astronaut() -> bytes:
     return jpeg_bytes(np.asarray(Image.fromarray(data.astronaut()).resize((384, 384))))
 
 
-def read_events(stack, key: str, gid: str, last_event_id: int | None = None) -> list[events.ReceivedEvent]:
+def read_events(stack, key: str, gid: str, last_event_id: int | None = None) -> list[sse.ReceivedEvent]:
     headers = auth(key) | ({"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {})
     url = f"{stack.cfg.api_url}/api/generations/{gid}/events"
     with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as response:
         assert response.status_code == 200
-        return list(events.parse_sse(response.iter_lines()))
+        return list(sse.parse_sse(response.iter_lines()))
 
 
-def as_tuples(received: list[events.ReceivedEvent]) -> list[tuple]:
+def as_tuples(received: list[sse.ReceivedEvent]) -> list[tuple]:
     return [(e.id, e.event, e.data) for e in received]
 
 
