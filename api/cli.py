@@ -304,6 +304,15 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:300]
 
 
+def print_outbox(argv: list[str]) -> int:
+    """The local print vendor's CLI on the configured outbox (``fulfillment/vendors/local.py``)."""
+    from fulfillment.vendors.local import LocalOutboxVendor
+    from fulfillment.vendors.local import main as outbox_main
+    from include.print_vendors import local_outbox_dir
+
+    return outbox_main(argv, vendor=LocalOutboxVendor(local_outbox_dir()), prog="bitbuddies print-outbox")
+
+
 # --- argument parsing ---------------------------------------------------------------------
 
 
@@ -326,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     alerts = commands.add_parser("alerts", help="operator alerts").add_subparsers(dest="alerts_command", required=True)
     alerts.add_parser("list", help="the newest alerts first").add_argument("--limit", type=int, default=20)
 
+    # Listed for --help; main() hands its arguments to the outbox's own parser.
+    commands.add_parser("print-outbox", help="the local print vendor's jobs: list, printed, shipped, failed")
+
     gen = commands.add_parser("generate", help="make a buddy from a photo through the API")
     gen.add_argument("photo", type=Path)
     gen.add_argument("--prompt", required=True)
@@ -335,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["print-outbox"]:  # the outbox's own parser reads the rest (options included)
+        return print_outbox(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "db":
         return db_init()

@@ -84,7 +84,7 @@ def bitbuddies_sticker_order():
 
     @task(retries=6)
     def send_to_vendor(sheet: str, params=None) -> dict:
-        from fulfillment.vendors import get_vendor
+        from include.print_vendors import get_vendor
 
         order = orders.get(params["order_id"])
         job = get_vendor().submit(order.id, sheet, orders.shipping_address(order), pdf_url=provider_url(sheet, expires=7 * 86400))

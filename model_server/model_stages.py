@@ -1,6 +1,6 @@
 """The models the local server offers: each one's input schema and the stage handler that runs it.
 
-Handlers run inside a worker process (see ``worker_process``): they fetch inputs, call the
+Handlers run inside a worker process (see ``worker_process``; their context is ``job_context``): they fetch inputs, call the
 vision and media functions, write outputs under the job's files folder and return the
 result JSON, shaped like fal.ai results (File objects with url, content_type, file_name,
 file_size). Vision and media modules are imported inside the handlers so that the server
@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from model_server.input_fetch import SCHEMES, InputError
-from model_server.worker_process import INTERNAL_ERROR, JobContext, JobFailure
+from model_server.job_context import INTERNAL_ERROR, JobContext, JobFailure
 
 MODERATE = "bitbuddies/moderate"
 ANALYZE = "bitbuddies/analyze"

@@ -299,3 +299,19 @@ def test_generate_shows_the_api_refusal(client, fresh_app_db, capsys, tmp_path):
     out = io.StringIO()
     assert cli.generate(photo, "a pirate", key, TestClient(app), out=out) == 1
     assert "Refused (402): No tokens left" in out.getvalue()
+
+
+def test_print_outbox_runs_the_local_vendor_cli_on_the_configured_outbox(tmp_path, monkeypatch, capsys):
+    from fulfillment.vendors import ShippingAddress
+    from fulfillment.vendors.local import LocalOutboxVendor
+    from include.print_vendors import local_outbox_dir
+
+    monkeypatch.setenv("BITBUDDIES_VAR_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    address = ShippingAddress(name="Ada", address1="1 Main St", city="Springfield", zip="12345", country_code="US")
+    LocalOutboxVendor(local_outbox_dir()).submit("ord-9", "orders/ord-9/sheet.pdf", address)
+    assert cli.main(["print-outbox", "shipped", "ord-9", "--tracking", "TRK9"]) == 0
+    assert cli.main(["print-outbox", "list", "--state", "shipped"]) == 0
+    assert "ord-9\tshipped" in capsys.readouterr().out
+    assert (tmp_path / "print-outbox" / "ord-9.json").exists()
+    get_settings.cache_clear()

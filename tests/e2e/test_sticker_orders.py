@@ -75,7 +75,7 @@ def wait_for_order(api, key: str, order_id: str, statuses: set[str], timeout: fl
 
 def local_vendor(stack, *args: str) -> None:
     """The print shop moves the job with the local vendor's CLI, in the stack's environment."""
-    subprocess.run([sys.executable, "-m", "fulfillment.vendors.local", *args], env=environment(stack.cfg), check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "api.cli", "print-outbox", *args], env=environment(stack.cfg), check=True, capture_output=True)
 
 
 def run_state(stack, order_id: str, timeout: float = 120) -> str:
