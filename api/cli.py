@@ -26,7 +26,7 @@ from typing import TextIO
 import httpx
 
 from api import sse
-from include.generations import STAGES
+from include.stages import STAGE_NAMES
 from include.settings import get_settings
 
 POLL_SECONDS = 1.0
@@ -132,8 +132,8 @@ def progress_line(body: dict, elapsed: float) -> str:
         where = status
     else:
         # The pipeline reports task names; "charge_token" belongs to stage "charge".
-        index = next((i for i, name in enumerate(STAGES) if stage == name or stage.startswith(name + "_")), None)
-        where = f"stage {index + 1}/{len(STAGES)} {stage}" if index is not None else f"{status}: {stage}"
+        index = next((i for i, name in enumerate(STAGE_NAMES) if stage == name or stage.startswith(name + "_")), None)
+        where = f"stage {index + 1}/{len(STAGE_NAMES)} {stage}" if index is not None else f"{status}: {stage}"
     return f"[{where}] {elapsed:5.0f}s elapsed"
 
 

@@ -5,7 +5,9 @@ One run per generation: a photo and a prompt in, an animated, transparent cartoo
 The web API triggers it with `dag_run_id` = the generation id; an operator can also start one
 from the UI (Trigger with params: a generation already stored by the API).
 
-**Pipeline.** `charge_token` takes one token, then every model stage is one
+**Pipeline.** `charge_token` confirms the token is paid (the API took it with the generation; the
+task finds that charge under the same ledger key, and takes it only for a run started from the UI
+without one), then every model stage is one
 `ModelJobOperator` (submit -> deferrable wait -> fetch, never submitted twice):
 `moderate` -> `analyze` -> `cartoonize` -> (`expand_full_body` when the subject is cut off) ->
 `segment_image` -> `animate` -> `segment_video`; then `transcode` encodes WebM (VP9 + alpha),
@@ -36,23 +38,11 @@ from bitbuddies_airflow.storage import open_for_write, provider_url
 from include import generations, ledger
 from include.settlement import settle_failed_generation
 from include.settings import get_settings
+from include.stages import MEDIA_POOL, MODEL_STAGES, model_pool
 
-# One pool per model provider (config/pools.json): the provider in use is configuration.
-MODEL_POOL = f"model_{get_settings().model_provider}"
-MEDIA_POOL = "media_cpu"
-
-# Per stage: how often the wait polls, how long the job may take, and how long the worker
-# watches a fresh job before deferring (jobs that finish within it skip the defer/resume round
-# trip). Quick checks poll often; the long renders poll less and get more time.
-STAGE_WAITS = {
-    "moderate": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5), "grace": 3.0},
-    "analyze": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5), "grace": 3.0},
-    "cartoonize": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
-    "expand_full_body": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
-    "segment_image": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
-    "animate": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30), "grace": 3.0},
-    "segment_video": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30), "grace": 3.0},
-}
+# One pool per model provider (config/pools.json): the provider in use is configuration. The
+# stages, their waits and pools are declared in include/stages.py.
+MODEL_POOL = model_pool(get_settings().model_provider)
 # CPU-heavy media work runs on the workers that consume this queue (CeleryExecutor); the
 # LocalExecutor ignores queues.
 MEDIA_QUEUE = "media"
@@ -79,7 +69,7 @@ def reject_nsfw(result: dict) -> None:
 
 
 @dag(
-    dag_id="bitbuddies_generate",
+    dag_id=generations.GENERATE_DAG_ID,
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -99,6 +89,7 @@ def reject_nsfw(result: dict) -> None:
 def bitbuddies_generate():
     @task(retries=5)
     def charge_token(params=None) -> int:
+        # The API charged attempt 1 when it stored the generation: this returns that entry.
         entry = ledger.charge_generation(params["generation_id"])
         return entry.id
 
@@ -108,7 +99,8 @@ def bitbuddies_generate():
 
     def model_stage(stage: str, **inputs) -> ModelJobOperator:
         return ModelJobOperator(
-            task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **STAGE_WAITS[stage], **stage_options.get(stage, {})
+            task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **MODEL_STAGES[stage].waits.operator_kwargs(),
+            **stage_options.get(stage, {}),
         )
 
     stage_options = {"moderate": {"check_result": reject_nsfw}}

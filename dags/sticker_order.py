@@ -27,8 +27,7 @@ from airflow.sdk import Param, dag, task
 from bitbuddies_airflow.print_vendor import WaitForPrintOperator
 from bitbuddies_airflow.storage import open_for_write, provider_url, storage_path
 from include import orders
-
-MEDIA_POOL = "media_cpu"
+from include.stages import MEDIA_POOL
 
 default_args = {
     "owner": "bitbuddies",

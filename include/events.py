@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from include.db import session_scope
-from include.generations import STAGES
+from include.stages import STAGE_NAMES
 from include.models import TERMINAL_STATUSES, Generation, GenerationEvent, utcnow
 from include.settings import get_settings
 
@@ -204,7 +204,7 @@ def stage_of(task_id: str | None) -> str | None:
     """The progress stage a task belongs to ("charge_token" -> "charge"), or None."""
     if not task_id:
         return None
-    return next((name for name in STAGES if task_id == name or task_id.startswith(name + "_")), None)
+    return next((name for name in STAGE_NAMES if task_id == name or task_id.startswith(name + "_")), None)
 
 
 _median_cache: dict[str, Any] = {"at": 0.0, "medians": {}}
@@ -250,7 +250,7 @@ def estimate(medians: dict[str, float], finished: Iterable[str], current: str | 
     stage count and the estimate is unknown (``None``).
     """
     finished = set(finished)
-    plan = [s for s in STAGES if s != "expand_full_body" or s in finished or s == current]
+    plan = [s for s in STAGE_NAMES if s != "expand_full_body" or s in finished or s == current]
     if not medians:
         done = len([s for s in plan if s in finished])
         return {"percent": int(100 * done / len(plan)), "eta_seconds": None}

@@ -29,21 +29,6 @@ def share_url(generation: Generation) -> str:
     """The buddy's public share page (``/b/{slug}``): what its sticker's QR code opens."""
     return f"{get_settings().public_base_url.rstrip('/')}/b/{generation.slug}"
 
-# The stages the generation DAG reports through mark_stage, in order (for progress
-# displays). expand_full_body only runs when the subject is cut off.
-STAGES = (
-    "charge",
-    "moderate",
-    "analyze",
-    "cartoonize",
-    "expand_full_body",
-    "segment_image",
-    "animate",
-    "segment_video",
-    "transcode",
-    "publish",
-)
-
 # Asset kind (the key in Generation.assets) -> the file name used in download URLs.
 ASSET_FILES = {
     "webm": "buddy.webm",

@@ -17,17 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from include.stages import MODEL_IDS
 from model_server.input_fetch import SCHEMES, InputError
 from model_server.job_context import INTERNAL_ERROR, JobContext, JobFailure
 
-MODERATE = "bitbuddies/moderate"
-ANALYZE = "bitbuddies/analyze"
-CARTOONIZE = "bitbuddies/cartoonize"
-EXPAND_FULL_BODY = "bitbuddies/expand-full-body"
-SEGMENT_IMAGE = "bitbuddies/segment-image"
-ANIMATE = "bitbuddies/animate"
-SEGMENT_VIDEO = "bitbuddies/segment-video"
-SELFTEST = "bitbuddies/selftest"
 
 
 def _check_url(url: str) -> str:
@@ -242,13 +235,16 @@ def _hex(rgb: tuple[int, int, int] | Any) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-MODELS: dict[str, ModelSpec] = {
-    MODERATE: ModelSpec(ImageInput, run_moderate),
-    ANALYZE: ModelSpec(ImageInput, run_analyze),
-    CARTOONIZE: ModelSpec(PromptedImageInput, run_cartoonize),
-    EXPAND_FULL_BODY: ModelSpec(PromptedImageInput, run_expand_full_body),
-    SEGMENT_IMAGE: ModelSpec(ImageInput, run_segment_image),
-    ANIMATE: ModelSpec(AnimateInput, run_animate),
-    SEGMENT_VIDEO: ModelSpec(SegmentVideoInput, run_segment_video),
-    SELFTEST: ModelSpec(SelftestInput, run_selftest),
+# Per pipeline stage (include/stages.py declares the stages and their model ids).
+HANDLERS: dict[str, ModelSpec] = {
+    "moderate": ModelSpec(ImageInput, run_moderate),
+    "analyze": ModelSpec(ImageInput, run_analyze),
+    "cartoonize": ModelSpec(PromptedImageInput, run_cartoonize),
+    "expand_full_body": ModelSpec(PromptedImageInput, run_expand_full_body),
+    "segment_image": ModelSpec(ImageInput, run_segment_image),
+    "animate": ModelSpec(AnimateInput, run_animate),
+    "segment_video": ModelSpec(SegmentVideoInput, run_segment_video),
+    "selftest": ModelSpec(SelftestInput, run_selftest),
 }
+# Model id -> its handler: what the server offers.
+MODELS: dict[str, ModelSpec] = {MODEL_IDS[stage]: spec for stage, spec in HANDLERS.items()}

@@ -408,7 +408,10 @@ class Stack:
         if "s3" in self.procs:
             ensure_bucket(self.cfg)
         if "api-server" in self.procs:
-            self.wait_for_dags(["bitbuddies_generate", "bitbuddies_sticker_order"], deadline)
+            from include.generations import GENERATE_DAG_ID
+            from include.orders import ORDER_DAG_ID
+
+            self.wait_for_dags([GENERATE_DAG_ID, ORDER_DAG_ID], deadline)
 
     def airflow_token(self) -> str:
         resp = httpx.post(

@@ -63,8 +63,9 @@ async def create_generation(
 ) -> GenerationPublic:
     """Validate the upload, check the balance, store the photo and start the pipeline.
 
-    Nothing is stored or charged unless the photo and prompt are valid; the token itself is
-    taken by the pipeline's charge task (exactly once), this only refuses when none is left.
+    Nothing is stored or charged unless the photo and prompt are valid. The token is taken here,
+    in the transaction that stores the generation (``ledger.create_paid_generation``); the
+    pipeline's ``charge_token`` task then finds that charge under the same ledger key.
     """
     # All blocking work in one thread hop: sync dependencies would each take a hop through the
     # event loop, which is slow when the loop is busy streaming progress to many subscribers.

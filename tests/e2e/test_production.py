@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from include.generations import GENERATE_DAG_ID
 from include.media.transcode import OUTPUT_NAMES
 from ops.stack import (
     S3_ACCESS_KEY,
@@ -44,7 +45,7 @@ from tests.services import postgres_server_url, redis_server_url
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 GENERATIONS = 20
-DAG = "bitbuddies_generate"
+DAG = GENERATE_DAG_ID
 MEDIA_TASKS = {"transcode"}
 MODEL_STAGES = {"moderate", "analyze", "cartoonize", "expand_full_body", "segment_image", "animate", "segment_video"}
 VAR_DIR = Path(__file__).resolve().parents[2] / "var" / "e2e" / f"{os.getpid()}-production"

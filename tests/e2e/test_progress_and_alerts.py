@@ -22,7 +22,7 @@ from skimage import data
 
 from api import cli
 from api import sse
-from include.generations import STAGES
+from include.stages import STAGE_NAMES
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -65,7 +65,7 @@ def test_cli_follows_a_generation_live_and_its_stream_replays_in_order(stack, ma
     assert [int(e.id) for e in replay] == list(range(1, len(replay) + 1))
     assert replay[-1].event == "succeeded" and [e.event for e in replay].count("succeeded") == 1
     started = list(dict.fromkeys(e.json()["stage"] for e in replay if e.event == "stage_started"))
-    assert started == [s for s in STAGES if s in started], started
+    assert started == [s for s in STAGE_NAMES if s in started], started
     assert {"charge", "moderate", "cartoonize", "animate", "transcode", "publish"} <= set(started)
     finished = [e.json() for e in replay if e.event == "stage_finished"]
     assert finished and all(f["duration_seconds"] > 0 for f in finished)

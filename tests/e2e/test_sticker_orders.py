@@ -19,13 +19,14 @@ import pytest
 from skimage import data
 
 from fulfillment.geometry import MIN_ARTWORK_DPI, MIN_CUT_CLEARANCE_MM
+from include.orders import ORDER_DAG_ID
 from ops.stack import environment
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 from tests.fulfillment.test_sheet import decode_qr_codes, images_with_dpi, segment_distance, stroked_paths
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-DAG = "bitbuddies_sticker_order"
+DAG = ORDER_DAG_ID
 ADDRESS = {"name": "Ada Lovelace", "address1": "12 St James's Square", "city": "London", "zip": "SW1Y 4JH", "country_code": "GB"}
 
 
