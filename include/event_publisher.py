@@ -6,7 +6,8 @@ attempts, every error swallowed and logged: progress must never fail or slow a g
 
 The retry policy is written once, in :func:`_attempts`, a generator that says what to do next
 (post, or pause) and is told what happened; :func:`publish` and :func:`apublish` only carry that
-out with a blocking or an async HTTP client, so the two cannot drift apart.
+out with a blocking or an async HTTP client (a loop of two lines each), so the two cannot drift
+apart.
 """
 
 from __future__ import annotations
@@ -70,45 +71,59 @@ def _attempts(generation_id: str, type: str, data: dict[str, Any] | None, key: s
     return False
 
 
+class _Run:
+    """One publication: drives :func:`_attempts` and keeps its result. Never raises: an error in
+    the policy itself (bad settings) ends it unpublished."""
+
+    def __init__(self, generation_id: str, type: str, data: dict[str, Any] | None, key: str | None) -> None:
+        self.what = f"event {type} of {generation_id}"
+        self.result = False
+        self.done = False
+        self._core = _attempts(generation_id, type, data, key)
+        self.advance(None, first=True)
+
+    def advance(self, outcome: Outcome, first: bool = False) -> None:
+        try:
+            self.step = next(self._core) if first else self._core.send(outcome)
+        except StopIteration as finished:
+            self.result, self.done = finished.value, True
+        except Exception:  # noqa: BLE001 - progress must never fail the pipeline
+            log.exception("could not publish %s", self.what)
+            self.done = True
+
+
+def _failed_send(exc: Exception) -> httpx.HTTPError:
+    # Anything the client raises while sending is one failed attempt (the policy decides on retrying).
+    return exc if isinstance(exc, httpx.HTTPError) else httpx.TransportError(f"{type(exc).__name__}: {exc}")
+
+
 def publish(generation_id: str, type: str, data: dict[str, Any] | None = None, key: str | None = None) -> bool:
     """Post an event to the API; True when stored. Never raises, gives up within ~2 s."""
-    core = _attempts(generation_id, type, data, key)
+    run = _Run(generation_id, type, data, key)
+    with httpx.Client(timeout=PUBLISH_TIMEOUT_SECONDS) as http:
+        while not run.done:
+            run.advance(_post(http, run.step) if isinstance(run.step, Post) else time.sleep(run.step))
+    return run.result
+
+
+def _post(http: httpx.Client, post: Post) -> Outcome:
     try:
-        with httpx.Client(timeout=PUBLISH_TIMEOUT_SECONDS) as http:
-            step = next(core)
-            while True:
-                if isinstance(step, Post):
-                    try:
-                        outcome: Outcome = http.post(step.url, json=step.body, headers=step.headers)
-                    except httpx.HTTPError as exc:
-                        outcome = exc
-                else:
-                    outcome = time.sleep(step)
-                step = core.send(outcome)
-    except StopIteration as done:
-        return done.value
-    except Exception:  # noqa: BLE001 - progress must never fail the pipeline
-        log.exception("could not publish event %s of %s", type, generation_id)
-        return False
+        return http.post(post.url, json=post.body, headers=post.headers)
+    except Exception as exc:  # noqa: BLE001 - see _failed_send
+        return _failed_send(exc)
 
 
 async def apublish(generation_id: str, type: str, data: dict[str, Any] | None = None, key: str | None = None) -> bool:
     """:func:`publish` for async code (the triggerer): the same policy, awaited."""
-    core = _attempts(generation_id, type, data, key)
+    run = _Run(generation_id, type, data, key)
+    async with httpx.AsyncClient(timeout=PUBLISH_TIMEOUT_SECONDS) as http:
+        while not run.done:
+            run.advance(await _apost(http, run.step) if isinstance(run.step, Post) else await asyncio.sleep(run.step))
+    return run.result
+
+
+async def _apost(http: httpx.AsyncClient, post: Post) -> Outcome:
     try:
-        async with httpx.AsyncClient(timeout=PUBLISH_TIMEOUT_SECONDS) as http:
-            step = next(core)
-            while True:
-                if isinstance(step, Post):
-                    try:
-                        outcome: Outcome = await http.post(step.url, json=step.body, headers=step.headers)
-                    except httpx.HTTPError as exc:
-                        outcome = exc
-                else:
-                    outcome = await asyncio.sleep(step)
-                step = core.send(outcome)
-    except StopIteration as done:
-        return done.value
-    except Exception:  # noqa: BLE001 - progress must never fail the pipeline
-        log.exception("could not publish event %s of %s", type, generation_id)
-        return False
+        return await http.post(post.url, json=post.body, headers=post.headers)
+    except Exception as exc:  # noqa: BLE001 - see _failed_send
+        return _failed_send(exc)

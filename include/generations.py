@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlmodel import select
 
 from include.db import session_scope
 from include.models import TERMINAL_STATUSES, Generation, utcnow
@@ -140,29 +139,6 @@ def record_error(gid: str, error: str, failed_task: str | None = None) -> Genera
         return generation
 
 
-def pending_triggers() -> list[Generation]:
-    """Queued generations whose DAG run has not been triggered yet, oldest first."""
-    with session_scope() as session:
-        return list(
-            session.exec(
-                select(Generation)
-                .where(Generation.status == "queued", Generation.triggered_at.is_(None))
-                .order_by(Generation.created_at)
-            ).all()
-        )
-
-
-def mark_triggered(gid: str) -> Generation:
-    """Record that the DAG run exists (keeps the first trigger time)."""
-    with session_scope(write_lock=True) as session:
-        generation = load_for_update(session, gid)
-        if generation.triggered_at is None:
-            generation.triggered_at = utcnow()
-            generation.updated_at = generation.triggered_at
-            session.add(generation)
-        return generation
-
-
 def load_for_update(session, gid: str) -> Generation:
     """The generation, its row locked for the rest of the transaction (Postgres ``FOR UPDATE``;
     SQLite's write lock is the whole database), so a late publish and a settlement cannot both
@@ -184,10 +160,5 @@ def dag_run_conf(generation: Generation) -> dict[str, object]:
 
 
 # Stored and charged by the API (ledger.create_paid_generation), then started here.
-OUTBOX = DagRunOutbox(
-    what="generation",
-    dag_id=GENERATE_DAG_ID,
-    conf=dag_run_conf,
-    pending=pending_triggers,
-    mark_triggered=mark_triggered,
-)
+OUTBOX = DagRunOutbox(what="generation", table=Generation, ready=lambda: Generation.status == "queued",
+                      dag_id=GENERATE_DAG_ID, conf=dag_run_conf)

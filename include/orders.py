@@ -318,35 +318,9 @@ def dag_run_conf(order: StickerOrder) -> dict[str, object]:
     return {"order_id": order.id}
 
 
-def pending_triggers() -> list[StickerOrder]:
-    """Paid orders whose DAG run has not been started yet, oldest first."""
-    with session_scope() as session:
-        return list(
-            session.exec(
-                select(StickerOrder)
-                .where(StickerOrder.status == "paid", col(StickerOrder.triggered_at).is_(None))
-                .order_by(col(StickerOrder.created_at))
-            ).all()
-        )
-
-
-def mark_triggered(order_id: str) -> StickerOrder:
-    with session_scope(write_lock=True) as session:
-        order = _load(session, order_id)
-        if order.triggered_at is None:
-            order.triggered_at = utcnow()
-            order.updated_at = order.triggered_at
-            session.add(order)
-        return order
-
-
-OUTBOX = DagRunOutbox(
-    what="sticker order",
-    dag_id=ORDER_DAG_ID,
-    conf=dag_run_conf,
-    pending=pending_triggers,
-    mark_triggered=mark_triggered,
-)
+# Paid orders only: nothing is rendered or printed before payment.
+OUTBOX = DagRunOutbox(what="sticker order", table=StickerOrder, ready=lambda: StickerOrder.status == "paid",
+                      dag_id=ORDER_DAG_ID, conf=dag_run_conf)
 
 
 # --- what the DAG reports ---------------------------------------------------------------

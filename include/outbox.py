@@ -18,31 +18,50 @@ One error policy for both:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement
+from sqlmodel import SQLModel, col, select
 
 from include.airflow_client import AirflowClient, AirflowError, AirflowUnavailable
+from include.db import session_scope
+from include.models import utcnow
 
 log = logging.getLogger(__name__)
 
-
-class Triggerable(Protocol):
-    id: str
-
-
-Row = TypeVar("Row", bound=Triggerable)
+# A table with ``id`` (the dag_run_id), ``triggered_at``, ``created_at`` and ``updated_at``.
+Row = TypeVar("Row", bound=SQLModel)
 
 
 @dataclass(frozen=True)
 class DagRunOutbox(Generic[Row]):
-    """Where one kind of row gets its DAG run: ``dag_id``, the run's conf, and the row's bookkeeping."""
+    """Where one kind of row gets its DAG run: the table, which rows are ready, ``dag_id``, the conf."""
 
     what: str  # for logs: "generation", "sticker order"
+    table: type[Row]
+    ready: Callable[[], ColumnElement[bool]]  # which rows may run, e.g. status == "queued"
     dag_id: str
     conf: Callable[[Row], dict[str, object]]
-    pending: Callable[[], Sequence[Row]]  # rows still waiting for their run, oldest first
-    mark_triggered: Callable[[str], object]
+
+    def pending(self) -> list[Row]:
+        """Ready rows whose run has not been started yet, oldest first."""
+        table: Any = self.table
+        with session_scope() as session:
+            query = select(table).where(self.ready(), col(table.triggered_at).is_(None)).order_by(col(table.created_at))
+            return list(session.exec(query).all())
+
+    def mark_triggered(self, row_id: str) -> Row:
+        """Record that the row's run exists (keeps the first trigger time)."""
+        with session_scope(write_lock=True) as session:
+            row: Any = session.get(self.table, row_id, with_for_update=True)
+            if row is None:
+                raise LookupError(f"no {self.what} {row_id}")
+            if row.triggered_at is None:
+                row.triggered_at = row.updated_at = utcnow()
+                session.add(row)
+            return row
 
     def _start(self, client: AirflowClient, row: Row) -> None:
         client.trigger_dag_run(self.dag_id, row.id, self.conf(row))

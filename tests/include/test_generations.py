@@ -71,10 +71,10 @@ def test_failure_never_overwrites_success_and_stages_never_revive(gid):
 
 
 def test_pending_triggers_and_mark_triggered(gid):
-    assert [g.id for g in generations.pending_triggers()] == [gid]
-    first = generations.mark_triggered(gid).triggered_at
-    assert generations.pending_triggers() == []
-    assert generations.mark_triggered(gid).triggered_at == first
+    assert [g.id for g in generations.OUTBOX.pending()] == [gid]
+    first = generations.OUTBOX.mark_triggered(gid).triggered_at
+    assert generations.OUTBOX.pending() == []
+    assert generations.OUTBOX.mark_triggered(gid).triggered_at == first
 
 
 def test_record_error_keeps_the_generation_running_until_mark_failed(gid):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from include import generations, orders
 from include.airflow_client import AirflowError, AirflowUnavailable
+from include.models import Generation
 from include.outbox import DagRunOutbox
 
 
@@ -28,14 +29,24 @@ class ScriptedAirflow:
         return {"dag_run_id": run_id}
 
 
+class ListOutbox(DagRunOutbox):
+    """The outbox's policy over rows in a list (the table queries are tested with the real ones below)."""
+
+    def __init__(self, rows: list[Row], triggered: list[str]) -> None:
+        super().__init__(what="thing", table=Generation, ready=lambda: None, dag_id="some_dag",
+                         conf=lambda row: {"thing_id": row.id})
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "triggered", triggered)
+
+    def pending(self):
+        return [r for r in self.rows if r.id not in self.triggered]
+
+    def mark_triggered(self, row_id: str):
+        self.triggered.append(row_id)
+
+
 def outbox(rows: list[Row], triggered: list[str]) -> DagRunOutbox:
-    return DagRunOutbox(
-        what="thing",
-        dag_id="some_dag",
-        conf=lambda row: {"thing_id": row.id},
-        pending=lambda: [r for r in rows if r.id not in triggered],
-        mark_triggered=triggered.append,
-    )
+    return ListOutbox(rows, triggered)
 
 
 def test_a_refused_row_is_skipped_and_the_round_goes_on():
