@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     db = commands.add_parser("db", help="application database").add_subparsers(dest="db_command", required=True)
-    db.add_parser("init", help="create the tables")
+    db.add_parser("init", help="migrate the app database to the newest schema (include/migrations)")
 
     user = commands.add_parser("user", help="users and their tokens").add_subparsers(dest="user_command", required=True)
     create = user.add_parser("create", help="create a user and print their API key")
