@@ -22,11 +22,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -102,27 +99,6 @@ def serve_api(var_dir: Path) -> Iterator[str]:
         process.wait(timeout=20)
 
 
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
-        pass
-
-
-@contextlib.contextmanager
-def serve_pages(pages: dict[str, str]) -> Iterator[str]:
-    """Static pages (name -> HTML) from a folder on another free port; yields the base URL."""
-    with tempfile.TemporaryDirectory(prefix="widget-pages-") as folder:
-        for name, html in pages.items():
-            Path(folder, name).write_text(html)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietFiles, directory=folder))
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-
-
 def sample(page, seconds: float) -> dict[str, float]:
     """Main-thread and heap figures of ``page`` over ``seconds`` (CDP Performance domain)."""
     cdp = page.context.new_cdp_session(page)
@@ -159,6 +135,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from tests.browser import CHROMIUM_ARGS, DESKTOP, chromium_path
+    from tests.fakes.static_site import serve_pages
 
     with tempfile.TemporaryDirectory(prefix="bench-widget-") as tmp:
         var_dir = Path(tmp)

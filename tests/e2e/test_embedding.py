@@ -1,0 +1,166 @@
+"""A real buddy on other people's pages, in real Chromium over the real stack.
+
+One buddy is made through the pipeline for the module. The widget is checked on hand-written pages
+served from another port with the two-line snippet: it plays with transparent pixels over the page's
+own colour, walks, waves when clicked, leaks no global, survives hostile CSS, stands still under
+reduced motion and removes itself for an unknown buddy. The Chrome extension, loaded unpacked, is
+configured in its popup and shows the chosen buddy on a page of another origin until switched off
+for that site.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from tests.browser import DESKTOP, browser, playwright_driver, screenshot  # noqa: F401  (fixtures)
+from tests.e2e.conftest import jpeg_bytes, wait_for_generation
+from tests.fakes.static_site import serve_pages
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+PAGE_COLOUR = (46, 125, 91)  # the host page's background: #2e7d5b
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Someone's blog</title>
+<style>body {{ margin: 0; padding: 2rem; background: #2e7d5b; color: #fff; font: 18px Georgia, serif; }} {css}</style>
+</head><body><h1>My cooking blog</h1><p>Today: soup.</p>
+{snippet}
+</body></html>
+"""
+HOSTILE_CSS = "* { display: block !important; width: 10px !important; height: 10px !important; position: static !important; }"
+
+BUDDY_BOX = """() => {
+  const host = document.querySelector('bit-buddy');
+  const buddy = host && host.shadowRoot && host.shadowRoot.querySelector('.buddy');
+  if (!buddy) return null;
+  const r = buddy.getBoundingClientRect();
+  return {x: r.x, y: r.y, width: r.width, height: r.height, bottom: r.bottom, state: buddy.dataset.state};
+}"""
+VIDEO_PLAYING = """(selector) => {
+  const host = document.querySelector(selector);
+  const video = host && host.shadowRoot && host.shadowRoot.querySelector('video:not([hidden])');
+  return !!video && video.readyState >= 3 && !video.paused && video.currentTime > 0;
+}"""
+# The alpha channel of the playing video, as a page script draws it (CORS-clean: no taint).
+VIDEO_ALPHA = """(selector) => {
+  const video = document.querySelector(selector).shadowRoot.querySelector('video:not([hidden])');
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  const context = canvas.getContext('2d');
+  context.drawImage(video, 0, 0);
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  let transparent = 0, opaque = 0;
+  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] === 0) transparent++; else if (pixels[i] === 255) opaque++; }
+  return {transparent: transparent / (pixels.length / 4), opaque: opaque / (pixels.length / 4), corner: pixels[3]};
+}"""
+
+
+@pytest.fixture(scope="module")
+def buddy(stack, api, make_user):
+    """One real buddy for the module: (server URL, slug, the owner's API key)."""
+    key = make_user(tokens=2)
+    response = api.post(
+        "/api/generations",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"image": ("photo.jpg", jpeg_bytes(data.astronaut()), "image/jpeg")},
+        data={"prompt": "wave hello"},
+    )
+    assert response.status_code == 202, response.text
+    done = wait_for_generation(api, key, response.json()["id"])
+    assert done["status"] == "succeeded", done
+    return stack.cfg.api_url, done["share_url"].rsplit("/", 1)[1], key
+
+
+def snippet(server: str, slug: str) -> str:
+    return f'<script src="{server}/embed.js" async></script>\n<bit-buddy slug="{slug}"></bit-buddy>'
+
+
+def wait_until(check, timeout: float = 20.0, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def test_widget_walks_on_another_sites_page_transparent_and_without_globals(browser, buddy):
+    server, slug, _ = buddy
+    pages = {"with.html": PAGE.format(css="", snippet=snippet(server, slug)), "bare.html": PAGE.format(css="", snippet="")}
+    with serve_pages(pages) as site:
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        page.goto(f"{site}/bare.html")
+        bare_globals = set(page.evaluate("Object.keys(window)"))
+        page.goto(f"{site}/with.html")
+        page.wait_for_function(VIDEO_PLAYING, arg="bit-buddy", timeout=30000)
+        assert set(page.evaluate("Object.keys(window)")) == bare_globals  # no global name leaks
+        assert page.evaluate("typeof customElements.get('bit-buddy')") == "function"  # the one name it adds
+        assert page.evaluate("document.cookie") == "" and context.cookies() == []
+
+        box = page.evaluate(BUDDY_BOX)
+        assert box["width"] == box["height"] == 120
+        assert abs(box["bottom"] - DESKTOP["height"]) <= 1  # standing on the viewport's bottom edge
+
+        alpha = page.evaluate(VIDEO_ALPHA, "bit-buddy")
+        assert alpha["corner"] == 0 and alpha["transparent"] > 0.2 and alpha["opaque"] > 0.1, alpha
+        # Around the character, the page's own colour shows through the video.
+        shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+        box = page.evaluate(BUDDY_BOX)
+        corner = shot[int(box["y"]) + 3, int(box["x"]) + 3]
+        assert np.abs(corner - PAGE_COLOUR).max() <= 6, corner
+        path = screenshot(page, "embed-widget-on-a-page", full_page=False)
+        shutil.copy(path, path.with_name("embed-widget-on-a-page-latest.png"))
+
+        # It walks: its position changes over time (it may idle a few seconds first).
+        start = box["x"]
+        assert wait_until(lambda: abs(page.evaluate(BUDDY_BOX)["x"] - start) > 20), "the buddy did not move"
+
+        # A click makes it wave.
+        box = page.evaluate(BUDDY_BOX)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        assert wait_until(lambda: page.evaluate(BUDDY_BOX)["state"] == "waving", timeout=3)
+
+        # Its close button takes it away, leaving nothing on the page.
+        page.evaluate("document.querySelector('bit-buddy').shadowRoot.querySelector('.close').click()")
+        assert page.evaluate("document.querySelector('bit-buddy')") is None
+        context.close()
+
+
+def test_widget_is_polite_under_hostile_css_reduced_motion_and_for_unknown_buddies(browser, buddy):
+    server, slug, _ = buddy
+    pages = {
+        "hostile.html": PAGE.format(css=HOSTILE_CSS, snippet=snippet(server, slug)),
+        "calm.html": PAGE.format(css="", snippet=snippet(server, slug)),
+        "gone.html": PAGE.format(css="", snippet=snippet(server, "nosuchbuddy")),
+    }
+    with serve_pages(pages) as site:
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        page.goto(f"{site}/hostile.html")
+        page.wait_for_function(VIDEO_PLAYING, arg="bit-buddy", timeout=30000)
+        box = page.evaluate(BUDDY_BOX)
+        assert box["width"] == box["height"] == 120 and abs(box["bottom"] - DESKTOP["height"]) <= 1, box
+        assert page.evaluate(VIDEO_ALPHA, "bit-buddy")["transparent"] > 0.2
+        screenshot(page, "embed-widget-hostile-css", full_page=False)
+
+        page.goto(f"{site}/gone.html")
+        assert wait_until(lambda: page.evaluate("document.querySelector('bit-buddy') === null"), timeout=10)
+        context.close()
+
+        calm = browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
+        page = calm.new_page()
+        page.goto(f"{site}/calm.html")
+        page.wait_for_function(VIDEO_PLAYING, arg="bit-buddy", timeout=30000)  # the idle loop plays
+        first = page.evaluate(BUDDY_BOX)
+        time.sleep(3)
+        later = page.evaluate(BUDDY_BOX)
+        assert first["state"] == later["state"] == "still"
+        assert (first["x"], first["y"]) == (later["x"], later["y"])
+        calm.close()
