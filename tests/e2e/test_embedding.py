@@ -164,3 +164,45 @@ def test_widget_is_polite_under_hostile_css_reduced_motion_and_for_unknown_buddi
         assert first["state"] == later["state"] == "still"
         assert (first["x"], first["y"]) == (later["x"], later["y"])
         calm.close()
+
+
+def test_extension_shows_the_chosen_buddy_on_another_origin_until_switched_off(playwright_driver, buddy, tmp_path):  # noqa: F811
+    from api.extension import write_extension
+    from tests.browser import launch_with_extension
+
+    server, slug, key = buddy
+    extension_dir = write_extension(tmp_path / "extension")  # the folder plus the widget's embed.js
+    with serve_pages({"index.html": PAGE.format(css="", snippet="")}) as site:
+        context = launch_with_extension(playwright_driver, tmp_path / "profile", extension_dir)
+        try:
+            worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
+            extension_id = worker.url.split("/")[2]
+
+            popup = context.new_page()
+            popup.goto(f"chrome-extension://{extension_id}/popup.html")
+            popup.get_by_label("Server").fill(server)
+            popup.get_by_label("API key").fill(key)
+            popup.get_by_role("button", name="Sign in").click()
+            choice = popup.locator(f'#buddies button[data-slug="{slug}"]')
+            choice.wait_for(timeout=15000)
+            choice.click()
+            popup.wait_for_selector(f'#buddies button[data-slug="{slug}"][aria-pressed="true"]')
+            screenshot(popup, "extension-popup")
+
+            page = context.new_page()
+            page.goto(f"{site}/index.html")
+            page.wait_for_function(VIDEO_PLAYING, arg="[data-bitbuddies]", timeout=30000)
+            video_src = page.evaluate("document.querySelector('[data-bitbuddies]').shadowRoot.querySelector('video').src")
+            assert f"/b/{slug}/buddy.webm" in video_src
+            assert key not in page.content() and key not in video_src  # the key stays in the extension
+            screenshot(page, "extension-buddy-on-a-page", full_page=False)
+
+            # Its close button switches it off for this site: gone after a reload, listed in the popup.
+            page.evaluate("document.querySelector('[data-bitbuddies]').shadowRoot.querySelector('.close').click()")
+            page.reload()
+            time.sleep(3)
+            assert page.evaluate("document.querySelector('[data-bitbuddies]')") is None
+            popup.reload()
+            popup.locator("#off-sites li", has_text=site.split("//")[1]).wait_for(timeout=5000)
+        finally:
+            context.close()
