@@ -1,8 +1,9 @@
 """Benchmark of the embed widget: what a page pays for a walking buddy, with versus without it.
 
 One run, side by side: the same hand-written page (a paragraph of text) is opened in headless
-Chromium twice, once bare and once with the two-line embed snippet, and each is sampled for a
-few seconds while it is visible. Reported per page: the main thread's busy time per second
+Chromium bare, with the two-line embed snippet, and with the snippet under reduced motion (the
+idle loop playing in place: the video's own share), and each is sampled for a few seconds while
+it is visible. Reported per page: the main thread's busy time per second
 (CDP ``Performance.getMetrics`` ``TaskDuration`` and ``ScriptDuration`` deltas over the window),
 layouts and style recalculations per second, and the JS heap in use after a garbage collection.
 
@@ -149,11 +150,15 @@ def main() -> None:
             with serve_pages(pages) as site, sync_playwright() as driver:
                 browser = driver.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
                 results = {}
-                for name in ("bare", "widget"):
-                    context = browser.new_context(viewport=DESKTOP)
+                for name, file, motion in (
+                    ("bare", "bare", "no-preference"),
+                    ("widget", "widget", "no-preference"),
+                    ("still", "widget", "reduce"),
+                ):
+                    context = browser.new_context(viewport=DESKTOP, reduced_motion=motion)
                     page = context.new_page()
-                    page.goto(f"{site}/{name}.html")
-                    if name == "widget":
+                    page.goto(f"{site}/{file}.html")
+                    if file == "widget":
                         page.wait_for_function(
                             "() => { const v = document.querySelector('bit-buddy')?.shadowRoot?.querySelector('video');"
                             " return v && v.readyState >= 3 && !v.paused; }",
@@ -164,7 +169,7 @@ def main() -> None:
                     context.close()
                 browser.close()
     print(f"\nheadless Chromium, {DESKTOP['width']}x{DESKTOP['height']}, {args.seconds:.0f} s window after {args.warmup:.0f} s warm-up")
-    print(f"{'':22s}{'bare page':>12s}{'with widget':>14s}")
+    print(f"{'':22s}{'bare page':>12s}{'with widget':>14s}{'reduced motion':>16s}")
     for key, label in (
         ("task_ms_per_s", "main thread ms/s"),
         ("script_ms_per_s", "script ms/s"),
@@ -172,7 +177,7 @@ def main() -> None:
         ("style_recalcs_per_s", "style recalcs/s"),
         ("heap_mb", "JS heap MB"),
     ):
-        print(f"{label:22s}{results['bare'][key]:12.2f}{results['widget'][key]:14.2f}")
+        print(f"{label:22s}{results['bare'][key]:12.2f}{results['widget'][key]:14.2f}{results['still'][key]:16.2f}")
 
 
 if __name__ == "__main__":
