@@ -11,8 +11,10 @@ for that site.
 from __future__ import annotations
 
 import io
+import json
 import time
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,6 +60,17 @@ VIDEO_ALPHA = """(selector) => {
   for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] === 0) transparent++; else if (pixels[i] === 255) opaque++; }
   return {transparent: transparent / (pixels.length / 4), opaque: opaque / (pixels.length / 4), corner: pixels[3]};
 }"""
+
+
+SHOWN_CLIP = """() => {
+  const root = document.querySelector('bit-buddy').shadowRoot;
+  const video = root.querySelector('video:not([hidden])');
+  return [root.querySelector('.buddy').dataset.state, video.src.includes('clip=walk') ? 'walk' : 'idle'];
+}"""
+
+
+def _centre(box: dict) -> tuple[float, float]:
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +134,7 @@ def test_widget_walks_on_another_sites_page_transparent_and_without_globals(brow
         assert wait_until(lambda: abs(page.evaluate(BUDDY_BOX)["x"] - start) > 20), "the buddy did not move"
 
         # A click makes it wave.
-        box = page.evaluate(BUDDY_BOX)
-        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.click(*_centre(page.evaluate(BUDDY_BOX)))
         assert wait_until(lambda: page.evaluate(BUDDY_BOX)["state"] == "waving", timeout=3)
 
         # Dragged up and let go, it falls back to the bottom edge and walks on.
@@ -158,10 +170,17 @@ def test_widget_walks_on_another_sites_page_transparent_and_without_globals(brow
 
 def test_widget_is_polite_under_hostile_css_reduced_motion_and_for_unknown_buddies(browser, buddy):
     server, slug, _ = buddy
+    # A buddy with a walk loop: the real buddy's info, its WebM standing in for the walk loop.
+    info = httpx.get(f"{server}/b/{slug}/buddy.json").json()
+    info["assets"]["walk_webm"] = info["assets"]["webm"] + "&clip=walk"
+    # (server=".": its buddy.json comes from this site, next to the page)
+    walker = f'<script src="{server}/embed.js" async></script>\n<bit-buddy slug="walker" server="."></bit-buddy>'
     pages = {
         "hostile.html": PAGE.format(css=HOSTILE_CSS, snippet=snippet(server, slug)),
         "calm.html": PAGE.format(css="", snippet=snippet(server, slug)),
         "gone.html": PAGE.format(css="", snippet=snippet(server, "nosuchbuddy")),
+        "walker.html": PAGE.format(css="", snippet=walker),
+        "b/walker/buddy.json": json.dumps(info),
     }
     with serve_pages(pages) as site:
         context = browser.new_context(viewport=DESKTOP)
@@ -172,6 +191,13 @@ def test_widget_is_polite_under_hostile_css_reduced_motion_and_for_unknown_buddi
         assert round(box["width"]) == round(box["height"]) == 120 and abs(box["bottom"] - DESKTOP["height"]) <= 1, box
         assert page.evaluate(VIDEO_ALPHA, "bit-buddy")["transparent"] > 0.2
         screenshot(page, "embed-widget-hostile-css", full_page=False)
+
+        # It walks with the walk loop where the buddy has one, and idles with the idle loop.
+        page.goto(f"{site}/walker.html")
+        page.wait_for_function(VIDEO_PLAYING, arg="bit-buddy", timeout=30000)
+        assert wait_until(lambda: page.evaluate(SHOWN_CLIP) == ["walking", "walk"]), page.evaluate(SHOWN_CLIP)
+        page.mouse.click(*_centre(page.evaluate(BUDDY_BOX)))
+        assert wait_until(lambda: page.evaluate(SHOWN_CLIP) == ["waving", "idle"], timeout=3)
 
         page.goto(f"{site}/gone.html")
         assert wait_until(lambda: page.evaluate("document.querySelector('bit-buddy') === null"), timeout=10)

@@ -19,10 +19,11 @@ class _QuietFiles(SimpleHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serve_pages(pages: dict[str, str]) -> Iterator[str]:
-    """Serve ``pages`` (file name -> HTML); yields the site's base URL."""
+    """Serve ``pages`` (path -> text, e.g. ``index.html``, ``b/x/buddy.json``); yields the base URL."""
     with tempfile.TemporaryDirectory(prefix="static-site-") as folder:
-        for name, html in pages.items():
-            Path(folder, name).write_text(html)
+        for name, text in pages.items():
+            Path(folder, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(folder, name).write_text(text)
         server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietFiles, directory=folder))
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
