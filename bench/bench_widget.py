@@ -52,14 +52,15 @@ def publish_demo_buddy(var_dir: Path) -> str:
     os.environ["BITBUDDIES_VAR_DIR"] = str(var_dir)
     from bench.bench_transcode import FPS, cartoon_clip
     from include import generations, storage
-    from include.db import create_all, session_scope
+    from include.db import session_scope
+    from include.migrations import migrate
     from include.media.frames import write_frames_video
     from include.media.transcode import OUTPUT_NAMES, transcode
     from include.models import Generation, User
     from include.settings import get_settings
 
     get_settings.cache_clear()
-    create_all()
+    migrate()
     with session_scope() as session:
         user = User(email="bench@example.com", api_key_hash="0" * 64)
         session.add(user)
