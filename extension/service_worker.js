@@ -10,6 +10,10 @@
 
 const DEFAULT_SERVER = "http://127.0.0.1:8000";
 
+// Content scripts may read chrome.storage.local by default; ours never need to, so the settings
+// (the API key among them) are kept to the extension's own pages and this worker.
+chrome.storage.local.setAccessLevel({ accessLevel: "TRUSTED_CONTEXTS" }).catch(() => {});
+
 function settings() {
   return chrome.storage.local.get({ server: DEFAULT_SERVER, apiKey: "", email: "", buddy: null, offSites: [] });
 }
