@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install browser lock bench clean
+.PHONY: up test install browser lock bench extension clean
 
 up: $(STAMP)
 	$(BIN)/python -m ops
@@ -38,6 +38,11 @@ lock:
 	$(COMPILE) requirements.in -o requirements.txt
 	$(COMPILE) requirements-dev.in -o requirements-dev.txt
 	$(COMPILE) --no-deps requirements-nodeps.in -o requirements-nodeps.txt
+
+# The Chrome extension, unpacked (the extension/ folder plus the widget's embed.js), to load in
+# chrome://extensions with "Load unpacked"; the API serves the same as a zip at /extension.zip.
+extension: $(STAMP)
+	$(BIN)/python -m api.extension var/extension
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,7 +1,8 @@
 """The BitBuddies web app and API (``uvicorn api.main:app --port 8000``).
 
 Collects the routers (``/api/...`` with API-key auth, the public ``/b/...`` share pages,
-the ``/g/...`` generation pages)
+the ``/g/...`` generation pages, the embedding endpoints ``/embed.js``, ``/oembed``,
+``/extension.zip``)
 and, for the life of the process, runs the loop that triggers DAG runs for generations
 submitted while Airflow was unreachable.
 """
@@ -19,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
-from api.routes import events, generations, share, users
+from api.routes import embed, events, generations, share, users
 from api.routes import print_webhook, sticker_orders
 from api.routes import tokens, webhooks
 from api.routes import generation_page
@@ -89,6 +90,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(share.router)
+    app.include_router(embed.router)
     app.include_router(generation_page.router)
     app.include_router(events.internal_router)
 

@@ -29,11 +29,15 @@ def share_url(generation: Generation) -> str:
     return f"{get_settings().public_base_url.rstrip('/')}/b/{generation.slug}"
 
 # Asset kind (the key in Generation.assets) -> the file name used in download URLs.
+# The walk loop (walk_webm, walk_webp) is optional: only generations whose pipeline made one
+# have it; the embed widget then walks with it and otherwise moves the idle loop across the page.
 ASSET_FILES = {
     "webm": "buddy.webm",
     "webp": "buddy.webp",
     "gif": "buddy.gif",
     "poster": "poster.png",
+    "walk_webm": "walk.webm",
+    "walk_webp": "walk.webp",
 }
 
 

@@ -107,6 +107,8 @@ class GenerationAssets(SQLModel):
     webp: str | None = None
     gif: str | None = None
     poster: str | None = None
+    walk_webm: str | None = None  # the walk loop, when the generation has one
+    walk_webp: str | None = None
 
 
 class GenerationPublic(GenerationBase):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile, status
 from fastapi.security import HTTPAuthorizationCredentials
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -149,7 +149,10 @@ def read_generation(session: SessionDep, user: CurrentUser, generation_id: str) 
 
 
 @router.get("/{generation_id}/assets/{name}", response_class=StreamingResponse)
-def download_asset(session: SessionDep, user: CurrentUser, generation_id: str, name: str) -> StreamingResponse:
-    """An asset of one of the caller's generations (buddy.webm, buddy.webp, buddy.gif, poster.png)."""
+def download_asset(
+    request: Request, session: SessionDep, user: CurrentUser, generation_id: str, name: str
+) -> Response:
+    """An asset of one of the caller's generations (buddy.webm, buddy.webp, buddy.gif, poster.png,
+    walk.webm, walk.webp when it has a walk loop); answers Range requests."""
     generation = _owned_generation(session, user, generation_id)
-    return stream_asset(generation, name, cache_control="private, max-age=86400")
+    return stream_asset(request, generation, name, cache_control="private, max-age=86400")
