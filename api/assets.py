@@ -17,6 +17,8 @@ CONTENT_TYPES = {
     "buddy.webp": "image/webp",
     "buddy.gif": "image/gif",
     "poster.png": "image/png",
+    "walk.webm": "video/webm",
+    "walk.webp": "image/webp",
 }
 # Assets of a published generation never change, so browsers and CDNs may keep them.
 PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"

@@ -221,14 +221,26 @@ def render(rgba: np.ndarray, meta: dict, performance: Performance, rig: Rig, siz
     return frames
 
 
-def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps: int = 24, size: int = 512) -> np.ndarray:
-    """(N, size, size, 4) uint8 RGBA frames of a seamless loop, N = round(seconds * fps)."""
+def animate_loops(rgba: np.ndarray, meta: dict, names: tuple[str, ...], seconds: float = 5.0, fps: int = 24,
+                  size: int = 512) -> dict[str, np.ndarray]:
+    """Motion name -> (N, size, size, 4) uint8 RGBA frames of a seamless loop, N = round(seconds * fps).
+
+    One rig serves every loop; each loop is placed on its own canvas as large as its motion allows.
+    """
     if rgba.ndim != 3 or rgba.shape[2] != 4:
         raise ValueError("animate expects an RGBA cut-out")
     n = max(1, round(seconds * fps))
     if not (rgba[..., 3] > 0).any():
-        return np.zeros((n, size, size, 4), np.uint8)
+        return {name: np.zeros((n, size, size, 4), np.uint8) for name in names}
     rig = build_rig(rgba, meta)
-    clip = motions.clip_for(motion, rig.has("spine"))
-    performance = perform(rig, clip, seconds, n, mirror=_free_arm(rig) == "right")
-    return render(rgba, meta, performance, rig, size, fps)
+    mirror = _free_arm(rig) == "right"
+    out = {}
+    for name in dict.fromkeys(names):
+        performance = perform(rig, motions.clip_for(name, rig.has("spine")), seconds, n, mirror=mirror)
+        out[name] = render(rgba, meta, performance, rig, size, fps)
+    return out
+
+
+def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps: int = 24, size: int = 512) -> np.ndarray:
+    """(N, size, size, 4) uint8 RGBA frames of a seamless loop of ``motion``, N = round(seconds * fps)."""
+    return animate_loops(rgba, meta, (motion,), seconds, fps, size)[motion]

@@ -174,12 +174,14 @@ def test_finished_generation_reports_assets_and_failure_reports_refund(client, u
         "webp": f"{share}/buddy.webp",
         "gif": f"{share}/buddy.gif",
         "poster": f"{share}/poster.png",
+        "walk_webm": f"{share}/walk.webm",
+        "walk_webp": f"{share}/walk.webp",
     }
     assert share.startswith(get_settings().public_base_url + "/b/")
     failed = client.get(f"/api/generations/{failed_id}", headers=auth(key)).json()
     assert failed["status"] == "failed" and failed["refund_state"] == "refunded"
     assert failed["error"] == "We could not find a person in your photo."
-    assert failed["assets"] == {"webm": None, "webp": None, "gif": None, "poster": None}
+    assert failed["assets"] == {"webm": None, "webp": None, "gif": None, "poster": None, "walk_webm": None, "walk_webp": None}
 
 
 def test_owner_downloads_an_asset(client, user_with_tokens):
