@@ -120,6 +120,10 @@ def _rotations(rig: Rig, values: dict[str, float], clip: motions.Clip, rest: dic
             rot[name] = -s * value(name)
         elif name.endswith("_knee"):
             rot[name] = values.get(name, 0.0)  # the shin swings back, away from the walking direction
+    for side in ("left", "right"):
+        if rig.has(f"{side}_ankle"):
+            # Feet stay level with the pelvis: a swinging foot lifts flat instead of digging its toe in.
+            rot[f"{side}_ankle"] = -(rot.get(f"{side}_hip", 0.0) + rot.get(f"{side}_knee", 0.0))
     return rot
 
 

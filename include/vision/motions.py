@@ -2,7 +2,7 @@
 
 A clip maps channels to curves of the phase ``t`` in [0, 1) of one beat. A curve is either a
 sum of sines with whole numbers of cycles per beat (``Wave``) or keyframes with wrap-around
-(``Keys``, interpolated with a periodic cubic), so its value at t = 1 is its value at t = 0 and
+(``Keys``, eased between keys), so its value at t = 1 is its value at t = 0 and
 a loop of whole beats never jumps. Each clip also says how many beats a second it plays.
 
 Channels are anatomical, so one clip fits any character and either side of the body:
@@ -43,7 +43,8 @@ class Wave:
 
 @dataclass(frozen=True)
 class Keys:
-    """Keyframes (phase in [0, 1), value), interpolated with a periodic Catmull-Rom spline."""
+    """Keyframes (phase in [0, 1), value) with wrap-around, eased in and out between keys (a
+    cosine blend: smooth, and never beyond the keys' values, so limits hold between them)."""
 
     points: tuple[tuple[float, float], ...]
 
@@ -52,13 +53,11 @@ class Keys:
         pts = sorted(self.points)
         n = len(pts)
         i = max(j for j in range(n) if pts[j][0] <= t) if t >= pts[0][0] else n - 1
-        t0, v1 = pts[i]
-        t1, v2 = pts[(i + 1) % n]
-        v0, v3 = pts[(i - 1) % n][1], pts[(i + 2) % n][1]
+        t0, v0 = pts[i]
+        t1, v1 = pts[(i + 1) % n]
         span = (t1 - t0) % 1.0 or 1.0
         u = ((t - t0) % 1.0) / span
-        return 0.5 * ((2 * v1) + (-v0 + v2) * u + (2 * v0 - 5 * v1 + 4 * v2 - v3) * u * u
-                      + (-v0 + 3 * v1 - 3 * v2 + v3) * u * u * u)
+        return v0 + (v1 - v0) * (1.0 - math.cos(math.pi * u)) / 2.0
 
 
 @dataclass(frozen=True)
@@ -186,8 +185,10 @@ CLIPS: dict[str, Clip] = {
     "walk": Clip("walk", 1.0, {
         "left_hip_swing": _w(0.0, (1, 24.0, 0.0)),
         "right_hip_swing": _w(0.0, (1, 24.0, 0.5)),
-        "left_knee": Keys(((0.0, 38.0), (0.22, 10.0), (0.5, 3.0), (0.78, 10.0))),
-        "right_knee": Keys(((0.5, 38.0), (0.72, 10.0), (0.0, 3.0), (0.28, 10.0))),
+        # Bent most at mid-swing (clearing the ground), straight from heel strike through the
+        # stance, bending again as the heel lifts behind.
+        "left_knee": Keys(((0.0, 40.0), (0.14, 12.0), (0.22, 0.0), (0.55, 2.0), (0.7, 10.0), (0.85, 30.0))),
+        "right_knee": Keys(((0.5, 40.0), (0.64, 12.0), (0.72, 0.0), (0.05, 2.0), (0.2, 10.0), (0.35, 30.0))),
         "left_shoulder": _w(6.0),
         "right_shoulder": _w(6.0),
         "left_shoulder_swing": _w(0.0, (1, 20.0, 0.5)),

@@ -8,9 +8,10 @@ arms, thighs and shins; a subject without a pose (a toy, a pet) gets the pelvis 
 same renderer squashes and sways it as one piece.
 
 Skinning is linear blend skinning with smooth weights: each bone claims a region (the torso
-quadrilateral for the spine, a disc for the head, a capsule for a limb) and a vertex's weight
-falls off with its distance to that region as ``1 / (d^2 + e^2)^2``, normalised: one bone owns
-a vertex deep in its region and neighbours blend over a band of about ``e`` at the joints.
+quadrilateral for the spine, a disc for the head, a segment for a limb) and a vertex's weight
+falls off with its distance to that region as ``1 / (d^2 + e^2)^2``, normalised over its
+nearest bone and the bones jointed to it: one bone owns a vertex deep in its region and
+neighbours blend over a band of about ``e`` at the joints.
 
 Rendering maps every output pixel back to the texture: each frame rasterises triangle ids
 (back layers first: legs, then body and head, then arms), turns each triangle's
@@ -32,7 +33,8 @@ from scipy.spatial import Delaunay
 LAYER_BACK, LAYER_BODY, LAYER_FRONT = 0, 1, 2
 # The weights' blend band at joints, as a share of the shoulder width (or of the height without a pose).
 BLEND_BAND = 0.2
-MIN_AREA_RATIO = 0.08  # a deformed triangle keeps at least this share of its signed rest area
+SLIVER = 0.05  # a triangle whose area is below this share of its longest edge squared is a sliver
+MIN_AREA_RATIO = 0.02  # a deformed triangle keeps at least this share of its signed rest area (0 would be a flip)
 
 
 @dataclass
@@ -78,7 +80,9 @@ def flipped(rig: Rig, deformed: np.ndarray) -> np.ndarray:
 def _mesh(alpha: np.ndarray, extra_points: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
     """(vertices, triangles) covering every pixel with alpha > 0."""
     solid = (alpha > 0).astype(np.uint8)
-    cover = cv2.dilate(solid, np.ones((5, 5), np.uint8))  # the outline sits ~2 px outside the soft edge
+    # The outline runs through the centres of the pixels just outside the soft edge: every
+    # visible pixel is inside, and gaps between limbs wider than ~3 px stay open.
+    cover = cv2.dilate(solid, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(cover, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outline = []
     for contour in contours:
@@ -101,7 +105,7 @@ def _mesh(alpha: np.ndarray, extra_points: np.ndarray, spacing: float) -> tuple[
     points = np.unique(np.round(np.vstack([outline, grid, extra.reshape(-1, 2)]), 2), axis=0)
     triangles = Delaunay(points).simplices.astype(np.int32)
     # Keep a triangle when its centroid and edge midpoints are inside the (dilated) silhouette.
-    inside = cv2.dilate(cover, np.ones((3, 3), np.uint8))
+    inside = cover
     probes = [points[triangles].mean(axis=1)] + [
         (points[triangles[:, i]] + points[triangles[:, j]]) / 2 for i, j in ((0, 1), (1, 2), (2, 0))]
     keep = np.ones(len(triangles), bool)
@@ -111,8 +115,12 @@ def _mesh(alpha: np.ndarray, extra_points: np.ndarray, spacing: float) -> tuple[
         keep &= inside[py, px] > 0
     triangles = triangles[keep]
     areas = _signed_areas(points, triangles)
-    triangles = triangles[np.abs(areas) > 1e-6]
-    areas = areas[np.abs(areas) > 1e-6]
+    # Slivers (three nearly collinear outline points) cover no pixel, and the smallest bend
+    # would flip them: they are dropped.
+    tri = points[triangles]
+    longest = np.max([np.sum((tri[:, i] - tri[:, (i + 1) % 3]) ** 2, axis=1) for i in range(3)], axis=0)
+    solid = np.abs(areas) > SLIVER * longest
+    triangles, areas = triangles[solid], areas[solid]
     triangles[areas < 0] = triangles[areas < 0][:, [0, 2, 1]]
     used = np.unique(triangles)
     remap = np.full(len(points), -1, np.int32)
@@ -169,11 +177,16 @@ def _skeleton(lm: dict, visibility: dict, alpha: np.ndarray) -> tuple[list[Bone]
         if knee is None or ankle is None or ankle[1] > h + 0.05 * shoulder_w:
             continue  # a leg below the frame (not drawn) does not exist in this cut-out
         bones.append(Bone(f"{prefix}_hip", 0, hip, knee, LAYER_BACK, side(hip)))
-        foot = ankle + np.array([0.0, max(0.0, float(ys.max()) - ankle[1])])
-        bones.append(Bone(f"{prefix}_knee", len(bones) - 1, knee, foot, LAYER_BACK, side(hip)))
-    torso = np.array([ls, rs, rh, lh])
+        bones.append(Bone(f"{prefix}_knee", len(bones) - 1, knee, ankle, LAYER_BACK, side(hip)))
+        # The foot: from the ankle down to the sole, so a foot stays flat while the leg swings.
+        sole = ankle + np.array([0.0, max(0.0, float(ys.max()) - ankle[1])])
+        bones.append(Bone(f"{prefix}_ankle", len(bones) - 1, ankle, sole, LAYER_BACK, side(hip)))
+    # The torso: shoulders to hips, as wide at the hips as at the shoulders (hip joints sit well
+    # inside the body's outline, and the belly's sides belong to the torso, not to the arms).
+    across = (ls - rs) / 2
+    torso = np.array([ls, rs, hip_mid - across, hip_mid + across])
     middle = torso.mean(axis=0)
-    regions = {"torso": middle + 0.92 * (torso - middle), "head_centre": (nose + neck * 0.25) / 1.25,
+    regions = {"torso": middle + 0.95 * (torso - middle), "head_centre": (nose + neck * 0.25) / 1.25,
                "head_radius": max(0.35 * shoulder_w, 0.6 * float(np.linalg.norm(nose - neck)))}
     return bones, shoulder_w, regions
 
@@ -201,6 +214,17 @@ def _polygon_distance(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, -signed)
 
 
+def _blending(bones: list[Bone]) -> np.ndarray:
+    """(B, B) bool: which bones may share a vertex: each with itself, its parent and children,
+    except an arm and the torso. An arm swings far (a wave raises it by 130 degrees), and skin
+    blended across such a turn collapses; a rigid arm over the body opens the armpit instead."""
+    related = np.eye(len(bones), dtype=bool)
+    for j, bone in enumerate(bones):
+        if bone.parent is not None and not bone.name.endswith("_shoulder"):
+            related[j, bone.parent] = related[bone.parent, j] = True
+    return related
+
+
 def _weights(vertices: np.ndarray, bones: list[Bone], regions: dict, band: float) -> np.ndarray:
     dist = np.empty((len(vertices), len(bones)))
     for j, bone in enumerate(bones):
@@ -214,7 +238,41 @@ def _weights(vertices: np.ndarray, bones: list[Bone], regions: dict, band: float
         else:
             dist[:, j] = _segment_distance(vertices, bone.head, bone.tail)
     raw = 1.0 / (dist * dist + band * band) ** 2
+    # A vertex blends only between its nearest bone and that bone's parent and children: a
+    # shoe never follows the other leg, a hand never the thigh it rests on.
+    raw *= _blending(bones)[dist.argmin(axis=1)]
     return raw / raw.sum(axis=1, keepdims=True)
+
+
+def _split_seams(vertices: np.ndarray, triangles: np.ndarray, weights: np.ndarray,
+                 bones: list[Bone]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut the mesh where parts that are not jointed touch (the two legs at the crotch, a hand
+    resting on a thigh or at the face): such a triangle goes with the bone that owns most of it,
+    through copies of its other vertices skinned to that bone alone. At rest nothing moves; in
+    motion the parts separate instead of stretching the skin between them until it flips."""
+    related = _blending(bones)
+    dominant = weights.argmax(axis=1)
+    owners = weights[triangles].sum(axis=1).argmax(axis=1)
+    extra_v, extra_w = [], []
+    triangles = triangles.copy()
+    copies: dict[tuple[int, int], int] = {}
+    for t in np.nonzero(~related[dominant[triangles], owners[:, None]].all(axis=1))[0]:
+        owner = int(owners[t])
+        # The copies move like the triangle's own vertices (one-hot weights would shear it).
+        kept = [int(v) for v in triangles[t] if related[dominant[v], owner]]
+        skin = weights[kept].mean(axis=0) if kept else np.eye(len(bones))[owner]
+        for k in range(3):
+            v = int(triangles[t, k])
+            if related[dominant[v], owner]:
+                continue
+            if (v, owner) not in copies:
+                copies[(v, owner)] = len(vertices) + len(extra_v)
+                extra_v.append(vertices[v])
+                extra_w.append(skin)
+            triangles[t, k] = copies[(v, owner)]
+    if not extra_v:
+        return vertices, triangles, weights
+    return np.vstack([vertices, extra_v]), triangles, np.vstack([weights, extra_w])
 
 
 def build_rig(rgba: np.ndarray, meta: dict) -> Rig:
@@ -236,6 +294,7 @@ def build_rig(rgba: np.ndarray, meta: dict) -> Rig:
     vertices, triangles = _mesh(alpha, np.vstack([joints, along]), spacing)
     band = BLEND_BAND * (scale_len if len(bones) > 1 else height)
     weights = _weights(vertices, bones, regions, band)
+    vertices, triangles, weights = _split_seams(vertices, triangles, weights, bones)
     owner = weights[triangles].sum(axis=1).argmax(axis=1)
     layers = np.array([bones[j].layer for j in owner], np.int32)
     ground = float(vertices[:, 1].max())
@@ -321,6 +380,12 @@ class Renderer:
         fixed = np.round((dest - [x0, y0]) * 16).astype(np.int32)[self.rig.triangles]  # 4 fractional bits
         for t in self.order:
             cv2.fillConvexPoly(ids, fixed[t], int(t), cv2.LINE_8, 4)
+        # Rasterising triangle by triangle can leave single-pixel cracks along shared edges: an
+        # uncovered pixel takes a neighbour's triangle (its affine holds a pixel beyond the edge).
+        # Ids are exact in float32 up to 2^24.
+        found = np.where(ids == none, -1, ids).astype(np.float32)
+        grown = cv2.dilate(found, np.ones((3, 3), np.uint8))
+        ids[...] = np.where(found < 0, np.where(grown < 0, none, grown), found).astype(np.int32)
         xx, yy = self.grid_x[y0:y1, x0:x1], self.grid_y[y0:y1, x0:x1]
         # Six gathers of one coefficient each beat one gather of six-float rows (2x here).
         cx, bx, ax, cy, by, ay = (np.take(c, ids) for c in self._inverse_affines(dest).T[[2, 1, 0, 5, 4, 3]])
