@@ -162,6 +162,7 @@ def run_segment_image(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
     from PIL import Image
 
     from include.vision.imageio import decode_image, encode_png, read_png_meta
+    from include.vision.quality import check_cutout
     from include.vision.segmentation import cutout, cutout_meta, segment_subject
 
     data = ctx.fetch(inp.image_url)
@@ -169,8 +170,9 @@ def run_segment_image(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
     meta = read_png_meta(data)
     ctx.log(f"Segmenting {rgb.shape[1]}x{rgb.shape[0]}")
     alpha = segment_subject(rgb, meta)
+    figures = check_cutout(rgb, alpha)  # a rectangle or a mostly-background cut-out is never published
     rgba = cutout(rgb, alpha)
-    ctx.log(f"Subject covers {float(np.mean(alpha)) * 100:.1f}% of the image")
+    ctx.log("Cut-out quality: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
     # The cut-out is cropped: its meta (landmarks, box, drawn regions) moves to its coordinates.
     image = ctx.save_file("cutout.png", encode_png(rgba, cutout_meta(meta, alpha)))
     mask_png = io.BytesIO()
