@@ -215,12 +215,15 @@ def _polygon_distance(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 
 def _blending(bones: list[Bone]) -> np.ndarray:
-    """(B, B) bool: which bones may share a vertex: each with itself, its parent and children,
-    except an arm and the torso. An arm swings far (a wave raises it by 130 degrees), and skin
-    blended across such a turn collapses; a rigid arm over the body opens the armpit instead."""
+    """(B, B) bool: which bones may share a vertex: each with itself, its parent and its children.
+
+    An arm stays joined to the torso: in most photos it rests against the body along its length,
+    and cutting it free would tear the body open when it moves (tried: cracks through the
+    astronaut's suit). A far swing (a wave raises an arm by 130 degrees) that would collapse
+    the blended skin is eased instead (``animation.perform``)."""
     related = np.eye(len(bones), dtype=bool)
     for j, bone in enumerate(bones):
-        if bone.parent is not None and not bone.name.endswith("_shoulder"):
+        if bone.parent is not None:
             related[j, bone.parent] = related[bone.parent, j] = True
     return related
 
