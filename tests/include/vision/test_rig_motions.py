@@ -127,8 +127,8 @@ def test_drawn_figure_moves_its_limbs_in_every_person_clip(drawn):
     _, _, rig = drawn
     for name, clip in motions.CLIPS.items():
         perf = perform(rig, clip, 1.0, 12)
-        # A wave's 130-degree raise of an arm joined to the body is eased (to about a quarter);
-        # everything else plays in full.
-        assert min(perf.ease.values()) >= (0.2 if name == "wave" else 0.49), (name, perf.ease)
+        # Raising an arm joined to the body by 100-150 degrees (wave, jump, dance) is eased to a
+        # sixth to a quarter of the clip; the clips that keep the arms low play at least half.
+        assert min(perf.ease.values()) >= (0.15 if clip.absolute else 0.49), (name, perf.ease)
         spread = np.ptp(perf.vertices, axis=0).max(axis=1)  # how far each vertex travels over the loop
         assert np.percentile(spread, 90) > 0.02 * rig.height, name
