@@ -36,14 +36,14 @@ from bench.quality_set import (  # noqa: E402
     empty_scenes,
     figure,
 )
-from include.vision import motions  # noqa: E402
-from include.vision.analysis import analyze  # noqa: E402
-from include.vision.animation import WALK, _free_arm, _pose, _rest_angles, _rotations, perform, render  # noqa: E402
-from include.vision.cartoon import cartoonize, expand_full_body  # noqa: E402
-from include.vision.errors import VisionError  # noqa: E402
-from include.vision.matting import composite_on_key, pick_key_color  # noqa: E402
-from include.vision.rig import build_rig, flipped  # noqa: E402
-from include.vision.segmentation import cutout, cutout_meta, segment_subject  # noqa: E402
+from model_server.vision import motions  # noqa: E402
+from model_server.vision.analysis import analyze  # noqa: E402
+from model_server.vision.animation import WALK, _free_arm, _pose, _rest_angles, _rotations, perform, render  # noqa: E402
+from model_server.vision.cartoon import cartoonize, expand_full_body  # noqa: E402
+from model_server.vision.errors import VisionError  # noqa: E402
+from model_server.vision.matting import composite_on_key, pick_key_color  # noqa: E402
+from model_server.vision.rig import build_rig, flipped  # noqa: E402
+from model_server.vision.segmentation import cutout, cutout_meta, segment_subject  # noqa: E402
 
 SECONDS, FPS, SIZE = 5.0, 24, 512
 

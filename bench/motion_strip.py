@@ -18,10 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from include.vision.analysis import analyze  # noqa: E402
-from include.vision.animation import animate_loops  # noqa: E402
-from include.vision.cartoon import cartoonize, expand_full_body  # noqa: E402
-from include.vision.segmentation import cutout, cutout_meta, segment_subject  # noqa: E402
+from model_server.vision.analysis import analyze  # noqa: E402
+from model_server.vision.animation import animate_loops  # noqa: E402
+from model_server.vision.cartoon import cartoonize, expand_full_body  # noqa: E402
+from model_server.vision.segmentation import cutout, cutout_meta, segment_subject  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "motion_strip.png"
 MOTIONS = ("idle", "wave", "jump", "dance", "walk")

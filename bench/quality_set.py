@@ -161,7 +161,7 @@ def derive_astronaut_alpha() -> np.ndarray:
     finds the same person again on other backgrounds; the drawn figure's alpha is exact."""
     from skimage import data
 
-    from include.vision._pose import detect_pose
+    from model_server.vision._pose import detect_pose
 
     rgb = data.astronaut()
     prob = detect_pose(rgb).mask

@@ -1,0 +1,236 @@
+"""The model server's HTTP face: fal.ai's queue protocol, result files, health and admin routes.
+
+``create_app()`` builds the FastAPI app; its lifespan opens the job store and starts the
+worker pool. Routes, as fal.ai's queue API (the Airflow side relies on them exactly):
+
+- ``POST /{model_id}`` submit (optional ``Idempotency-Key``), 200 with ``status: IN_QUEUE``,
+  request_id, queue_position and URLs;
+- ``GET /{app_id}/requests/{id}/status[?logs=1]`` 202 while queued/running, 200 when completed;
+- ``GET /{model_id}/requests/{id}`` the result, 422/500 for a failed job, 400 while unfinished;
+- ``PUT /{model_id}/requests/{id}/cancel`` 202 CANCELLATION_REQUESTED or 400 ALREADY_COMPLETED;
+- ``GET /files/{id}/{name}`` result files; ``GET /healthz``;
+- ``GET /_admin/stats``, ``POST /_admin/reset``, ``GET|POST /_admin/faults`` for tests and benchmarks.
+
+As on fal, the request URLs name the app (``owner/name``) without the model's sub-path
+(``fal-ai/flux/dev`` -> ``fal-ai/flux/requests/...``): clients must use the URLs the submit answer
+gives. In fal mode (``model_server_fal_mode``) the server also ignores ``Idempotency-Key``, as fal
+has no such header: a repeated submit is a second job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
+
+from model_server.fault_injection import FaultConfig, Faults
+from model_server.job_store import COMPLETED, IN_QUEUE, Job, JobStore
+from model_server.model_stages import MODELS
+from model_server.worker_pool import JobManager
+from model_server.worker_process import content_type_of
+from include.settings import Settings, get_settings
+
+# File names the stages write: plain names only, so a URL can never escape the job's folder.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_REQUEST_ID = re.compile(r"^[0-9a-f-]{36}$")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    root = settings.var_dir / "model_server"
+    files_root = root / "files"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        files_root.mkdir(parents=True, exist_ok=True)
+        store = JobStore(root / "jobs.db")
+        faults = Faults(FaultConfig.model_validate_json(settings.model_server_faults)
+                        if settings.model_server_faults.strip() else None)
+        manager = JobManager(store, faults, workers=settings.model_server_workers, files_root=files_root,
+                             max_input_bytes=settings.model_server_max_input_bytes)
+        manager.start()
+        app.state.store, app.state.faults, app.state.manager = store, faults, manager
+        try:
+            yield
+        finally:
+            manager.stop()
+            store.close()
+
+    app = FastAPI(title="BitBuddies model server", version="1", lifespan=lifespan,
+                  description="Offline computer-vision stages behind fal.ai's queue protocol.")
+
+    def require_key(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not settings.model_server_fal_mode:
+            return
+        expected = f"Key {settings.model_server_key}"
+        if not settings.model_server_key or authorization != expected:
+            raise _Unauthorized()
+
+    def inject_http_faults(request: Request) -> None:
+        status = request.app.state.faults.for_http()
+        if status is not None:
+            raise _InjectedHttpFault(status)
+
+    authorized = [Depends(require_key)]
+    flaky = [Depends(require_key), Depends(inject_http_faults)]
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
+        return JSONResponse({"detail": "Invalid or missing API key: use 'Authorization: Key <key>'",
+                             "error_type": "unauthorized"}, status_code=401,
+                            headers={"WWW-Authenticate": "Key"})
+
+    @app.exception_handler(_InjectedHttpFault)
+    async def injected_fault(request: Request, exc: _InjectedHttpFault) -> JSONResponse:
+        if exc.status == 429:
+            return JSONResponse({"detail": "Too many requests (injected)"}, status_code=429,
+                                headers={"Retry-After": "1"})
+        return JSONResponse({"detail": "Service unavailable (injected)"}, status_code=exc.status)
+
+    # -- health, admin, files (declared before the catch-all model routes) ----------------------
+    @app.get("/healthz")
+    def healthz(request: Request) -> dict[str, Any]:
+        return {"status": "ok", "workers": request.app.state.manager.workers, "models": sorted(MODELS)}
+
+    @app.get("/_admin/stats", dependencies=authorized)
+    def admin_stats(request: Request) -> dict[str, Any]:
+        return request.app.state.manager.stats()
+
+    @app.post("/_admin/reset", dependencies=authorized)
+    def admin_reset(request: Request) -> dict[str, Any]:
+        request.app.state.manager.reset_stats()
+        return {"status": "ok"}
+
+    @app.get("/_admin/faults", dependencies=authorized)
+    def admin_get_faults(request: Request) -> dict[str, Any]:
+        return request.app.state.faults.current().model_dump()
+
+    @app.post("/_admin/faults", dependencies=authorized)
+    def admin_set_faults(request: Request, config: FaultConfig) -> dict[str, Any]:
+        request.app.state.faults.set(config)
+        return request.app.state.faults.current().model_dump()
+
+    @app.get("/files/{request_id}/{file_name}")
+    def result_file(request_id: str, file_name: str):
+        path = files_root / request_id / file_name
+        if not (_SAFE_REQUEST_ID.match(request_id) and _SAFE_NAME.match(file_name)) or not path.is_file():
+            return JSONResponse({"detail": "File not found"}, status_code=404)
+        return FileResponse(path, media_type=content_type_of(file_name), filename=file_name)
+
+    # -- the queue protocol -----------------------------------------------------------------
+    def job_of(request: Request, app_id: str, request_id: str) -> Job | None:
+        job = request.app.state.store.get(request_id)
+        return job if job is not None and _app_id(job.model_id) == app_id else None
+
+    @app.get("/{model_id:path}/requests/{request_id}/status", dependencies=flaky)
+    def status(request: Request, model_id: str, request_id: str, logs: int = 0):
+        job = job_of(request, model_id, request_id)
+        if job is None:
+            return _not_found(request_id)
+        body: dict[str, Any] = {"status": job.status, "request_id": request_id}
+        if job.status == IN_QUEUE:
+            body["queue_position"] = request.app.state.manager.queue_position(request_id)
+            # The job may have started between the two reads; say what it is now.
+            if body["queue_position"] is None:
+                job = request.app.state.store.get(request_id)
+                body = {"status": job.status, "request_id": request_id}
+        body["response_url"] = _urls(request, model_id, request_id)["response_url"]
+        if job.status != IN_QUEUE:
+            body["logs"] = request.app.state.store.logs(request_id) if logs else None
+        if job.status == COMPLETED:
+            if job.done_reported_at is None:
+                request.app.state.store.mark_done_reported(request_id, time.time())
+            body["metrics"] = {"inference_time": job.inference_time} if job.inference_time is not None else {}
+            if job.failed:
+                body["error"] = job.error
+                body["error_type"] = job.error_type
+            return JSONResponse(body, status_code=200)
+        return JSONResponse(body, status_code=202)
+
+    @app.get("/{model_id:path}/requests/{request_id}", dependencies=flaky)
+    def result(request: Request, model_id: str, request_id: str):
+        job = job_of(request, model_id, request_id)
+        if job is None:
+            return _not_found(request_id)
+        if job.status != COMPLETED:
+            return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
+        delay = request.app.state.faults.answer_delay("result", job.model_id)
+        if delay:
+            time.sleep(delay)  # a threadpool route: this holds only its own answer
+        if job.failed:
+            return JSONResponse({"detail": job.error, "error_type": job.error_type},
+                                status_code=job.error_status or 500,
+                                headers={"X-Fal-Error-Type": job.error_type})
+        return JSONResponse(job.result)
+
+    @app.put("/{model_id:path}/requests/{request_id}/cancel", dependencies=authorized)
+    def cancel(request: Request, model_id: str, request_id: str):
+        if job_of(request, model_id, request_id) is None:
+            return _not_found(request_id)
+        if request.app.state.manager.cancel(request_id):
+            return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
+        return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+
+    @app.post("/{model_id:path}", dependencies=authorized)
+    async def submit(request: Request, model_id: str,
+                     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None):
+        spec = MODELS.get(model_id)
+        if spec is None:
+            return JSONResponse({"detail": f"Model {model_id!r} not found"}, status_code=404)
+        raw = await request.body()
+        try:
+            payload = json.loads(raw or b"{}")
+        except ValueError:
+            return JSONResponse({"detail": "The request body is not valid JSON"}, status_code=422)
+        if not isinstance(payload, dict):
+            return JSONResponse({"detail": "The request body must be a JSON object"}, status_code=422)
+        try:
+            spec.input_model.model_validate(payload)
+        except ValidationError as exc:
+            return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)},
+                                status_code=422)
+        base_url = str(request.base_url).rstrip("/")
+        if settings.model_server_fal_mode:
+            idempotency_key = None  # fal has no idempotency key
+        job, _replay = await run_in_threadpool(request.app.state.manager.submit, model_id, payload, base_url,
+                                               idempotency_key or None)
+        position = request.app.state.manager.queue_position(job.request_id)
+        delay = request.app.state.faults.answer_delay("submit", model_id)
+        if delay:
+            await asyncio.sleep(delay)
+        return {"status": IN_QUEUE, "request_id": job.request_id, **_urls(request, model_id, job.request_id),
+                "queue_position": position}
+
+    return app
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+class _InjectedHttpFault(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _app_id(model_id: str) -> str:
+    """The app a model id belongs to: its first two segments (fal drops the sub-path in request URLs)."""
+    return "/".join(model_id.split("/")[:2])
+
+
+def _urls(request: Request, model_id: str, request_id: str) -> dict[str, str]:
+    base = f"{str(request.base_url).rstrip('/')}/{_app_id(model_id)}/requests/{request_id}"
+    return {"status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"}
+
+
+def _not_found(request_id: str) -> JSONResponse:
+    return JSONResponse({"detail": f"Request {request_id!r} not found"}, status_code=404)

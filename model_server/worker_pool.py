@@ -1,0 +1,284 @@
+"""The job manager: a FIFO queue in front of a bounded pool of worker processes.
+
+Each worker slot is a thread of the server that owns one worker process (started with the
+``spawn`` method: the server has threads, and forking a threaded process is unsafe). The slot
+takes the oldest queued job, hands it to its process over a private pipe and relays the
+process's log lines and outcome into the :class:`JobStore`. Cancelling a running job kills
+that process and starts a fresh one, so a hung or runaway stage never blocks a slot for good.
+
+Jobs belong to the server, not to the HTTP client that submitted them: a client that goes
+away changes nothing. The manager also keeps the in-flight record (most jobs running and
+most outstanding at once) that tests and benchmarks read through ``/_admin/stats``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections import deque
+from multiprocessing.connection import wait as wait_for_ready
+from pathlib import Path
+from typing import Any
+
+from model_server.fault_injection import Faults, JobFaults
+from model_server.job_store import COMPLETED, IN_PROGRESS, IN_QUEUE, Job, JobStore
+from model_server.worker_process import INTERNAL_ERROR, worker_main
+
+# error_type of a cancelled job (a client decision: answered 422 like other non-retryable outcomes).
+CANCELLED = "cancelled"
+# error_type of a job whose worker process died under it (out of memory, segfault in a library).
+WORKER_CRASHED = "worker_crashed"
+
+# How often a slot waiting on its worker looks at the cancel requests.
+_CANCEL_CHECK_S = 0.05
+
+
+class _Slot:
+    """One worker process and the pipe to it."""
+
+    def __init__(self, index: int, files_root: Path, max_input_bytes: int) -> None:
+        self.index = index
+        self._files_root = files_root
+        self._max_input_bytes = max_input_bytes
+        self._mp = multiprocessing.get_context("spawn")
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.conn = None
+
+    def ensure_started(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            return
+        self.stop()
+        parent_conn, child_conn = self._mp.Pipe(duplex=True)
+        self.process = self._mp.Process(
+            target=worker_main,
+            args=(child_conn, str(self._files_root), self._max_input_bytes),
+            name=f"model-worker-{self.index}",
+            daemon=True,
+        )
+        self.process.start()
+        child_conn.close()
+        self.conn = parent_conn
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(5)
+        if self.conn is not None:
+            self.conn.close()
+        self.process = None
+        self.conn = None
+
+
+class JobManager:
+    def __init__(self, store: JobStore, faults: Faults, *, workers: int, files_root: Path,
+                 max_input_bytes: int) -> None:
+        if workers < 1:
+            raise ValueError("the model server needs at least one worker")
+        self._store = store
+        self._faults = faults
+        self._files_root = files_root
+        # One condition guards the queue, the running set, cancel requests and the in-flight record,
+        # and every job status transition, so that cancel and completion never interleave.
+        self._cond = threading.Condition()
+        self._queue: deque[str] = deque()
+        self._running: dict[str, _Slot] = {}
+        self._cancel_requested: set[str] = set()
+        self._slots = [_Slot(i, files_root, max_input_bytes) for i in range(workers)]
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self._stats_since = time.time()
+        self._max_running = 0
+        self._max_outstanding = 0
+
+    @property
+    def workers(self) -> int:
+        return len(self._slots)
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Recover from a previous run, start the worker processes and their slot threads."""
+        self._store.fail_interrupted_jobs(time.time())
+        with self._cond:
+            # Jobs that were still queued never started: they keep their place in line.
+            self._queue.extend(job.request_id for job in self._store.jobs_with_status(IN_QUEUE))
+        for slot in self._slots:
+            slot.ensure_started()
+            thread = threading.Thread(target=self._serve_slot, args=(slot,), name=f"model-slot-{slot.index}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(5)
+        for slot in self._slots:
+            slot.stop()
+
+    # -- client operations ----------------------------------------------------------------
+    def submit(self, model_id: str, payload: dict[str, Any], base_url: str,
+               idempotency_key: str | None) -> tuple[Job, bool]:
+        """Queue a job, or find the one this idempotency key already made. Returns (job, replay)."""
+        now = time.time()
+        with self._cond:
+            if idempotency_key:
+                existing = self._store.find_by_idempotency_key(model_id, idempotency_key)
+                if existing is not None:
+                    self._store.record_submission(model_id, existing.request_id, idempotency_key, True, now)
+                    return existing, True
+            job = Job(request_id=str(uuid.uuid4()), model_id=model_id, input=payload, base_url=base_url,
+                      idempotency_key=idempotency_key, status=IN_QUEUE, created_at=now)
+            self._store.create(job)
+            self._store.record_submission(model_id, job.request_id, idempotency_key, False, now)
+            self._queue.append(job.request_id)
+            self._note_in_flight()
+            self._cond.notify()
+            return job, False
+
+    def queue_position(self, request_id: str) -> int | None:
+        """0 for the next job to start; None when the job is not waiting."""
+        with self._cond:
+            try:
+                return self._queue.index(request_id)
+            except ValueError:
+                return None
+
+    def cancel(self, request_id: str) -> bool:
+        """Request cancellation; False when the job had already completed."""
+        with self._cond:
+            job = self._store.get(request_id)
+            if job is None or job.status == COMPLETED:
+                return False
+            if request_id in self._queue:
+                self._queue.remove(request_id)
+                self._finish_cancelled(request_id, None)
+                return True
+            if job.status == IN_PROGRESS:
+                self._cancel_requested.add(request_id)
+                return True
+            return False
+
+    # -- stats ----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            since = self._stats_since
+            snapshot = {
+                "workers": len(self._slots),
+                "running": len(self._running),
+                "queued": len(self._queue),
+                "max_running": self._max_running,
+                "max_outstanding": self._max_outstanding,
+                "since": since,
+            }
+        snapshot["submissions"] = self._store.submissions(since)
+        snapshot["jobs"] = self._store.finished_jobs(since)
+        return snapshot
+
+    def reset_stats(self) -> None:
+        """Start a new record: forget past submissions and restart the maxima from what is in flight now."""
+        with self._cond:
+            self._stats_since = time.time()
+            self._max_running = len(self._running)
+            self._max_outstanding = len(self._running) + len(self._queue)
+
+    def _note_in_flight(self) -> None:
+        running = len(self._running)
+        self._max_running = max(self._max_running, running)
+        self._max_outstanding = max(self._max_outstanding, running + len(self._queue))
+
+    # -- slots ----------------------------------------------------------------------------
+    def _serve_slot(self, slot: _Slot) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                request_id = self._queue.popleft()
+                self._store.mark_running(request_id, time.time())
+                self._running[request_id] = slot
+                self._note_in_flight()
+            job = self._store.get(request_id)
+            try:
+                self._run_on(slot, job, self._faults.for_job(job.model_id))
+            except Exception as exc:  # noqa: BLE001 - a slot thread must survive any single job
+                with self._cond:
+                    self._finish_failed(request_id, INTERNAL_ERROR, f"Model server error: {exc}", 500, None)
+                slot.stop()
+            finally:
+                with self._cond:
+                    self._running.pop(request_id, None)
+                    self._cancel_requested.discard(request_id)
+
+    def _run_on(self, slot: _Slot, job: Job, faults: JobFaults) -> None:
+        slot.ensure_started()
+        slot.conn.send({
+            "request_id": job.request_id,
+            "model_id": job.model_id,
+            "input": job.input,
+            "base_url": job.base_url,
+            "faults": {"latency_s": faults.latency_s, "fail": faults.fail, "hang": faults.hang},
+        })
+        request_id = job.request_id
+        while True:
+            with self._cond:
+                if request_id in self._cancel_requested:
+                    # Killing is the only way to stop arbitrary stage code; a fresh worker takes the slot.
+                    slot.stop()
+                    self._finish_cancelled(request_id, None)
+                    slot_needs_restart = True
+                elif self._stopping:
+                    # The job stays IN_PROGRESS; the next start marks it server_restarted.
+                    slot.stop()
+                    return
+                else:
+                    slot_needs_restart = False
+            if slot_needs_restart:
+                slot.ensure_started()
+                return
+            ready = wait_for_ready([slot.conn, slot.process.sentinel], timeout=_CANCEL_CHECK_S)
+            if not ready:
+                continue
+            try:
+                message = slot.conn.recv() if slot.conn.poll() else None
+            except (EOFError, OSError):
+                message = None
+            if message is None:
+                if slot.process.is_alive() and not slot.conn.closed:
+                    continue
+                code = slot.process.exitcode
+                slot.stop()
+                with self._cond:
+                    self._finish_failed(request_id, WORKER_CRASHED,
+                                        f"The worker process died (exit code {code})", 500, None)
+                slot.ensure_started()
+                return
+            kind = message[0]
+            if kind == "log":
+                _, level, text, timestamp = message
+                self._store.add_log(request_id, level, text, timestamp)
+                continue
+            with self._cond:
+                if request_id in self._cancel_requested:
+                    # Cancelled while finishing: the result is discarded, as promised to the client.
+                    self._finish_cancelled(request_id, message[-1])
+                elif kind == "done":
+                    _, result, seconds = message
+                    self._store.mark_succeeded(request_id, result, seconds, time.time())
+                else:
+                    _, error_type, text, http_status, seconds = message
+                    self._finish_failed(request_id, error_type, text, http_status, seconds)
+            return
+
+    # Both called with self._cond held.
+    def _finish_cancelled(self, request_id: str, seconds: float | None) -> None:
+        self._finish_failed(request_id, CANCELLED, "The request was cancelled", 422, seconds)
+
+    def _finish_failed(self, request_id: str, error_type: str, message: str, http_status: int,
+                       seconds: float | None) -> None:
+        self._store.mark_failed(request_id, error_type, message, http_status, seconds, time.time())
