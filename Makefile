@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install browser lock bench extension clean
+.PHONY: up test install browser lock bench extension frames clean
 
 up: $(STAMP)
 	$(BIN)/python -m ops
@@ -46,6 +46,10 @@ extension: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# A strip of the astronaut's buddy in every motion (docs/motion_strip.png, shown in the README).
+frames: $(STAMP)
+	$(BIN)/python -m bench.motion_strip
 
 clean:
 	rm -rf var

@@ -11,7 +11,8 @@ without one), then every model stage is one
 `ModelJobOperator` (submit -> deferrable wait -> fetch, never submitted twice):
 `moderate` -> `analyze` -> `cartoonize` -> (`expand_full_body` when the subject is cut off) ->
 `segment_image` -> `animate` -> `segment_video`; then `transcode` encodes WebM (VP9 + alpha),
-animated WebP, GIF and a poster into object storage and `publish` makes the buddy visible.
+animated WebP, GIF and a poster into object storage (and the walk loop every buddy gets as WebM
+and WebP) and `publish` makes the buddy visible.
 
 **Failure.** Business errors (NSFW photo, no usable subject) fail at once, without retries.
 `refund_token` is a teardown that runs once everything else is done: if the generation did not
@@ -128,19 +129,24 @@ def bitbuddies_generate():
         "segment_video",
         video_url=animate.output["video_url"],
         key_color="{{ ti.xcom_pull(task_ids='animate')['key_color'] }}",
+        # The walk loop, when the provider made one (the local models do for every buddy).
+        walk_video_url="{{ (ti.xcom_pull(task_ids='animate').get('walk_video') or {}).get('url', '') }}",
     )
 
     @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE)
     def transcode(video: dict, params=None) -> dict[str, str]:
+        from include.media.transcode import WALK_FORMATS, WALK_OUTPUT_NAMES
         from include.media.transcode import transcode as encode
 
         prefix = f"generations/{params['generation_id']}"
-        assets = encode(
-            video["video"]["url"],
-            lambda name: open_for_write(f"{prefix}/{name}"),
-            fps=int(video.get("fps") or 24),
-        )
-        return {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}
+        fps = int(video.get("fps") or 24)
+        assets = encode(video["video"]["url"], lambda name: open_for_write(f"{prefix}/{name}"), fps=fps)
+        published = {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}
+        if video.get("walk_video"):
+            walk = encode(video["walk_video"]["url"], lambda name: open_for_write(f"{prefix}/{name}"), fps=fps,
+                          formats=WALK_FORMATS, names=WALK_OUTPUT_NAMES)
+            published |= {f"walk_{fmt}": f"{prefix}/{asset.name}" for fmt, asset in walk.items()}
+        return published
 
     @task(on_success_callback=report_outcome)
     def publish(assets: dict[str, str], params=None) -> None:

@@ -36,6 +36,7 @@ ASSET_FILES = {
     "webp": "buddy.webp",
     "gif": "buddy.gif",
     "poster": "poster.png",
+    # The walk loop every buddy also gets (the embed widget walks it across a page).
     "walk_webm": "walk.webm",
     "walk_webp": "walk.webp",
 }

@@ -96,7 +96,7 @@ def test_photo_becomes_a_transparent_animated_buddy(stack, api, make_user):
 
     share = api.get(done["share_url"].replace(stack.cfg.api_url, ""))
     assert share.status_code == 200 and "video/webm" in share.text
-    for name in ("buddy.webm", "buddy.webp", "buddy.gif", "poster.png"):
+    for name in ("buddy.webm", "buddy.webp", "buddy.gif", "poster.png", "walk.webm", "walk.webp"):
         assert api.get(done["share_url"].replace(stack.cfg.api_url, "") + f"/{name}").status_code == 200, name
 
 

@@ -91,8 +91,10 @@ def test_animate_then_segment_video(server: ModelServerProcess, chain: dict) -> 
     assert animation["num_frames"] == 8 and animation["fps"] == 8
     assert animation["video"]["file_name"].endswith(".mkv")
     assert animation["key_color"].startswith("#") and len(animation["key_color"]) == 7
+    assert animation["walk_video"]["file_name"] == "walk.mkv", "every buddy gets a walk loop"
     keyed = run(server, "bitbuddies/segment-video",
-                {"video_url": animation["video"]["url"], "key_color": animation["key_color"]})
+                {"video_url": animation["video"]["url"], "key_color": animation["key_color"],
+                 "walk_video_url": animation["walk_video"]["url"]})
     assert keyed["num_frames"] == 8 and keyed["fps"] == 8
 
     from include.media.frames import read_frames_video
@@ -102,6 +104,10 @@ def test_animate_then_segment_video(server: ModelServerProcess, chain: dict) -> 
     frames = read_frames_video(str(video_path), rgba=True)
     assert frames.shape == (8, 128, 128, 4)
     assert frames[..., 3].min() == 0 and frames[..., 3].max() == 255, "the key colour became transparent"
+    walk_path = server.var_dir / "model_server" / "files" / keyed["walk_video"]["url"].split("/files/")[1]
+    walk = read_frames_video(str(walk_path), rgba=True)
+    assert walk.shape == (8, 128, 128, 4) and walk[..., 3].max() == 255
+    assert np.abs(walk[..., 3].astype(int) - frames[..., 3]).mean() > 1, "the walk is its own loop"
 
 
 def test_no_subject_fails_as_a_business_error(server: ModelServerProcess) -> None:
