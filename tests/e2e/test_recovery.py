@@ -1,0 +1,200 @@
+"""Never stuck: a task lost with its process comes back within 60 s, over the real stack.
+
+One test per window a task can be lost in on the embedded default (RecoveringLocalExecutor):
+
+- **queued, not started, after a deferral**: the LocalExecutor worker that takes ``animate``'s
+  resume is stopped (SIGSTOP) the moment its process title names the task, before it starts the
+  task runner, then killed (SIGKILL);
+- **running, supervisor killed**: the worker (the task's supervisor) is killed while its task
+  runner waits for a held submit answer; its task runner must die with it;
+- **running, task runner killed**: the task runner is killed while it fetches a held result.
+
+Each generation succeeds within 60 s of the kill, the model server saw one job per stage, and the
+ledger audit is clean. The model server's answer-delay faults hold the task in the window; the
+worker is found by its process title (``airflow worker -- LocalExecutor: <ti id>``, its task
+runner ``airflow worker -- <ti id>``), read from /proc so that the stop lands within a millisecond.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from ops.stack import environment
+from tests.e2e.test_model_jobs import Airflow, ModelServer, assert_one_job_per_generation_and_stage, start_generations
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+DAG_ID = "bitbuddies_generate"
+RECOVERY_BOUND_S = 60
+
+
+@pytest.fixture
+def airflow(stack):
+    client = Airflow(stack)
+    yield client
+    client.http.close()
+
+
+@pytest.fixture
+def model_server(stack):
+    server = ModelServer(stack)
+    server.faults()
+    server.reset()
+    yield server
+    server.faults()
+    server.http.close()
+
+
+def task_instance(airflow: Airflow, gid: str, task_id: str) -> dict:
+    resp = airflow.http.get(f"/dags/{DAG_ID}/dagRuns/{gid}/taskInstances/{task_id}")
+    return resp.json() if resp.status_code == 200 else {}
+
+
+def wait_for_state(airflow: Airflow, gid: str, task_id: str, states: set[str], timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ti = task_instance(airflow, gid, task_id)
+        if ti.get("state") in states:
+            return ti
+        time.sleep(0.2)
+    raise AssertionError(f"{task_id} of {gid} never reached {states}: {ti}")
+
+
+def title(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def worker_taking(stack, ti_id: str, timeout: float = 120) -> int:
+    """The pid of the LocalExecutor worker that takes task instance ``ti_id``, polled every ms."""
+    wanted = f"LocalExecutor: {ti_id}"
+    scheduler = psutil.Process(stack.procs["scheduler"].pid)
+    deadline = time.time() + timeout
+    workers, refreshed = [], 0.0
+    while time.time() < deadline:
+        if time.time() - refreshed > 0.5:  # workers are respawned after a death
+            workers, refreshed = [p.pid for p in scheduler.children()], time.time()
+        for pid in workers:
+            if title(pid).endswith(wanted):
+                return pid
+        time.sleep(0.001)
+    raise AssertionError(f"no worker took {ti_id} within {timeout} s")
+
+
+def task_runner(ti_id: str) -> psutil.Process | None:
+    for proc in psutil.process_iter(["cmdline"]):
+        if " ".join(proc.info["cmdline"] or []).startswith(f"airflow worker -- {ti_id}"):
+            return proc
+    return None
+
+
+def seconds_until_succeeded(api, key: str, gid: str, since: float, timeout: float = 300) -> float:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        gen = api.get(f"/api/generations/{gid}", headers={"Authorization": f"Bearer {key}"}).json()
+        if gen["status"] in ("succeeded", "failed"):
+            assert gen["status"] == "succeeded", gen
+            return time.time() - since
+        time.sleep(0.5)
+    raise AssertionError(f"{gid} did not finish within {timeout} s of the kill: {gen}")
+
+
+def assert_ledger_audit_clean(stack) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "api.cli", "ledger", "audit"], env=environment(stack.cfg), capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "0 violations" in out.stdout, out.stdout + out.stderr
+
+
+def job_finished(stats: dict, gid: str, task_id: str) -> bool:
+    ours = {s["request_id"] for s in stats["submissions"] if s["idempotency_key"].startswith(f"{DAG_ID}:{gid}:{task_id}:")}
+    return bool(ours & {j["request_id"] for j in stats["jobs"]})
+
+
+def assert_recovered(api, key, airflow, stack, model_server, gid: str, task_id: str, killed_at: float, what: str) -> dict:
+    """The killed task's next try starts, the generation succeeds within the bound of the kill, one
+    model job per stage, a clean ledger. Returns the jobs per stage."""
+    deadline = killed_at + RECOVERY_BOUND_S
+    while (ti := task_instance(airflow, gid, task_id)).get("try_number", 0) < 2:
+        assert time.time() < deadline, f"{task_id} was not retried: {ti}"
+        time.sleep(0.2)
+    retried = time.time() - killed_at
+    took = seconds_until_succeeded(api, key, gid, killed_at)
+    print(f"{what}: {task_id} retried {retried:.1f} s and the generation succeeded {took:.1f} s after the kill")
+    assert took < RECOVERY_BOUND_S, took
+    record = assert_one_job_per_generation_and_stage(model_server.stats(), [gid])
+    assert_ledger_audit_clean(stack)
+    return record
+
+
+def kill_stopped_worker_at_resume(stack, airflow: Airflow, gid: str) -> tuple[float, str]:
+    """Stop the worker that takes ``animate``'s resume, check the task is still queued and has no
+    task runner, kill the worker; returns the kill time and what the task was doing."""
+    deferred = wait_for_state(airflow, gid, "animate", {"deferred"})
+    pid = worker_taking(stack, deferred["id"])
+    os.kill(pid, signal.SIGSTOP)
+    runner_started = bool(psutil.Process(pid).children())
+    state = task_instance(airflow, gid, "animate")["state"]
+    os.kill(pid, signal.SIGKILL)
+    return time.time(), f"{state}, task runner {'started' if runner_started else 'not started'}"
+
+
+def test_a_worker_killed_as_it_takes_a_resumed_task(stack, api, make_user, airflow, model_server):
+    # animate's job outlasts the worker's 3 s grace: the task defers and is resumed by a worker.
+    model_server.faults(latency_s={"bitbuddies/animate": 5.0})
+    key = make_user(tokens=1)
+    (gid,) = start_generations(api, key, 1)
+    killed_at, window = kill_stopped_worker_at_resume(stack, airflow, gid)
+    assert window == "queued, task runner not started", window
+    assert_recovered(api, key, airflow, stack, model_server, gid, "animate", killed_at, f"worker killed at resume ({window})")
+
+
+def test_a_supervisor_killed_while_its_task_runs(stack, api, make_user, airflow, model_server):
+    # segment_video's task runner waits 5 s for its submit answer: the job exists, not yet stored.
+    model_server.faults(submit_answer_delay_s={"bitbuddies/segment-video": 5.0})
+    key = make_user(tokens=1)
+    (gid,) = start_generations(api, key, 1)
+    running = wait_for_state(airflow, gid, "segment_video", {"running"})
+    deadline = time.time() + 60
+    while (runner := task_runner(running["id"])) is None:
+        assert time.time() < deadline, "no task runner for segment_video"
+        time.sleep(0.1)
+    supervisor = runner.parent()
+    assert "LocalExecutor" in " ".join(supervisor.cmdline()), supervisor.cmdline()
+    time.sleep(2)  # into the held submit answer
+    supervisor.kill()
+    killed_at = time.time()
+    # The task runner dies with its supervisor (PR_SET_PDEATHSIG): no orphan runs beside the retry.
+    psutil.wait_procs([runner], timeout=10)
+    assert not runner.is_running(), "the task runner outlived its supervisor"
+    record = assert_recovered(api, key, airflow, stack, model_server, gid, "segment_video", killed_at, "supervisor killed mid-stage")
+    assert record[(gid, "segment_video")]["replays"] >= 1  # the retry got the first try's job
+
+
+def test_a_task_runner_killed_mid_stage(stack, api, make_user, airflow, model_server):
+    # animate's result answer is held 5 s: the task runner is killed while it fetches.
+    model_server.faults(result_answer_delay_s={"bitbuddies/animate": 5.0})
+    key = make_user(tokens=1)
+    (gid,) = start_generations(api, key, 1)
+    running = wait_for_state(airflow, gid, "animate", {"running"})
+    deadline = time.time() + 60
+    while (runner := task_runner(running["id"])) is None:
+        assert time.time() < deadline, "no task runner for animate"
+        time.sleep(0.1)
+    while not job_finished(model_server.stats(), gid, "animate"):
+        assert time.time() < deadline, "animate's job never finished"
+        time.sleep(0.2)
+    time.sleep(1)  # into the held result answer
+    runner.kill()
+    killed_at = time.time()
+    assert_recovered(api, key, airflow, stack, model_server, gid, "animate", killed_at, "task runner killed mid-stage")
