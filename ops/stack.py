@@ -84,7 +84,9 @@ class StackConfig:
 EMBEDDED_EXECUTOR = "bitbuddies_airflow.executor.RecoveringLocalExecutor"
 # Backstops for a task lost where no process exit reveals it (a hung worker, a worker orphaned by a
 # dead scheduler): each state is noticed within timeout + check interval (45 s), retried after the
-# DAG's 2 s retry delay, so a lost stage runs again within 60 s. Heartbeats go every 5 s, so a task
+# DAG's 2 s retry delay, so a lost stage runs again within 60 s. A crashed scheduler's queued tasks
+# are reset once its job is 30 s without heartbeat (scheduler_health_check_threshold), checked
+# every 15 s instead of every 300. Heartbeats go every 5 s, so a task
 # is declared lost after 8 missed ones. task_queued_timeout is also the lifetime of a queued task's
 # Execution API token (refreshed on every heartbeat once it runs); a LocalExecutor task is queued
 # for the seconds its worker takes to start it (parallelism = workers).
@@ -94,6 +96,7 @@ RECOVERY_SETTINGS = {
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "40",
     "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "5",
     "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
 }
 
 

@@ -9,6 +9,9 @@ One test per window a task can be lost in on the embedded default (RecoveringLoc
   runner waits for a held submit answer; its task runner must die with it;
 - **running, task runner killed**: the task runner is killed while it fetches a held result.
 
+And under the supervisor ``make up`` runs: the API and the model server are killed while
+generations are in flight; both come back and every generation succeeds.
+
 Each generation succeeds within 60 s of the kill, the model server saw one job per stage, and the
 ledger audit is clean. The model server's answer-delay faults hold the task in the window; the
 worker is found by its process title (``airflow worker -- LocalExecutor: <ti id>``, its task
@@ -21,12 +24,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import httpx
 import psutil
 import pytest
 
 from ops.stack import environment
+from ops.supervisor import Backoff, Supervisor
+from tests.e2e.conftest import wait_for_generation
 from tests.e2e.test_model_jobs import Airflow, ModelServer, assert_one_job_per_generation_and_stage, start_generations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -198,3 +205,55 @@ def test_a_task_runner_killed_mid_stage(stack, api, make_user, airflow, model_se
     runner.kill()
     killed_at = time.time()
     assert_recovered(api, key, airflow, stack, model_server, gid, "animate", killed_at, "task runner killed mid-stage")
+
+
+@pytest.fixture
+def supervised(stack):
+    """The session stack under the supervisor ``make up`` runs, for the length of one test."""
+    supervisor = Supervisor(stack, backoff=Backoff(first=0.5))
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            supervisor.poll()
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    yield supervisor
+    stop.set()
+    thread.join()
+
+
+def kill_service(stack, name: str) -> None:
+    os.killpg(stack.procs[name].pid, signal.SIGKILL)
+
+
+def wait_answering(url: str, timeout: float = 120) -> float:
+    started = time.time()
+    while time.time() - started < timeout:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return time.time() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not come back within {timeout} s")
+
+
+def test_the_api_and_the_model_server_come_back_under_the_supervisor(stack, api, make_user, airflow, model_server, supervised):
+    model_server.faults(latency_s={"bitbuddies/cartoonize": 3.0, "bitbuddies/animate": 3.0})
+    key = make_user(tokens=3)
+    gids = start_generations(api, key, 3)
+    wait_for_state(airflow, gids[0], "cartoonize", {"running", "deferred"})
+    kill_service(stack, "api")
+    back = wait_answering(f"{stack.cfg.api_url}/docs")
+    print(f"API killed mid-generation: answering again after {back:.1f} s")
+    wait_for_state(airflow, gids[0], "animate", {"running", "deferred"})
+    kill_service(stack, "model-server")
+    back = wait_answering(f"{stack.cfg.model_server_url}/healthz")
+    print(f"model server killed mid-job: answering again after {back:.1f} s")
+    finals = [wait_for_generation(api, key, gid, timeout=300) for gid in gids]
+    assert [g["status"] for g in finals] == ["succeeded"] * 3, [(g["id"], g["status"], g.get("error")) for g in finals]
+    assert supervised.services["api"].restarts == 1 and supervised.services["model-server"].restarts == 1
+    assert_ledger_audit_clean(stack)

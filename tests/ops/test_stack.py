@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ops.stack import (
+    EMBEDDED_EXECUTOR,
     ROOT,
     S3_CONN_ID,
     StackConfig,
@@ -28,7 +29,7 @@ def production(tmp_path: Path) -> StackConfig:
 
 def test_embedded_profile_is_unchanged_by_the_production_fields(tmp_path):
     env = environment(StackConfig(var_dir=tmp_path))
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == EMBEDDED_EXECUTOR
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
     assert "BITBUDDIES_DATABASE_URL" not in env and "BITBUDDIES_STORAGE_URL" not in env
     assert not any(name.startswith("worker-") for name in process_specs(StackConfig(var_dir=tmp_path)))
