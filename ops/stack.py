@@ -208,6 +208,10 @@ def production_environment(cfg: StackConfig) -> dict[str, str]:
     return {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cfg.airflow_db_url,
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        # As many tasks in flight as the workers have slots: a task then waits for a slot as
+        # `scheduled`, not `queued` in the broker, and a task `queued` past task_queued_timeout was
+        # lost by its worker (killed between receiving and starting it), not merely waiting.
+        "AIRFLOW__CORE__PARALLELISM": str(cfg.default_worker_concurrency + cfg.media_worker_concurrency),
         "AIRFLOW__CELERY__BROKER_URL": cfg.redis_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",

@@ -44,6 +44,9 @@ def test_production_profile_uses_postgres_celery_and_s3(tmp_path):
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/0"
     assert env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] == "bb_42_"
     assert env["BITBUDDIES_DATABASE_URL"].endswith("/bb_42_app")
+    # Tasks in flight never exceed the workers' slots, so queued-too-long means lost (40 s).
+    assert env["AIRFLOW__CORE__PARALLELISM"] == str(cfg.default_worker_concurrency + cfg.media_worker_concurrency)
+    assert env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] == "40"
     assert env["BITBUDDIES_STORAGE_URL"] == f"s3://{S3_CONN_ID}@bitbuddies/assets"
     conn = json.loads(env[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"])
     assert conn["conn_type"] == "aws" and conn["extra"]["endpoint_url"] == env["BITBUDDIES_S3_ENDPOINT_URL"] == cfg.s3_url
