@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,9 +39,8 @@ from tests.e2e.test_recovery import (  # noqa: E402
     RECOVERY_BOUND_S,
     job_finished,
     kill_stopped_worker_at_resume,
+    running_task_runner,
     task_instance,
-    task_runner,
-    wait_for_state,
 )
 
 WINDOWS = {
@@ -51,16 +49,6 @@ WINDOWS = {
     "supervisor": ("segment_video", {"submit_answer_delay_s": {"bitbuddies/segment-video": 5.0}}),
     "runner": ("animate", {"result_answer_delay_s": {"bitbuddies/animate": 5.0}}),
 }
-
-
-def running_task_runner(airflow: Airflow, gid: str, task_id: str) -> psutil.Process:
-    ti = wait_for_state(airflow, gid, task_id, {"running"})
-    deadline = time.time() + 60
-    while (runner := task_runner(ti["id"])) is None:
-        if time.time() > deadline:
-            raise RuntimeError(f"no task runner for {task_id} of {gid}")
-        time.sleep(0.1)
-    return runner
 
 
 def lose_task(window: str, stack: Stack, airflow: Airflow, models: ModelServer, gid: str) -> float:

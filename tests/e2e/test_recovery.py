@@ -35,7 +35,8 @@ import pytest
 from ops.stack import environment
 from ops.supervisor import Backoff, Supervisor
 from tests.e2e.conftest import wait_for_generation
-from tests.e2e.test_model_jobs import Airflow, ModelServer, assert_one_job_per_generation_and_stage, start_generations
+from tests.e2e.test_model_jobs import Airflow, assert_one_job_per_generation_and_stage, start_generations
+from tests.e2e.test_model_jobs import airflow, model_server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -46,23 +47,6 @@ DAG_ID = "bitbuddies_generate"
 RECOVERY_BOUND_S = 60
 RETRY_BOUND_S = 30
 TEST_BOUND_S = 180
-
-
-@pytest.fixture
-def airflow(stack):
-    client = Airflow(stack)
-    yield client
-    client.http.close()
-
-
-@pytest.fixture
-def model_server(stack):
-    server = ModelServer(stack)
-    server.faults()
-    server.reset()
-    yield server
-    server.faults()
-    server.http.close()
 
 
 def task_instance(airflow: Airflow, gid: str, task_id: str) -> dict:
@@ -109,6 +93,15 @@ def task_runner(ti_id: str) -> psutil.Process | None:
         if " ".join(proc.info["cmdline"] or []).startswith(f"airflow worker -- {ti_id}"):
             return proc
     return None
+
+
+def running_task_runner(airflow: Airflow, gid: str, task_id: str) -> psutil.Process:
+    ti = wait_for_state(airflow, gid, task_id, {"running"})
+    deadline = time.time() + 60
+    while (runner := task_runner(ti["id"])) is None:
+        assert time.time() < deadline, f"no task runner for {task_id} of {gid}"
+        time.sleep(0.1)
+    return runner
 
 
 def seconds_until_succeeded(api, key: str, gid: str, since: float, timeout: float = 300) -> float:
@@ -177,11 +170,7 @@ def test_a_supervisor_killed_while_its_task_runs(stack, api, make_user, airflow,
     model_server.faults(submit_answer_delay_s={"bitbuddies/segment-video": 5.0})
     key = make_user(tokens=1)
     (gid,) = start_generations(api, key, 1)
-    running = wait_for_state(airflow, gid, "segment_video", {"running"})
-    deadline = time.time() + 60
-    while (runner := task_runner(running["id"])) is None:
-        assert time.time() < deadline, "no task runner for segment_video"
-        time.sleep(0.1)
+    runner = running_task_runner(airflow, gid, "segment_video")
     supervisor = runner.parent()
     assert "LocalExecutor" in " ".join(supervisor.cmdline()), supervisor.cmdline()
     time.sleep(2)  # into the held submit answer
@@ -199,11 +188,8 @@ def test_a_task_runner_killed_mid_stage(stack, api, make_user, airflow, model_se
     model_server.faults(result_answer_delay_s={"bitbuddies/animate": 5.0})
     key = make_user(tokens=1)
     (gid,) = start_generations(api, key, 1)
-    running = wait_for_state(airflow, gid, "animate", {"running"})
+    runner = running_task_runner(airflow, gid, "animate")
     deadline = time.time() + 60
-    while (runner := task_runner(running["id"])) is None:
-        assert time.time() < deadline, "no task runner for animate"
-        time.sleep(0.1)
     while not job_finished(model_server.stats(), gid, "animate"):
         assert time.time() < deadline, "animate's job never finished"
         time.sleep(0.2)
