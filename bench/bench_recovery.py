@@ -40,6 +40,7 @@ from tests.e2e.test_recovery import (  # noqa: E402
     job_finished,
     kill_stopped_worker_at_resume,
     running_task_runner,
+    submitted,
     task_instance,
 )
 
@@ -61,7 +62,8 @@ def lose_task(window: str, stack: Stack, airflow: Airflow, models: ModelServer, 
         return killed_at
     runner = running_task_runner(airflow, gid, task_id)
     if window == "supervisor":
-        time.sleep(2)  # into the held submit answer
+        while not submitted(models.stats(), gid, task_id):  # the answer is now held
+            time.sleep(0.2)
         runner.parent().kill()
     else:
         while not job_finished(models.stats(), gid, task_id):

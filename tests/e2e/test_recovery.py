@@ -122,9 +122,13 @@ def assert_ledger_audit_clean(stack) -> None:
     assert out.returncode == 0 and "0 violations" in out.stdout, out.stdout + out.stderr
 
 
+def submitted(stats: dict, gid: str, task_id: str) -> set[str]:
+    """The request ids of the stage's jobs the model server has accepted."""
+    return {s["request_id"] for s in stats["submissions"] if s["idempotency_key"].startswith(f"{DAG_ID}:{gid}:{task_id}:")}
+
+
 def job_finished(stats: dict, gid: str, task_id: str) -> bool:
-    ours = {s["request_id"] for s in stats["submissions"] if s["idempotency_key"].startswith(f"{DAG_ID}:{gid}:{task_id}:")}
-    return bool(ours & {j["request_id"] for j in stats["jobs"]})
+    return bool(submitted(stats, gid, task_id) & {j["request_id"] for j in stats["jobs"]})
 
 
 def assert_recovered(api, key, airflow, stack, model_server, gid: str, task_id: str, killed_at: float, what: str) -> dict:
@@ -173,7 +177,10 @@ def test_a_supervisor_killed_while_its_task_runs(stack, api, make_user, airflow,
     runner = running_task_runner(airflow, gid, "segment_video")
     supervisor = runner.parent()
     assert "LocalExecutor" in " ".join(supervisor.cmdline()), supervisor.cmdline()
-    time.sleep(2)  # into the held submit answer
+    deadline = time.time() + 60
+    while not submitted(model_server.stats(), gid, "segment_video"):  # the answer is now held
+        assert time.time() < deadline, "segment_video never submitted"
+        time.sleep(0.2)
     supervisor.kill()
     killed_at = time.time()
     # The task runner dies with its supervisor (PR_SET_PDEATHSIG): no orphan runs beside the retry.
