@@ -96,6 +96,7 @@ def test_what_a_dead_service_left_in_its_group_is_killed(stack):
     )
     supervisor = Supervisor(stack, clock=Clock())
     wait_exited(stack, "parent")
-    child = int((stack.cfg.log_dir / "parent.log").read_text().split()[0])
+    child = psutil.Process(int((stack.cfg.log_dir / "parent.log").read_text().split()[0]))
     supervisor.poll()
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    _, alive = psutil.wait_procs([child], timeout=10)  # SIGKILL is delivered asynchronously
+    assert not alive or child.status() == psutil.STATUS_ZOMBIE
