@@ -77,17 +77,25 @@ def title(pid: int) -> str:
 
 
 def worker_taking(stack, ti_id: str, timeout: float = 120) -> int:
-    """The pid of the LocalExecutor worker that takes task instance ``ti_id``, polled every ms."""
+    """The pid of the LocalExecutor worker that takes task instance ``ti_id`` from now on, polled
+    every ms: a worker whose title turns to the task (one still showing it from the try's first
+    part, finishing its deferral, is not the one that takes the resume)."""
     wanted = f"LocalExecutor: {ti_id}"
     scheduler = psutil.Process(stack.procs["scheduler"].pid)
     deadline = time.time() + timeout
-    workers, refreshed = [], 0.0
+    # worker -> whether its title named the task when last read; a worker spawned later has not.
+    showing = {proc.pid: title(proc.pid).endswith(wanted) for proc in scheduler.children()}
+    refreshed = time.time()
     while time.time() < deadline:
         if time.time() - refreshed > 0.5:  # workers are respawned after a death
-            workers, refreshed = [p.pid for p in scheduler.children()], time.time()
-        for pid in workers:
-            if title(pid).endswith(wanted):
+            for proc in scheduler.children():
+                showing.setdefault(proc.pid, False)
+            refreshed = time.time()
+        for pid, before in showing.items():
+            now = title(pid).endswith(wanted)
+            if now and not before:
                 return pid
+            showing[pid] = now
         time.sleep(0.001)
     raise AssertionError(f"no worker took {ti_id} within {timeout} s")
 
