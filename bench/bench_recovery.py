@@ -37,7 +37,7 @@ from tests.e2e.conftest import free_port  # noqa: E402
 from tests.e2e.test_model_jobs import Airflow, ModelServer, assert_one_job_per_generation_and_stage, small_photo  # noqa: E402
 from tests.e2e.test_recovery import (  # noqa: E402
     RECOVERY_BOUND_S,
-    job_finished,
+    kill_runner_fetching,
     kill_stopped_worker_at_resume,
     running_task_runner,
     submitted,
@@ -60,16 +60,22 @@ def lose_task(window: str, stack: Stack, airflow: Airflow, models: ModelServer, 
         if not state.startswith("queued"):
             print(f"  (the stop landed later than meant: {state})")
         return killed_at
+    if window == "runner":
+        return kill_runner_fetching(airflow, models, gid, task_id)
     runner = running_task_runner(airflow, gid, task_id)
-    if window == "supervisor":
-        while not submitted(models.stats(), gid, task_id):  # the answer is now held
-            time.sleep(0.2)
-        runner.parent().kill()
-    else:
-        while not job_finished(models.stats(), gid, task_id):
-            time.sleep(0.2)
-        runner.kill()  # it asked for the result as the job finished: it waits for the answer
+    while not submitted(models.stats(), gid, task_id):  # the answer is now held
+        time.sleep(0.2)
+    runner.parent().kill()
     return time.time()
+
+
+def airflow_client(stack: Stack) -> Airflow:
+    for _ in range(10):  # a loaded machine's api-server can take a while to hand out a token
+        try:
+            return Airflow(stack)
+        except httpx.TimeoutException:
+            time.sleep(5)
+    return Airflow(stack)
 
 
 def main() -> int:
@@ -95,7 +101,7 @@ def main() -> int:
             env=environment(cfg), capture_output=True, text=True, check=True,
         ).stdout.strip().split()[-1]  # fmt: skip
         api = httpx.Client(base_url=cfg.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-        airflow, models = Airflow(stack), ModelServer(stack)
+        airflow, models = airflow_client(stack), ModelServer(stack)
         models.reset()
         photo = small_photo()
         for i in range(args.runs):
