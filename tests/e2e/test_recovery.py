@@ -9,7 +9,7 @@ One test per window a task can be lost in on the embedded default (RecoveringLoc
   runner waits for a held submit answer; its task runner must die with it;
 - **running, task runner killed**: the task runner is killed while it fetches a held result.
 
-And under the supervisor ``make up`` runs: the API and the model server are killed while
+And under the supervisor ``make up`` runs: the API and the model server are killed while two
 generations are in flight; both come back and every generation succeeds.
 
 Each killed task is retried within 30 s and its generation succeeds (within 60 s of the kill on an
@@ -270,10 +270,11 @@ def wait_answering(url: str, timeout: float = 120) -> float:
     raise AssertionError(f"{url} did not come back within {timeout} s")
 
 
+@pytest.mark.timeout(1200)
 def test_the_api_and_the_model_server_come_back_under_the_supervisor(stack, api, make_user, airflow, model_server, supervised):
     model_server.faults(latency_s={"bitbuddies/cartoonize": 3.0, "bitbuddies/animate": 3.0})
-    key = make_user(tokens=3)
-    gids = start_generations(api, key, 3)
+    key = make_user(tokens=2)
+    gids = start_generations(api, key, 2)
     wait_for_state(airflow, gids[0], "cartoonize", {"running", "deferred"})
     kill_service(stack, "api")
     back = wait_answering(f"{stack.cfg.api_url}/docs")
@@ -283,6 +284,6 @@ def test_the_api_and_the_model_server_come_back_under_the_supervisor(stack, api,
     back = wait_answering(f"{stack.cfg.model_server_url}/healthz")
     print(f"model server killed mid-job: answering again after {back:.1f} s")
     finals = [wait_for_generation(api, key, gid, timeout=600) for gid in gids]
-    assert [g["status"] for g in finals] == ["succeeded"] * 3, [(g["id"], g["status"], g.get("error")) for g in finals]
+    assert [g["status"] for g in finals] == ["succeeded"] * 2, [(g["id"], g["status"], g.get("error")) for g in finals]
     assert supervised.services["api"].restarts == 1 and supervised.services["model-server"].restarts == 1
     assert_ledger_audit_clean(stack)
