@@ -12,10 +12,14 @@ into a failed one, never revives a failed one, and the first error is the one us
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from urllib.parse import quote
 
+from sqlalchemy import func
+from sqlmodel import col, select
 
 from include.db import session_scope
-from include.models import TERMINAL_STATUSES, Generation, utcnow
+from include.models import TERMINAL_STATUSES, Generation, GenerationEvent, utcnow
 from include.outbox import DagRunOutbox
 from include.settings import get_settings
 
@@ -44,6 +48,11 @@ ASSET_FILES = {
 
 class GenerationNotFound(LookupError):
     pass
+
+
+def airflow_run_url(generation_id: str) -> str:
+    """The generation's DAG run in the Airflow UI (Airflow 3's route ``/dags/{dag_id}/runs/{run_id}``)."""
+    return f"{get_settings().resolved_airflow_public_url}/dags/{GENERATE_DAG_ID}/runs/{quote(generation_id, safe='')}"
 
 
 def upload_key(generation_id: str, extension: str = "jpg") -> str:
@@ -142,6 +151,28 @@ def record_error(gid: str, error: str, failed_task: str | None = None) -> Genera
         generation.updated_at = utcnow()
         session.add(generation)
         return generation
+
+
+def stalled(no_progress_since: datetime) -> list[tuple[Generation, datetime]]:
+    """Unfinished generations whose last sign of progress (created, a stage started, a progress
+    event such as a queue position or a retry) is older than ``no_progress_since``, with it."""
+    with session_scope() as session:
+        last_event = dict(
+            session.exec(
+                select(GenerationEvent.generation_id, func.max(GenerationEvent.created_at))
+                .join(Generation, col(Generation.id) == col(GenerationEvent.generation_id))
+                .where(col(Generation.status).not_in(TERMINAL_STATUSES))
+                .group_by(GenerationEvent.generation_id)
+            ).all()
+        )
+        unfinished = session.exec(select(Generation).where(col(Generation.status).not_in(TERMINAL_STATUSES))).all()
+    found = []
+    for generation in unfinished:
+        signs = [generation.created_at, generation.updated_at, last_event.get(generation.id)]
+        last = max(t for t in signs if t is not None)
+        if last < no_progress_since:
+            found.append((generation, last))
+    return found
 
 
 def load_for_update(session, gid: str) -> Generation:

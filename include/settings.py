@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # Money reconciliation: a generation not finished this long after it was created is stuck;
     # the reconciliation DAG fails and refunds it.
     generation_deadline_minutes: int = 60
+    # A generation with no progress (stage, event) this long raises one operator alert naming the
+    # stuck task; the reconciliation DAG checks every 5 minutes.
+    stall_minutes: int = 3
 
     @property
     def model_server_url(self) -> str:
