@@ -65,6 +65,9 @@ class User(UserBase, table=True):
     # sha256 hex of the API key; the key itself is shown once and never stored.
     api_key_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set when the user deleted their account (include/deletion.py): the row stays, anonymised,
+    # because the ledger's money rows point at it; it can no longer sign in.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class UserPublic(UserBase):
@@ -98,6 +101,12 @@ class Generation(GenerationBase, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set when its owner deleted it (include/deletion.py): the row stays as a tombstone without
+    # prompt, photo or assets, so the ledger's charge and refund rows still add up.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # When the files this row calls for were removed: the photo and the model provider's
+    # intermediates after the retention period, everything once deleted (include/retention.py).
+    files_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class GenerationAssets(SQLModel):

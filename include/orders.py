@@ -174,7 +174,9 @@ def _insert_order(
         owned = {
             g.id: g
             for g in session.exec(
-                select(Generation).where(col(Generation.id).in_(unique_ids), Generation.user_id == user_id)
+                select(Generation).where(
+                    col(Generation.id).in_(unique_ids), Generation.user_id == user_id, Generation.deleted_at.is_(None)
+                )
             ).all()
         }
         for gid in unique_ids:

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     max_upload_pixels: int = 40_000_000
     min_upload_side: int = 128
 
+    # Privacy: a generation's photo and the model provider's intermediates are deleted this many
+    # days after the generation ended (include/retention.py); published assets stay until deleted.
+    upload_retention_days: float = 7.0
+
     # Generation.
     animation_seconds: float = 5.0
     animation_fps: int = 24

@@ -95,6 +95,13 @@ def delete(key: str) -> None:
         fs.rm(path)
 
 
+def delete_tree(prefix: str) -> None:
+    """Remove every object under ``prefix`` (a folder such as ``uploads/{gid}``), if any."""
+    fs, path = _path(prefix)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def url(key: str) -> str:
     """The full storage URL of ``key``, e.g. ``file:///.../var/storage/uploads/x/photo.jpg``."""
     _, _, root_url = _root()

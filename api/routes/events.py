@@ -45,7 +45,7 @@ def _owner_check(credentials: HTTPAuthorizationCredentials | None, generation_id
     with session_scope() as session:
         user = get_current_user(session, credentials)
         generation = session.get(Generation, generation_id)
-        if generation is None or generation.user_id != user.id:
+        if generation is None or generation.user_id != user.id or generation.deleted_at is not None:
             raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
 
 

@@ -53,7 +53,7 @@ def generation_page(
         # The plugin's tab is on every DAG's runs; only generation runs have a page.
         return HTMLResponse(_page("Not a generation", f"<p>Runs of <code>{escape(dag_id)}</code> are not BitBuddies generations.</p>"), headers=HEADERS)
     generation = session.get(Generation, generation_id)
-    if generation is None:
+    if generation is None or generation.deleted_at is not None:
         return HTMLResponse(
             _page("Generation not found", "<p>No generation has this id.</p>"), status_code=status.HTTP_404_NOT_FOUND, headers=HEADERS
         )

@@ -14,10 +14,10 @@ from sqlmodel import Session, col, select
 
 from api import uploads
 from api.assets import stream_asset
-from api.deps import AirflowDep, CurrentUser, SessionDep, api_key_scheme, get_current_user
+from api.deps import AirflowDep, ErrorBody, CurrentUser, SessionDep, api_key_scheme, get_current_user
 from api.presenters import generation_public
 from api.triggering import trigger_generation
-from include import ledger, storage
+from include import deletion, ledger, storage
 from include.airflow_client import AirflowClient
 from include.db import get_engine
 from include.generations import upload_key
@@ -32,7 +32,7 @@ router = APIRouter(prefix="/generations", tags=["generations"])
 def _owned_generation(session: Session, user: User, generation_id: str) -> Generation:
     generation = session.get(Generation, generation_id)
     # Someone else's generation is reported exactly like a missing one.
-    if generation is None or generation.user_id != user.id:
+    if generation is None or generation.user_id != user.id or generation.deleted_at is not None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
     return generation
 
@@ -134,7 +134,7 @@ def list_generations(session: SessionDep, user: CurrentUser, offset: int = 0, li
     limit = max(1, min(limit, 200))
     rows = session.exec(
         select(Generation)
-        .where(Generation.user_id == user.id)
+        .where(Generation.user_id == user.id, Generation.deleted_at.is_(None))
         .order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
         .offset(max(0, offset))
         .limit(limit)
@@ -145,6 +145,22 @@ def list_generations(session: SessionDep, user: CurrentUser, offset: int = 0, li
 @router.get("/{generation_id}", response_model=GenerationPublic)
 def read_generation(session: SessionDep, user: CurrentUser, generation_id: str) -> GenerationPublic:
     return generation_public(_owned_generation(session, user, generation_id))
+
+
+@router.delete(
+    "/{generation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"model": ErrorBody, "description": "No such buddy"}, 409: {"model": ErrorBody, "description": "Still being made, or on a sticker order in flight"}},
+)
+def delete_generation(user: CurrentUser, generation_id: str) -> None:
+    """Delete one of your buddies: its photo, intermediate files and assets. Its share page, assets,
+    widget and sticker QR codes stop working; your token history keeps the charge."""
+    try:
+        deletion.delete_generation(user.id, generation_id)
+    except deletion.NotFound:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.") from None
+    except deletion.DeletionRefused as refused:
+        raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=str(refused)) from None
 
 
 @router.get("/{generation_id}/assets/{name}", response_class=StreamingResponse)

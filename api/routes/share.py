@@ -22,9 +22,13 @@ from include.models import Generation
 router = APIRouter(prefix="/b", tags=["share"])
 
 
+def _by_slug(session: Session, slug: str) -> Generation | None:
+    return session.exec(select(Generation).where(Generation.slug == slug)).first()
+
+
 def _published(session: Session, slug: str) -> Generation | None:
-    generation = session.exec(select(Generation).where(Generation.slug == slug)).first()
-    if generation is None or generation.status != "succeeded":
+    generation = _by_slug(session, slug)
+    if generation is None or generation.status != "succeeded" or generation.deleted_at is not None:
         return None
     return generation
 
@@ -33,6 +37,10 @@ def _published(session: Session, slug: str) -> Generation | None:
 def share_page(session: SessionDep, slug: str) -> HTMLResponse:
     generation = _published(session, slug)
     if generation is None:
+        gone = (found := _by_slug(session, slug)) is not None and found.deleted_at is not None
+        # 410: the buddy existed and its owner deleted it (a sticker's QR code lands here for good).
+        if gone:
+            return HTMLResponse(GONE_PAGE, status_code=status.HTTP_410_GONE)
         return HTMLResponse(NOT_FOUND_PAGE, status_code=status.HTTP_404_NOT_FOUND)
     return HTMLResponse(render_share_page(generation), headers={"Cache-Control": "public, max-age=300"})
 
@@ -125,5 +133,12 @@ NOT_FOUND_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Buddy not found</title></head>
 <body style="font-family: system-ui, sans-serif; text-align: center; padding: 4rem;">
 <h1>Buddy not found</h1><p>This buddy does not exist or is not ready yet. Try again in a minute.</p>
+</body></html>
+"""
+
+GONE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Buddy deleted</title></head>
+<body style="font-family: system-ui, sans-serif; text-align: center; padding: 4rem;">
+<h1>This buddy is gone</h1><p>Its owner deleted it.</p>
 </body></html>
 """
