@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api.body_limits import RequestBodyLimit
 from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
 from api.routes import events, generations, share, users
 from api.routes import print_webhook, sticker_orders
@@ -25,6 +26,7 @@ from api.routes import tokens, webhooks
 from api.routes import generation_page
 from api.triggering import run_trigger_loop
 from include import events as progress_events
+from include import quotas
 from include.airflow_client import AirflowClient
 from include.db import create_all
 from include.settings import get_settings
@@ -87,6 +89,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestBodyLimit)
     app.include_router(api_router)
     app.include_router(share.router)
     app.include_router(generation_page.router)
@@ -100,6 +103,12 @@ def create_app() -> FastAPI:
             where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "header", "path"))
             problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid"))
         return JSONResponse(status_code=422, content={"detail": "Invalid request: " + "; ".join(problems) + "."})
+
+    @app.exception_handler(quotas.LimitExceeded)
+    async def over_a_limit(_request: Request, exc: quotas.LimitExceeded) -> JSONResponse:
+        return JSONResponse(
+            status_code=429, content={"detail": str(exc)}, headers={"Retry-After": str(exc.retry_after)}
+        )
 
     return app
 

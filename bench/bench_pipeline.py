@@ -30,7 +30,7 @@ from skimage import data
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ops.stack import Stack, StackConfig, environment, initialise  # noqa: E402
+from ops.stack import LOAD_TEST_LIMITS, Stack, StackConfig, environment, initialise  # noqa: E402
 
 DAG_ID = "bitbuddies_generate"
 
@@ -78,7 +78,7 @@ def main() -> int:
 
     var = ROOT / "var" / "bench"
     shutil.rmtree(var, ignore_errors=True)
-    cfg = StackConfig(var_dir=var, airflow_port=18180, api_port=18100, model_server_port=18300)
+    cfg = StackConfig(var_dir=var, airflow_port=18180, api_port=18100, model_server_port=18300, extra_env=dict(LOAD_TEST_LIMITS))
     print("starting the stack...", flush=True)
     initialise(cfg)
     stack = Stack(cfg)

@@ -81,12 +81,27 @@ class Settings(BaseSettings):
 
     # Uploads.
     max_upload_bytes: int = 15 * 1024 * 1024
-    max_upload_pixels: int = 40_000_000
+    # 25 MP: a 6000x4000 camera photo fits, a 6300x6300 bitmap behind a 151 KiB PNG does not.
+    max_upload_pixels: int = 25_000_000
+    # Bytes of the decoded bitmap (at least 4 a pixel: RGBA), checked from the header before decoding.
+    max_decoded_bytes: int = 100 * 1024 * 1024
+    # Any other request body (JSON, forms without a file): api/body_limits.py.
+    max_request_bytes: int = 1024 * 1024
     min_upload_side: int = 128
 
     # Privacy: a generation's photo and the model provider's intermediates are deleted this many
     # days after the generation ended (include/retention.py); published assets stay until deleted.
     upload_retention_days: float = 7.0
+
+    # Per-user limits (include/quotas.py); over one the API answers 429 with Retry-After.
+    # Storage of the counters: empty is this process's memory (the embedded default); production
+    # shares them between API processes in Redis (redis://host:6379/N).
+    limits_storage_url: str = ""
+    limits_key_prefix: str = "LIMITS"
+    limit_generations_in_flight: int = 5
+    limit_uploads_per_minute: int = 10
+    limit_event_streams: int = 20
+    limit_sticker_orders_per_day: int = 10
 
     # Generation.
     animation_seconds: float = 5.0

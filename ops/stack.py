@@ -29,6 +29,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW_USER = "admin"
+# Per-user limits for tests and benchmarks, where one user drives dozens of generations and
+# a thousand streams on purpose (the product's limits are the settings' defaults).
+LOAD_TEST_LIMITS = {
+    "BITBUDDIES_LIMIT_GENERATIONS_IN_FLIGHT": "1000",
+    "BITBUDDIES_LIMIT_UPLOADS_PER_MINUTE": "10000",
+    "BITBUDDIES_LIMIT_EVENT_STREAMS": "10000",
+    "BITBUDDIES_LIMIT_STICKER_ORDERS_PER_DAY": "1000",
+}
 
 
 @dataclass
@@ -199,6 +207,9 @@ def production_environment(cfg: StackConfig) -> dict[str, str]:
         "BITBUDDIES_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
         "BITBUDDIES_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
         "BITBUDDIES_S3_REGION": S3_REGION,
+        # Every API process counts a user's limits in the same place (keys under the stack's prefix).
+        "BITBUDDIES_LIMITS_STORAGE_URL": cfg.redis_url,
+        "BITBUDDIES_LIMITS_KEY_PREFIX": f"{cfg.redis_key_prefix}LIMITS",
     } | ({"AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": cfg.redis_key_prefix} if cfg.redis_key_prefix else {})
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, UploadFile, status
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +17,7 @@ from api.assets import stream_asset
 from api.deps import AirflowDep, ErrorBody, CurrentUser, SessionDep, api_key_scheme, get_current_user
 from api.presenters import generation_public
 from api.triggering import trigger_generation
-from include import deletion, ledger, storage
+from include import deletion, ledger, quotas, storage
 from include.airflow_client import AirflowClient
 from include.db import get_engine
 from include.generations import upload_key
@@ -50,9 +50,18 @@ def _no_tokens(available: int) -> HTTPException:
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=GenerationPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=GenerationPublic,
+    responses={
+        402: {"model": ErrorBody, "description": "No tokens left"},
+        413: {"model": ErrorBody, "description": "The photo or the request is too large"},
+        415: {"model": ErrorBody, "description": "Not a JPEG, PNG or WebP photo"},
+        429: {"model": ErrorBody, "description": "Over a per-user limit (see Retry-After)"},
+    },
+)
 async def create_generation(
-    request: Request,
     airflow: AirflowDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG or WebP")],
@@ -63,39 +72,50 @@ async def create_generation(
 ) -> GenerationPublic:
     """Validate the upload, check the balance, store the photo and start the pipeline.
 
-    Nothing is stored or charged unless the photo and prompt are valid; the token itself is
-    taken by the pipeline's charge task (exactly once), this only refuses when none is left.
+    Nothing is stored or charged unless the photo and prompt are valid; the stored photo is a
+    clean re-encoding (orientation applied, no EXIF/GPS or other metadata). The token is taken in
+    the same transaction that stores the generation.
     """
-    # All blocking work in one thread hop: sync dependencies would each take a hop through the
-    # event loop, which is slow when the loop is busy streaming progress to many subscribers.
-    declared_size = request.headers.get("content-length")
-    return await asyncio.to_thread(_create_generation, airflow, credentials, image, prompt, idempotency_key, declared_size)
+    # Blocking work in thread hops (sync dependencies would each take a hop through an event loop
+    # busy with SSE streams); decoding on its own pool, so heavy photos cannot take the threads
+    # that store progress events.
+    settings = get_settings()
+    accepted = await asyncio.to_thread(_accept, credentials, image, prompt, idempotency_key, settings)
+    if isinstance(accepted, GenerationPublic):
+        return accepted  # the same Idempotency-Key: the same generation
+    user, cleaned_prompt, data = accepted
+    photo = await uploads.decode(data, settings)
+    return await asyncio.to_thread(_store_and_start, airflow, user, cleaned_prompt, photo, idempotency_key)
 
 
-def _create_generation(
-    airflow: AirflowClient,
+def _accept(
     credentials: HTTPAuthorizationCredentials | None,
     image: UploadFile,
     prompt: str,
     idempotency_key: str | None,
-    declared_size: str | None,
-) -> GenerationPublic:
-    settings = get_settings()
+    settings,
+) -> GenerationPublic | tuple[User, str, bytes]:
+    """Auth, replay of an idempotent request, per-user limits, prompt; the photo's bytes."""
     with Session(get_engine(), expire_on_commit=False) as session:
         user = get_current_user(session, credentials)
         if idempotency_key:
             existing = _by_idempotency_key(session, user, idempotency_key)
             if existing is not None:
                 return generation_public(existing)
-
-        uploads.check_declared_size(declared_size, settings)
+        quotas.count_upload(user.id)  # every attempt counts, refused ones too
+        quotas.check_generations_in_flight(session, user.id)
         cleaned_prompt = uploads.validate_prompt(prompt)
-        photo = uploads.validate_photo(uploads.read_photo(image.file, settings), settings)
-
+        data = uploads.read_photo(image.file, settings)
         available = ledger.balance(user.id, session)
         if available < ledger.TOKENS_PER_GENERATION:
             raise _no_tokens(available)
+        return user, cleaned_prompt, data
 
+
+def _store_and_start(
+    airflow: AirflowClient, user: User, cleaned_prompt: str, photo: uploads.ValidatedPhoto, idempotency_key: str | None
+) -> GenerationPublic:
+    with Session(get_engine(), expire_on_commit=False) as session:
         generation_id = new_generation_id()
         photo_key = upload_key(generation_id, photo.extension)
         with storage.open_write(photo_key) as out:
@@ -110,7 +130,6 @@ def _create_generation(
             upload_path=photo_key,
             idempotency_key=idempotency_key or None,
         )
-        session.rollback()  # end this request's read snapshot: the rows below are written elsewhere
         try:
             ledger.create_paid_generation(generation)
         except ledger.InsufficientTokens:

@@ -28,6 +28,7 @@ from skimage import data
 
 from include.media.transcode import OUTPUT_NAMES
 from ops.stack import (
+    LOAD_TEST_LIMITS,
     S3_ACCESS_KEY,
     S3_REGION,
     S3_SECRET_KEY,
@@ -65,6 +66,7 @@ def production_stack():
         s3_port=free_port(),
         # A killed worker's tasks are noticed after 30 s (default 300 s), its unstarted ones after 90 s.
         extra_env={
+            **LOAD_TEST_LIMITS,
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
         },
