@@ -45,6 +45,7 @@ from include.db import get_engine, session_scope
 from include.generations import STAGES
 from include.models import TERMINAL_STATUSES, Generation, GenerationEvent, utcnow
 from include.settings import get_settings
+from include.user_messages import presentable
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,9 @@ def record(generation_id: str, type: str, data: dict[str, Any] | None = None, ke
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}; expected one of {EVENT_TYPES}")
     data = dict(data or {})
+    if data.get("error") is not None:
+        # Subscribers are users: only a sentence written for them goes out (include/user_messages.py).
+        data["error"] = presentable(str(data["error"]))
     key = key or f"{type}:{time.time_ns()}"
     if type in TERMINAL_TYPES:
         key = TERMINAL_KEY

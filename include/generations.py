@@ -18,6 +18,7 @@ from sqlmodel import select
 from include.db import session_scope
 from include.models import TERMINAL_STATUSES, Generation, utcnow
 from include.settings import get_settings
+from include.user_messages import presentable
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def mark_failed(gid: str, error: str, failed_task: str | None = None) -> Generat
         now = utcnow()
         generation.status = "failed"
         # An error recorded earlier by the failing task itself is more precise than a later summary.
-        generation.error = generation.error or error
+        generation.error = generation.error or presentable(error)
         generation.failed_task = generation.failed_task or failed_task
         generation.updated_at = now
         generation.finished_at = now
@@ -135,7 +136,7 @@ def record_error(gid: str, error: str, failed_task: str | None = None) -> Genera
         generation = _load(session, gid)
         if generation.status in TERMINAL_STATUSES or generation.error:
             return generation
-        generation.error = error
+        generation.error = presentable(error)
         generation.failed_task = failed_task
         generation.updated_at = utcnow()
         session.add(generation)
