@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.body_limits import RequestBodyLimit
+from api.security_headers import SecurityHeaders
 from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
 from api.routes import events, generations, share, users
 from api.routes import print_webhook, sticker_orders
@@ -90,6 +91,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(RequestBodyLimit)
+    app.add_middleware(SecurityHeaders)  # outermost: also on the body limit's own answers
     app.include_router(api_router)
     app.include_router(share.router)
     app.include_router(generation_page.router)

@@ -27,6 +27,7 @@ from fastapi import HTTPException, status
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from include.settings import Settings
+from include.user_messages import is_plain_text
 
 MAX_PROMPT_CHARS = 500
 # Pillow format -> file extension of the stored photo. MPO is how Pillow reports the JPEGs
@@ -66,7 +67,7 @@ def validate_prompt(prompt: str | None) -> str:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"The prompt is too long: {len(cleaned)} characters, at most {MAX_PROMPT_CHARS}.",
         )
-    if any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) < 0xA0 for c in cleaned):
+    if not is_plain_text(cleaned):
         raise _reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "The prompt contains control characters.")
     return cleaned
 

@@ -137,6 +137,7 @@ def _tombstone(session: Session, generation: Generation) -> None:
     generation.deleted_at = now
     generation.files_purged_at = None  # everything must go now, the assets too
     generation.prompt = ""
+    generation.share_title = None
     generation.error = None
     generation.assets = {}
     generation.idempotency_key = None  # the same key may make a new buddy

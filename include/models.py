@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -101,6 +101,8 @@ class Generation(GenerationBase, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Shown on the public share page when its owner chose one; the prompt never is.
+    share_title: str | None = Field(default=None, max_length=100)
     # Set when its owner deleted it (include/deletion.py): the row stays as a tombstone without
     # prompt, photo or assets, so the ledger's charge and refund rows still add up.
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
@@ -120,14 +122,21 @@ class GenerationAssets(SQLModel):
 
 class GenerationPublic(GenerationBase):
     id: str
-    status: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    share_title: str | None = None
     stage: str | None
     error: str | None
-    refund_state: str
+    refund_state: Literal["none", "refunded"]
     created_at: datetime
     finished_at: datetime | None
     assets: GenerationAssets
     share_url: str | None
+
+
+class GenerationUpdate(SQLModel):
+    """What an owner may change: the title shown on the public share page (null: none)."""
+
+    share_title: str | None = Field(default=None, max_length=100)
 
 
 class GenerationsPublic(SQLModel):

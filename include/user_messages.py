@@ -27,3 +27,8 @@ def is_presentable(message: str | None) -> bool:
 def presentable(message: str | None, fallback: str = GENERIC) -> str:
     """``message`` if a user may read it, else ``fallback``."""
     return message.strip() if message is not None and is_presentable(message) else fallback
+
+
+def is_plain_text(text: str) -> bool:
+    """No control characters (C0 other than tab and newline, DEL, C1): text fit to show or print."""
+    return not any((ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0 for c in text)

@@ -21,7 +21,8 @@ from include import deletion, ledger, quotas, storage
 from include.airflow_client import AirflowClient
 from include.db import get_engine
 from include.generations import upload_key
-from include.models import Generation, GenerationPublic, GenerationsPublic, User, new_generation_id
+from include.models import Generation, GenerationPublic, GenerationsPublic, GenerationUpdate, User, new_generation_id
+from include.user_messages import is_plain_text
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,19 @@ def list_generations(session: SessionDep, user: CurrentUser, offset: int = 0, li
 @router.get("/{generation_id}", response_model=GenerationPublic)
 def read_generation(session: SessionDep, user: CurrentUser, generation_id: str) -> GenerationPublic:
     return generation_public(_owned_generation(session, user, generation_id))
+
+
+@router.patch("/{generation_id}", response_model=GenerationPublic, responses={404: {"model": ErrorBody, "description": "No such buddy"}})
+def update_generation(session: SessionDep, user: CurrentUser, generation_id: str, body: GenerationUpdate) -> GenerationPublic:
+    """Set (or clear, with null) the title its public share page shows; without one it shows none."""
+    generation = _owned_generation(session, user, generation_id)
+    title = (body.share_title or "").strip() or None
+    if title is not None and not is_plain_text(title):
+        raise HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail="The title contains control characters.")
+    generation.share_title = title
+    session.add(generation)
+    session.commit()
+    return generation_public(generation)
 
 
 @router.delete(

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from sqlmodel import Session, select
 
 from api.assets import PUBLIC_CACHE_CONTROL, stream_asset
+from api.security_headers import inline_scripts, page_csp
 from api.deps import SessionDep
 from api.presenters import asset_urls
 from include.generations import share_url
@@ -42,7 +43,10 @@ def share_page(session: SessionDep, slug: str) -> HTMLResponse:
         if gone:
             return HTMLResponse(GONE_PAGE, status_code=status.HTTP_410_GONE)
         return HTMLResponse(NOT_FOUND_PAGE, status_code=status.HTTP_404_NOT_FOUND)
-    return HTMLResponse(render_share_page(generation), headers={"Cache-Control": "public, max-age=300"})
+    return HTMLResponse(
+        render_share_page(generation),
+        headers={"Cache-Control": "public, max-age=300", "Content-Security-Policy": SHARE_PAGE_CSP},
+    )
 
 
 @router.get("/{slug}/{name}", response_class=StreamingResponse)
@@ -56,7 +60,8 @@ def public_asset(session: SessionDep, slug: str, name: str) -> StreamingResponse
 def render_share_page(generation: Generation) -> str:
     urls = {kind: escape(url, quote=True) for kind, url in asset_urls(generation).items()}
     page_url = escape(share_url(generation), quote=True)
-    title = escape(f"A Bit Buddy: {generation.prompt}", quote=True)
+    # The prompt is private; the page shows only a title its owner chose to publish.
+    title = escape(f"A Bit Buddy: {generation.share_title}" if generation.share_title else "A Bit Buddy", quote=True)
     webm, webp, gif, poster = (urls.get(k, "") for k in ("webm", "webp", "gif", "poster"))
     fallback_img = f'<img class="buddy" src="{webp or gif or poster}" alt="{title}">'
     if webp and gif:
@@ -81,6 +86,7 @@ SHARE_PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<meta name="robots" content="noindex">
 <meta property="og:type" content="website">
 <meta property="og:title" content="{title}">
 <meta property="og:url" content="{page_url}">
@@ -130,15 +136,18 @@ SHARE_PAGE = """<!doctype html>
 """
 
 NOT_FOUND_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Buddy not found</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex"><title>Buddy not found</title></head>
 <body style="font-family: system-ui, sans-serif; text-align: center; padding: 4rem;">
 <h1>Buddy not found</h1><p>This buddy does not exist or is not ready yet. Try again in a minute.</p>
 </body></html>
 """
 
 GONE_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Buddy deleted</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex"><title>Buddy deleted</title></head>
 <body style="font-family: system-ui, sans-serif; text-align: center; padding: 4rem;">
 <h1>This buddy is gone</h1><p>Its owner deleted it.</p>
 </body></html>
 """
+
+# The page's one inline script (the WebKit fallback) is allowed by its hash, nothing else inline.
+SHARE_PAGE_CSP = page_csp(inline_scripts=inline_scripts(SHARE_PAGE.replace("{{", "{").replace("}}", "}")))
