@@ -212,6 +212,8 @@ class StickerOrder(SQLModel, table=True):
     tracking_url: str | None = None
     carrier: str | None = Field(default=None, max_length=64)
     error: str | None = None  # user-facing
+    # What the print vendor said about a failure, for the operator's alert only (never shown to the customer).
+    vendor_error: str | None = Field(default=None, max_length=500)
     refund_state: str = Field(default="none", max_length=16)
     refund_reference: str | None = Field(default=None, max_length=255)
     idempotency_key: str | None = Field(default=None, max_length=255)
@@ -220,10 +222,10 @@ class StickerOrder(SQLModel, table=True):
 
 
 class StickerOrderEvent(SQLModel, table=True):
-    """The order's timeline: one row per status reached, plus every vendor webhook delivery.
+    """The order's timeline: one row per status reached, plus one per vendor webhook event.
 
-    A status is reached once: ``dedupe_key`` (``status:{status}``, UNIQUE per order) makes a
-    repeated transition a no-op. Webhook deliveries have no key, so each one is recorded.
+    ``dedupe_key`` (UNIQUE per order) makes repeats no-ops: ``status:{status}`` for a transition,
+    ``webhook:{delivery}`` for a vendor event however often the vendor delivers it.
     """
 
     __tablename__ = "sticker_order_event"

@@ -52,7 +52,8 @@ def purge_model_copies(*, key_prefix: str | None = None, finished_before: dateti
         body["idempotency_key_prefix"] = key_prefix
     if finished_before is not None:
         body["finished_before"] = finished_before.timestamp()
-    headers = {"Authorization": f"Key {settings.model_server_key}"} if settings.model_server_key else {}
+    key = settings.model_server_key.get_secret_value()
+    headers = {"Authorization": f"Key {key}"} if key else {}
     try:
         response = httpx.post(f"{settings.model_server_url}/_admin/purge", json=body, headers=headers, timeout=PURGE_TIMEOUT_SECONDS)
     except httpx.HTTPError as error:

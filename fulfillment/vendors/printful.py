@@ -74,7 +74,7 @@ class PrintfulVendor(PrintVendor):
         from include.settings import get_settings
 
         settings = get_settings()
-        return cls(settings.printful_api_url, settings.printful_api_key, settings.printful_sticker_variant_id)
+        return cls(settings.printful_api_url, settings.printful_api_key.get_secret_value(), settings.printful_sticker_variant_id)
 
     def close(self) -> None:
         self._client.close()

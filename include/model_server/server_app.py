@@ -72,8 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def require_key(authorization: Annotated[str | None, Header()] = None) -> None:
         if not settings.model_server_fal_mode:
             return
-        expected = f"Key {settings.model_server_key}"
-        if not settings.model_server_key or authorization != expected:
+        key = settings.model_server_key.get_secret_value()
+        if not key or authorization != f"Key {key}":
             raise _Unauthorized()
 
     def inject_http_faults(request: Request) -> None:
