@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from api.body_limits import RequestBodyLimit
 from api.security_headers import SecurityHeaders
-from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
+from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS, ErrorBody
 from api.routes import events, generations, share, users
 from api.routes import print_webhook, sticker_orders
 from api.routes import tokens, webhooks
@@ -46,7 +46,17 @@ class QuietInternalAccess(logging.Filter):
             return not (isinstance(path, str) and path.startswith("/internal/") and isinstance(status, int) and status < 400)
         return True
 
-api_router = APIRouter(prefix="/api")
+# Answers any /api route may give besides its own; every error body is {"detail": "<sentence>"}.
+COMMON_ERRORS = {
+    400: {"model": ErrorBody, "description": "Malformed request (e.g. a webhook without a valid signature)"},
+    401: {"model": ErrorBody, "description": "Missing or invalid API key"},
+    404: {"model": ErrorBody, "description": "Not found (or not yours)"},
+    413: {"model": ErrorBody, "description": "Request body too large"},
+    422: {"model": ErrorBody, "description": "Invalid request"},
+    429: {"model": ErrorBody, "description": "Over a per-user limit; see Retry-After", "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}},
+    503: {"model": ErrorBody, "description": "A service this needs is not configured or unavailable"},
+}
+api_router = APIRouter(prefix="/api", responses=COMMON_ERRORS)
 api_router.include_router(generations.router)
 api_router.include_router(users.router)
 api_router.include_router(tokens.router)

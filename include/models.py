@@ -10,9 +10,10 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
+from pydantic import AfterValidator, StringConstraints
 from sqlmodel import Field, SQLModel
 
 GENERATION_STATUSES = ("queued", "running", "succeeded", "failed")
@@ -240,28 +241,77 @@ class StickerOrderEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+def _plain(value: str) -> str:
+    from include.user_messages import is_plain_text
+
+    if not is_plain_text(value) or "\n" in value or "\t" in value:
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _country(value: str) -> str:
+    import pycountry
+
+    code = value.strip().upper()
+    if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code, e.g. US or GB")
+    return code
+
+
+def _email(value: str) -> str:
+    if not value:
+        return value
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise ValueError(f"is not a valid email address ({error})") from None
+
+
+def _phone(value: str) -> str:
+    if not value:
+        return value
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value, None if value.startswith("+") else "US")
+    except phonenumbers.NumberParseException:
+        raise ValueError("is not a phone number") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("is not a possible phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+PlainStr = Annotated[str, AfterValidator(_plain)]
+GenerationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
 class ShippingAddressIn(SQLModel):
-    name: str = Field(min_length=1, max_length=200)
-    address1: str = Field(min_length=1, max_length=200)
-    address2: str = Field(default="", max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    state_code: str = Field(default="", max_length=10)
-    zip: str = Field(min_length=1, max_length=20)
-    country_code: str = Field(min_length=2, max_length=2)
-    email: str = Field(default="", max_length=320)
-    phone: str = Field(default="", max_length=40)
+    name: PlainStr = Field(min_length=1, max_length=200)
+    address1: PlainStr = Field(min_length=1, max_length=200)
+    address2: PlainStr = Field(default="", max_length=200)
+    city: PlainStr = Field(min_length=1, max_length=100)
+    state_code: PlainStr = Field(default="", max_length=10)
+    zip: PlainStr = Field(min_length=1, max_length=20)
+    country_code: Annotated[str, AfterValidator(_country)] = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
+    email: Annotated[str, AfterValidator(_email)] = Field(default="", max_length=320)
+    phone: Annotated[str, AfterValidator(_phone)] = Field(default="", max_length=40)
 
 
 class StickerOrderCreate(SQLModel):
-    generation_ids: list[str] = Field(min_length=1, max_length=24)
-    sheet_size: str = "A4"
+    generation_ids: list[GenerationId] = Field(min_length=1, max_length=24)
+    sheet_size: Literal["A4", "Letter"] = "A4"
     copies: int = Field(default=1, ge=1, le=20)
     shipping_address: ShippingAddressIn
 
 
+OrderStatus = Literal["pending_payment", "paid", "rendering", "rendered", "submitted", "printed", "shipped", "failed", "refunded"]
+
+
 class StickerOrderEventPublic(SQLModel):
-    status: str
-    kind: str
+    status: OrderStatus
+    kind: Literal["status", "webhook"]
     message: str
     at: datetime
 
@@ -274,7 +324,7 @@ class StickerOrderTracking(SQLModel):
 
 class StickerOrderPublic(SQLModel):
     id: str
-    status: str
+    status: OrderStatus
     generation_ids: list[str]
     sheet_size: str
     copies: int
@@ -284,7 +334,7 @@ class StickerOrderPublic(SQLModel):
     checkout_url: str | None
     payment: str | None
     error: str | None
-    refund_state: str
+    refund_state: Literal["none", "refunded"]
     tracking: StickerOrderTracking | None
     sheet_url: str | None
     home_sheet_url: str | None

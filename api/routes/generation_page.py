@@ -32,7 +32,7 @@ from include.generations import GENERATE_DAG_ID
 from include.models import TERMINAL_STATUSES, Generation
 from include.settings import get_settings
 
-router = APIRouter(prefix="/g", tags=["generation page"])
+router = APIRouter(prefix="/g", tags=["generation page"], responses={404: {"description": "No such generation"}})
 
 REFRESH_SECONDS = 5
 HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}

@@ -20,7 +20,11 @@ from api.presenters import asset_urls
 from include.generations import share_url
 from include.models import Generation
 
-router = APIRouter(prefix="/b", tags=["share"])
+router = APIRouter(
+    prefix="/b",
+    tags=["share"],
+    responses={404: {"description": "No such published buddy"}, 410: {"description": "Its owner deleted this buddy"}},
+)
 
 
 def _by_slug(session: Session, slug: str) -> Generation | None:
