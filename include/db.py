@@ -1,4 +1,4 @@
-"""The application database: engine, sessions and schema creation.
+"""The application database: engine and sessions (the schema is ``include.migrations``).
 
 Users, generations and the token ledger live here (not in Airflow's metadata DB). The API,
 the CLI and Airflow task processes all write to it at the same time, so SQLite runs in WAL
@@ -22,12 +22,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from include.settings import get_settings
 
 # Execution option that asks for a write-locking transaction (see the module docstring).
 _IMMEDIATE_OPTION = "bitbuddies_begin_immediate"
+# Connection execution options whose transactions start holding the write lock (SQLite).
+WRITE_LOCK_OPTIONS = {_IMMEDIATE_OPTION: True}
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Re-entrant: a write_lock session opened inside another on the same thread still reaches SQLite
 # (where it waits on the outer transaction as it always did) instead of deadlocking here.
@@ -104,7 +106,7 @@ def session_scope(*, write_lock: bool = False) -> Iterator[Session]:
 
 def begin_write(session: Session) -> None:
     """Start the session's transaction holding the write lock (must be its first statement)."""
-    session.connection(execution_options={_IMMEDIATE_OPTION: True})
+    session.connection(execution_options=WRITE_LOCK_OPTIONS)
 
 
 def _server_admin_url(url: str) -> tuple[URL, str]:
@@ -138,10 +140,3 @@ def drop_database(url: str) -> None:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         engine.dispose()
-
-
-def create_all() -> None:
-    """Create every application table that does not exist yet."""
-    import include.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-
-    SQLModel.metadata.create_all(get_engine())

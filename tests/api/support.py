@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from include import quotas
-from include.db import create_all, reset_engine
+from include.db import reset_engine
+from include.migrations import migrate
 from include.settings import get_settings
 
 
@@ -18,7 +19,7 @@ def fresh_app_db(tmp_path, monkeypatch):
     get_settings.cache_clear()
     reset_engine()
     quotas.reset()  # per-user counters are keyed by user id, which every fresh DB starts again
-    create_all()
+    migrate()
     yield tmp_path
     reset_engine()
     quotas.reset()

@@ -29,7 +29,8 @@ def signed_in(tmp_path_factory):
     import os
 
     from include import quotas
-    from include.db import create_all, reset_engine
+    from include.db import reset_engine
+    from include.migrations import migrate
     from ops.stack import LOAD_TEST_LIMITS
     from tests.api.fake_airflow import FakeAirflow
     from tests.api.routes.test_share_routes import published_generation
@@ -52,7 +53,7 @@ def signed_in(tmp_path_factory):
     get_settings.cache_clear()
     reset_engine()
     quotas.reset()
-    create_all()
+    migrate()
     fake = FakeAirflow().start()
     from include.airflow_client import AirflowClient
 

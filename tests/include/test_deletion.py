@@ -11,7 +11,7 @@ from include.audit import audit
 from include.db import session_scope
 from include.models import Generation, GenerationEvent, LedgerEntry, StickerOrder, User
 from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
-from tests.include.model_server.conftest import ModelServerProcess
+from tests.model_server.conftest import ModelServerProcess
 
 ADDRESS = {"name": "Ada", "address1": "1 Main St", "city": "Springfield", "zip": "12345", "country_code": "US"}
 
