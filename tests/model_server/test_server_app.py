@@ -266,6 +266,6 @@ def test_purge_forgets_finished_jobs_by_key_prefix_or_age_and_keeps_running_ones
     assert srv.status(other).status_code == 200 and srv.status(running).status_code == 202
 
     assert srv.client.post("/_admin/purge", json={}).status_code == 422
-    assert srv.client.post("/_admin/purge", json={"finished_before": time.time() + 1}).json()["purged"] == 1
+    assert srv.client.post("/_admin/purge", json={"finished_before": time.time() + 1}).json()["purged"] >= 1  # the module's other finished jobs too
     assert srv.status(other).status_code == 404
     srv.client.put(running["cancel_url"])

@@ -211,7 +211,7 @@ def test_airflow_down_at_submit_still_accepts_and_the_loop_triggers_once_later(f
     assert generations.get(gid).triggered_at is None
     assert trigger_pending(down) == 0  # still down: stays pending
 
-    with AirflowClient(base_url=fake_airflow.url, timeout=5) as back:
+    with AirflowClient(base_url=fake_airflow.url, username="admin", password="admin", timeout=5) as back:
         assert trigger_pending(back) == 1
         assert trigger_pending(back) == 0
     assert fake_airflow.trigger_attempts == [gid]
@@ -220,6 +220,8 @@ def test_airflow_down_at_submit_still_accepts_and_the_loop_triggers_once_later(f
 
 def test_lifespan_loop_triggers_pending_generations(fresh_app_db, fake_airflow, monkeypatch):
     monkeypatch.setenv("BITBUDDIES_AIRFLOW_URL", fake_airflow.url)
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_USERNAME", "admin")  # the fake's user; settings have no default password
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_PASSWORD", "admin")
     monkeypatch.setenv("BITBUDDIES_AIRFLOW_TRIGGER_INTERVAL_SECONDS", "0.05")
     get_settings.cache_clear()
     user, _ = make_user(tokens=1)
