@@ -28,7 +28,7 @@ SIXTY_MIB = 60 * 1024 * 1024
 UPLOAD_HEAD = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
 
 
-def call(method: str, path: str, headers: dict[str, str], body_size: int, declare_length: bool):
+def call(method: str, path: str, headers: dict[str, str], body_size: int, declare_length: bool, query: bytes = b""):
     """Run one request through the app; returns (status, answer json, body bytes the app read, headers)."""
     pulled = 0
     sent: list[dict] = []
@@ -48,7 +48,7 @@ def call(method: str, path: str, headers: dict[str, str], body_size: int, declar
         raw_headers.append((b"content-length", str(body_size).encode()))
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "headers": raw_headers,
+        "path": path, "raw_path": path.encode(), "query_string": query, "headers": raw_headers,
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000), "root_path": "",
     }
     asyncio.run(app(scope, receive, send))
@@ -87,8 +87,9 @@ def test_webhook_bodies_over_one_mib_are_413(fresh_app_db, declare_length, monke
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_x")
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_x")  # so the Stripe route reads its body
     get_settings.cache_clear()
+    token = f"token={get_settings().resolved_print_webhook_secret}".encode()  # so the print route reads its body
     for path in ("/api/webhooks/stripe", "/api/webhooks/print"):
-        status, answer, pulled, _ = call("POST", path, {"content-type": "application/json"}, 2 * 1024 * 1024, declare_length)
+        status, answer, pulled, _ = call("POST", path, {"content-type": "application/json"}, 2 * 1024 * 1024, declare_length, token)
         assert status == 413 and answer == {"detail": "The request body is too large: the limit is 1 MiB."}, path
         assert pulled <= 1024 * 1024 + CHUNK
 
