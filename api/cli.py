@@ -3,6 +3,7 @@
     bitbuddies db init
     bitbuddies user create EMAIL --tokens N     (prints the new user's API key, once)
     bitbuddies user list
+    bitbuddies user delete EMAIL                (buddies, files, orders' addresses; the ledger stays, anonymised)
     bitbuddies ledger audit                     (every money invariant; exit 1 on any violation)
     bitbuddies alerts list [--limit N]          (operator alerts, newest first)
     bitbuddies generate PHOTO --prompt TEXT [--api URL] [--key KEY]
@@ -92,6 +93,27 @@ def user_list() -> int:
     print(f"{'id':>5}  {'email':<40} {'balance':>7}  created")
     for user_id, email, balance, created_at in rows:
         print(f"{user_id:>5}  {email:<40} {balance:>7}  {created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def user_delete(email: str) -> int:
+    from sqlmodel import select
+
+    from include import deletion
+    from include.db import session_scope
+    from include.models import User
+
+    with session_scope() as session:
+        user = session.exec(select(User).where(User.email == email)).first()
+    if user is None or user.deleted_at is not None:
+        print(f"No user {email}", file=sys.stderr)
+        return 1
+    try:
+        deletion.delete_user(user.id)
+    except deletion.DeletionRefused as refused:
+        print(f"Not deleted: {refused}", file=sys.stderr)
+        return 1
+    print(f"Deleted {email} (user {user.id}): buddies, files and personal data removed; ledger rows kept anonymised")
     return 0
 
 
@@ -328,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("email")
     create.add_argument("--tokens", type=int, default=0, help="tokens to grant (default 0)")
     user.add_parser("list", help="list users with their balance")
+    user.add_parser("delete", help="delete a user and their buddies (the ledger keeps anonymised rows)").add_argument("email")
 
     ledger = commands.add_parser("ledger", help="the token ledger").add_subparsers(dest="ledger_command", required=True)
     ledger.add_parser("audit", help="check every money invariant over the whole database")
@@ -354,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "db":
         return db_init()
     if args.command == "user":
-        return user_create(args.email, args.tokens) if args.user_command == "create" else user_list()
+        if args.user_command == "create":
+            return user_create(args.email, args.tokens)
+        return user_delete(args.email) if args.user_command == "delete" else user_list()
     if args.command == "ledger":
         return ledger_audit()
     if args.command == "alerts":

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from api.security import hash_api_key
@@ -17,6 +18,12 @@ from include.settings import Settings, get_settings
 
 # Submitting must stay snappy when Airflow is slow: the trigger loop retries later anyway.
 SUBMIT_TRIGGER_TIMEOUT_SECONDS = 5.0
+
+class ErrorBody(BaseModel):
+    """Every error answer: one sentence for the user."""
+
+    detail: str
+
 
 api_key_scheme = HTTPBearer(auto_error=False, description="Your BitBuddies API key (bb_...)")
 
@@ -40,7 +47,7 @@ def get_current_user(
             headers={"WWW-Authenticate": "Bearer"},
         )
     user = session.exec(select(User).where(User.api_key_hash == hash_api_key(credentials.credentials))).first()
-    if user is None:
+    if user is None or user.deleted_at is not None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="Invalid API key.",

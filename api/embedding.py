@@ -31,7 +31,8 @@ def embed_snippet(slug: str) -> str:
 
 
 def buddy_title(generation: Generation) -> str:
-    return f"A Bit Buddy: {generation.prompt}"
+    # The prompt is private; a buddy shows only a title its owner chose to publish.
+    return f"A Bit Buddy: {generation.share_title}" if generation.share_title else "A Bit Buddy"
 
 
 def buddy_info(generation: Generation) -> dict:

@@ -19,13 +19,16 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
+from api.body_limits import RequestBodyLimit
+from api.security_headers import SecurityHeaders
+from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS, ErrorBody
 from api.routes import embed, events, generations, share, users
 from api.routes import print_webhook, sticker_orders
 from api.routes import tokens, webhooks
 from api.routes import generation_page
 from api import event_stream
 from api.triggering import run_trigger_loop
+from include import quotas
 from include.airflow_client import AirflowClient
 from include.migrations import migrate
 from include.settings import get_settings
@@ -44,7 +47,17 @@ class QuietInternalAccess(logging.Filter):
             return not (isinstance(path, str) and path.startswith("/internal/") and isinstance(status, int) and status < 400)
         return True
 
-api_router = APIRouter(prefix="/api")
+# Answers any /api route may give besides its own; every error body is {"detail": "<sentence>"}.
+COMMON_ERRORS = {
+    400: {"model": ErrorBody, "description": "Malformed request (e.g. a webhook without a valid signature)"},
+    401: {"model": ErrorBody, "description": "Missing or invalid API key"},
+    404: {"model": ErrorBody, "description": "Not found (or not yours)"},
+    413: {"model": ErrorBody, "description": "Request body too large"},
+    422: {"model": ErrorBody, "description": "Invalid request"},
+    429: {"model": ErrorBody, "description": "Over a per-user limit; see Retry-After", "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}},
+    503: {"model": ErrorBody, "description": "A service this needs is not configured or unavailable"},
+}
+api_router = APIRouter(prefix="/api", responses=COMMON_ERRORS)
 api_router.include_router(generations.router)
 api_router.include_router(users.router)
 api_router.include_router(tokens.router)
@@ -88,6 +101,8 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestBodyLimit)
+    app.add_middleware(SecurityHeaders)  # outermost: also on the body limit's own answers
     app.include_router(api_router)
     app.include_router(share.router)
     app.include_router(embed.router)
@@ -102,6 +117,12 @@ def create_app() -> FastAPI:
             where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "header", "path"))
             problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid"))
         return JSONResponse(status_code=422, content={"detail": "Invalid request: " + "; ".join(problems) + "."})
+
+    @app.exception_handler(quotas.LimitExceeded)
+    async def over_a_limit(_request: Request, exc: quotas.LimitExceeded) -> JSONResponse:
+        return JSONResponse(
+            status_code=429, content={"detail": str(exc)}, headers={"Retry-After": str(exc.retry_after)}
+        )
 
     return app
 

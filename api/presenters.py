@@ -28,6 +28,7 @@ def generation_public(generation: Generation) -> GenerationPublic:
     return GenerationPublic(
         id=generation.id,
         prompt=generation.prompt,
+        share_title=generation.share_title,
         status=generation.status,
         stage=generation.stage,
         error=generation.error,

@@ -1,34 +1,49 @@
-"""Validation of an uploaded photo and prompt, before anything is stored or charged.
+"""Validation of an uploaded photo and prompt, and the clean copy of the photo that is stored.
 
-The photo is really decoded (Pillow ``verify`` and then a full ``load``), so renamed
-non-images and truncated files are refused here rather than failing a paid pipeline later.
-The pixel count is read from the header and checked before decoding: a small file that
-decodes to a gigantic bitmap (a decompression bomb) never gets decoded.
+The photo is really decoded, so renamed non-images and truncated files are refused here rather
+than failing a paid pipeline later. Its size is read from the header first and checked in
+pixels and in decoded bytes before anything is decoded: a small file that decodes to a gigantic
+bitmap (a decompression bomb) never gets decoded. Pillow's own guard (``MAX_IMAGE_PIXELS``) is
+set to the same limit as a second line.
+
+What is stored is not the user's file but a re-encoding of its pixels with the EXIF orientation
+applied: no EXIF (GPS position, camera, time), XMP, IPTC or comments survive. Only the colour
+profile is kept, which carries nothing about the person.
+
+Decoding runs on its own small thread pool (``decode``), so a burst of heavy photos queues there
+instead of taking the threads that store progress events and answer other requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
 from typing import BinaryIO
 
 from fastapi import HTTPException, status
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from include.settings import Settings
+from include.user_messages import is_plain_text
 
 MAX_PROMPT_CHARS = 500
 # Pillow format -> file extension of the stored photo. MPO is how Pillow reports the JPEGs
 # many phones write (a JPEG with extra preview frames).
 ACCEPTED_FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}
-# Allowance for the multipart envelope and the prompt on top of the photo itself.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# Format the clean copy is written in, per extension; JPEG at a quality that keeps the detail the
+# models need (the original was already lossy).
+_SAVE = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "png": ("PNG", {"optimize": False}), "webp": ("WEBP", {"quality": 95})}
+# Two decodes at a time at most: on two cores more only queue for the CPU.
+DECODE_WORKERS = 2
+_decode_pool = ThreadPoolExecutor(max_workers=DECODE_WORKERS, thread_name_prefix="bitbuddies-decode")
 
 
 @dataclass(frozen=True)
 class ValidatedPhoto:
-    data: bytes
+    data: bytes  # the clean re-encoded copy, not the upload
     extension: str
     width: int
     height: int
@@ -36,13 +51,6 @@ class ValidatedPhoto:
 
 def _reject(code: int, message: str) -> HTTPException:
     return HTTPException(status_code=code, detail=message)
-
-
-def check_declared_size(content_length: str | None, settings: Settings) -> None:
-    """Refuse an oversized request from its Content-Length header before reading it."""
-    if content_length and content_length.isdigit():
-        if int(content_length) > settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES:
-            raise _too_big(settings)
 
 
 def _too_big(settings: Settings) -> HTTPException:
@@ -59,6 +67,8 @@ def validate_prompt(prompt: str | None) -> str:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"The prompt is too long: {len(cleaned)} characters, at most {MAX_PROMPT_CHARS}.",
         )
+    if not is_plain_text(cleaned):
+        raise _reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "The prompt contains control characters.")
     return cleaned
 
 
@@ -70,7 +80,13 @@ def read_photo(stream: BinaryIO, settings: Settings) -> bytes:
     return data
 
 
+async def decode(data: bytes, settings: Settings) -> ValidatedPhoto:
+    """:func:`validate_photo` on the decode pool."""
+    return await asyncio.get_running_loop().run_in_executor(_decode_pool, validate_photo, data, settings)
+
+
 def validate_photo(data: bytes, settings: Settings) -> ValidatedPhoto:
+    """Check the photo and return its clean copy (orientation applied, no metadata)."""
     if not data:
         raise _reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "The photo is empty.")
     not_an_image = _reject(
@@ -79,18 +95,21 @@ def validate_photo(data: bytes, settings: Settings) -> ValidatedPhoto:
     broken = _reject(
         status.HTTP_422_UNPROCESSABLE_CONTENT, "The photo could not be decoded: the file is truncated or corrupt."
     )
+    # Pillow refuses (DecompressionBombError) above twice this, whatever the caller checks.
+    Image.MAX_IMAGE_PIXELS = settings.max_upload_pixels
     with warnings.catch_warnings():
-        # We enforce our own (lower) pixel limit below; Pillow's warning is noise here.
+        # We enforce our own limits below; Pillow's warning is noise here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(BytesIO(data)) as image:
-                image_format, (width, height) = image.format, image.size
+                image_format = image.format
                 if image_format not in ACCEPTED_FORMATS:
                     raise not_an_image
-                _check_dimensions(width, height, settings)
+                _check_dimensions(image.width, image.height, image.mode, settings)
                 image.verify()
             with Image.open(BytesIO(data)) as image:
-                image.load()
+                extension = ACCEPTED_FORMATS[image_format]
+                clean = _clean_copy(image)
         except Image.DecompressionBombError:
             raise _bomb(settings) from None
         except UnidentifiedImageError:
@@ -99,7 +118,30 @@ def validate_photo(data: bytes, settings: Settings) -> ValidatedPhoto:
             raise
         except (OSError, SyntaxError, ValueError, EOFError):
             raise broken from None
-    return ValidatedPhoto(data=data, extension=ACCEPTED_FORMATS[image_format], width=width, height=height)
+    _check_dimensions(clean.width, clean.height, clean.mode, settings)
+    return ValidatedPhoto(data=_encode(clean, extension, image.info.get("icc_profile")), extension=extension, width=clean.width, height=clean.height)
+
+
+def _clean_copy(image: Image.Image) -> Image.Image:
+    """The first frame's pixels, upright, in a new image that carries no metadata at all."""
+    image.seek(0)
+    image.load()
+    upright = ImageOps.exif_transpose(image)
+    if upright.mode not in ("RGB", "RGBA", "L", "LA"):
+        upright = upright.convert("RGBA" if "A" in upright.getbands() or "transparency" in upright.info else "RGB")
+    # frombytes builds an image whose info is empty: no exif, xmp, comment or text chunks to carry over.
+    return Image.frombytes(upright.mode, upright.size, upright.tobytes())
+
+
+def _encode(image: Image.Image, extension: str, icc_profile: bytes | None) -> bytes:
+    image_format, options = _SAVE[extension]
+    if image_format == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")  # JPEG has no alpha; a PNG-with-alpha renamed .jpg is not possible here
+    if icc_profile:
+        options = {**options, "icc_profile": icc_profile}
+    out = BytesIO()
+    image.save(out, image_format, **options)
+    return out.getvalue()
 
 
 def _bomb(settings: Settings) -> HTTPException:
@@ -109,9 +151,22 @@ def _bomb(settings: Settings) -> HTTPException:
     )
 
 
-def _check_dimensions(width: int, height: int, settings: Settings) -> None:
+def _bytes_per_pixel(mode: str) -> int:
+    try:
+        return max(1, len(Image.new(mode, (1, 1)).tobytes()))
+    except ValueError:  # a mode Pillow cannot build: assume the widest common one
+        return 8
+
+
+def _check_dimensions(width: int, height: int, mode: str, settings: Settings) -> None:
     if width * height > settings.max_upload_pixels:
         raise _bomb(settings)
+    # Decoding to RGBA (4 bytes a pixel) or 16-bit modes costs more than the pixel count says.
+    if width * height * max(4, _bytes_per_pixel(mode)) > settings.max_decoded_bytes:
+        raise _reject(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"The photo is too large to process once decoded: at most {settings.max_decoded_bytes // (1024 * 1024)} MiB of pixels.",
+        )
     if min(width, height) < settings.min_upload_side:
         raise _reject(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from include.generations import GENERATE_DAG_ID  # noqa: E402
-from ops.stack import Stack, StackConfig, environment, initialise  # noqa: E402
+from ops.stack import LOAD_TEST_LIMITS, Stack, StackConfig, environment, initialise  # noqa: E402
 
 DAG_ID = GENERATE_DAG_ID
 
@@ -79,7 +79,7 @@ def main() -> int:
 
     var = ROOT / "var" / "bench"
     shutil.rmtree(var, ignore_errors=True)
-    cfg = StackConfig(var_dir=var, airflow_port=18180, api_port=18100, model_server_port=18300)
+    cfg = StackConfig(var_dir=var, airflow_port=18180, api_port=18100, model_server_port=18300, extra_env=dict(LOAD_TEST_LIMITS))
     print("starting the stack...", flush=True)
     initialise(cfg)
     stack = Stack(cfg)

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ops.stack import (  # noqa: E402
+    LOAD_TEST_LIMITS,
     Stack,
     StackConfig,
     discard_production_data,
@@ -139,8 +140,9 @@ def main() -> int:
     shutil.rmtree(var, ignore_errors=True)
 
     results = []
-    embedded = StackConfig(var_dir=var / "embedded", **PORTS)
+    embedded = StackConfig(var_dir=var / "embedded", extra_env=dict(LOAD_TEST_LIMITS), **PORTS)
     production = local_production_config(var / "production", f"bb_bench_{os.getpid()}", POSTGRES, REDIS, s3_port=18700, **PORTS)
+    production.extra_env.update(LOAD_TEST_LIMITS)
     for cfg in (embedded, production):
         print(f"{cfg.profile}: starting the stack and sending {args.generations} generations...", flush=True)
         try:

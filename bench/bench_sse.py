@@ -35,7 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ops.stack import Stack, StackConfig  # noqa: E402
+from ops.stack import LOAD_TEST_LIMITS, Stack, StackConfig  # noqa: E402
 from tests.api.fake_airflow import FakeAirflow  # noqa: E402
 from tests.e2e.conftest import free_port  # noqa: E402
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = StackConfig(
         var_dir=var_dir,
         api_port=port,
-        extra_env={"BITBUDDIES_AIRFLOW_URL": fake_airflow.url, "BITBUDDIES_AIRFLOW_USERNAME": "admin", "BITBUDDIES_AIRFLOW_PASSWORD": "admin"},
+        extra_env={**LOAD_TEST_LIMITS, "BITBUDDIES_AIRFLOW_URL": fake_airflow.url, "BITBUDDIES_AIRFLOW_USERNAME": "admin", "BITBUDDIES_AIRFLOW_PASSWORD": "admin"},
     )
     stack = Stack(cfg)
     stack.start(["api"])

@@ -43,7 +43,7 @@ class AirflowClient:
         settings = get_settings()
         self.base_url = (base_url or settings.airflow_url).rstrip("/")
         self._username = username if username is not None else settings.airflow_username
-        self._password = password if password is not None else settings.airflow_password
+        self._password = password if password is not None else settings.airflow_password.get_secret_value()
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
         self._token: str | None = None
         # The API's trigger loop and request threads share one client.

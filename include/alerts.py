@@ -68,8 +68,9 @@ def pushover_config() -> PushoverConfig | None:
         if config is not None:
             return config
     settings = get_settings()
-    if settings.pushover_token and settings.pushover_user:
-        return PushoverConfig(settings.pushover_token, settings.pushover_user, settings.pushover_api_url)
+    token = settings.pushover_token.get_secret_value()
+    if token and settings.pushover_user:
+        return PushoverConfig(token, settings.pushover_user, settings.pushover_api_url)
     return None
 
 

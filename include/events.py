@@ -36,6 +36,7 @@ from include.db import session_scope
 from include.stages import STAGE_NAMES
 from include.models import TERMINAL_STATUSES, Generation, GenerationEvent, utcnow
 from include.settings import get_settings
+from include.user_messages import presentable
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ def record(generation_id: str, type: str, data: dict[str, Any] | None = None, ke
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}; expected one of {EVENT_TYPES}")
     data = dict(data or {})
+    if data.get("error") is not None:
+        # Subscribers are users: only a sentence written for them goes out (include/user_messages.py).
+        data["error"] = presentable(str(data["error"]))
     key = key or f"{type}:{time.time_ns()}"
     if type in TERMINAL_TYPES:
         key = TERMINAL_KEY

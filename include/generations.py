@@ -22,6 +22,7 @@ from include.db import session_scope
 from include.models import TERMINAL_STATUSES, Generation, GenerationEvent, utcnow
 from include.outbox import DagRunOutbox
 from include.settings import get_settings
+from include.user_messages import presentable
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def end_failed(generation: Generation, error: str, failed_task: str | None) -> b
     now = utcnow()
     generation.status = "failed"
     # An error recorded earlier by the failing task itself is more precise than a later summary.
-    generation.error = generation.error or error
+    generation.error = generation.error or presentable(error)
     generation.failed_task = generation.failed_task or failed_task
     generation.updated_at = now
     generation.finished_at = now
@@ -146,7 +147,7 @@ def record_error(gid: str, error: str, failed_task: str | None = None) -> Genera
         generation = load_for_update(session, gid)
         if generation.status in TERMINAL_STATUSES or generation.error:
             return generation
-        generation.error = error
+        generation.error = presentable(error)
         generation.failed_task = failed_task
         generation.updated_at = utcnow()
         session.add(generation)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
+from pydantic import AfterValidator, StringConstraints
 from sqlmodel import Field, SQLModel
 
 GENERATION_STATUSES = ("queued", "running", "succeeded", "failed")
@@ -65,6 +66,9 @@ class User(UserBase, table=True):
     # sha256 hex of the API key; the key itself is shown once and never stored.
     api_key_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set when the user deleted their account (include/deletion.py): the row stays, anonymised,
+    # because the ledger's money rows point at it; it can no longer sign in.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class UserPublic(UserBase):
@@ -98,6 +102,14 @@ class Generation(GenerationBase, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Shown on the public share page when its owner chose one; the prompt never is.
+    share_title: str | None = Field(default=None, max_length=100)
+    # Set when its owner deleted it (include/deletion.py): the row stays as a tombstone without
+    # prompt, photo or assets, so the ledger's charge and refund rows still add up.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # When the files this row calls for were removed: the photo and the model provider's
+    # intermediates after the retention period, everything once deleted (include/retention.py).
+    files_purged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class GenerationAssets(SQLModel):
@@ -114,14 +126,21 @@ class GenerationAssets(SQLModel):
 
 class GenerationPublic(GenerationBase):
     id: str
-    status: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    share_title: str | None = None
     stage: str | None
     error: str | None
-    refund_state: str
+    refund_state: Literal["none", "refunded"]
     created_at: datetime
     finished_at: datetime | None
     assets: GenerationAssets
     share_url: str | None
+
+
+class GenerationUpdate(SQLModel):
+    """What an owner may change: the title shown on the public share page (null: none)."""
+
+    share_title: str | None = Field(default=None, max_length=100)
 
 
 class GenerationsPublic(SQLModel):
@@ -197,6 +216,8 @@ class StickerOrder(SQLModel, table=True):
     tracking_url: str | None = None
     carrier: str | None = Field(default=None, max_length=64)
     error: str | None = None  # user-facing
+    # What the print vendor said about a failure, for the operator's alert only (never shown to the customer).
+    vendor_error: str | None = Field(default=None, max_length=500)
     refund_state: str = Field(default="none", max_length=16)
     refund_reference: str | None = Field(default=None, max_length=255)
     idempotency_key: str | None = Field(default=None, max_length=255)
@@ -205,10 +226,10 @@ class StickerOrder(SQLModel, table=True):
 
 
 class StickerOrderEvent(SQLModel, table=True):
-    """The order's timeline: one row per status reached, plus every vendor webhook delivery.
+    """The order's timeline: one row per status reached, plus one per vendor webhook event.
 
-    A status is reached once: ``dedupe_key`` (``status:{status}``, UNIQUE per order) makes a
-    repeated transition a no-op. Webhook deliveries have no key, so each one is recorded.
+    ``dedupe_key`` (UNIQUE per order) makes repeats no-ops: ``status:{status}`` for a transition,
+    ``webhook:{delivery}`` for a vendor event however often the vendor delivers it.
     """
 
     __tablename__ = "sticker_order_event"
@@ -223,28 +244,77 @@ class StickerOrderEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+def _plain(value: str) -> str:
+    from include.user_messages import is_plain_text
+
+    if not is_plain_text(value) or "\n" in value or "\t" in value:
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _country(value: str) -> str:
+    import pycountry
+
+    code = value.strip().upper()
+    if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code, e.g. US or GB")
+    return code
+
+
+def _email(value: str) -> str:
+    if not value:
+        return value
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise ValueError(f"is not a valid email address ({error})") from None
+
+
+def _phone(value: str) -> str:
+    if not value:
+        return value
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value, None if value.startswith("+") else "US")
+    except phonenumbers.NumberParseException:
+        raise ValueError("is not a phone number") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("is not a possible phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+PlainStr = Annotated[str, AfterValidator(_plain)]
+GenerationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
 class ShippingAddressIn(SQLModel):
-    name: str = Field(min_length=1, max_length=200)
-    address1: str = Field(min_length=1, max_length=200)
-    address2: str = Field(default="", max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    state_code: str = Field(default="", max_length=10)
-    zip: str = Field(min_length=1, max_length=20)
-    country_code: str = Field(min_length=2, max_length=2)
-    email: str = Field(default="", max_length=320)
-    phone: str = Field(default="", max_length=40)
+    name: PlainStr = Field(min_length=1, max_length=200)
+    address1: PlainStr = Field(min_length=1, max_length=200)
+    address2: PlainStr = Field(default="", max_length=200)
+    city: PlainStr = Field(min_length=1, max_length=100)
+    state_code: PlainStr = Field(default="", max_length=10)
+    zip: PlainStr = Field(min_length=1, max_length=20)
+    country_code: Annotated[str, AfterValidator(_country)] = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
+    email: Annotated[str, AfterValidator(_email)] = Field(default="", max_length=320)
+    phone: Annotated[str, AfterValidator(_phone)] = Field(default="", max_length=40)
 
 
 class StickerOrderCreate(SQLModel):
-    generation_ids: list[str] = Field(min_length=1, max_length=24)
-    sheet_size: str = "A4"
+    generation_ids: list[GenerationId] = Field(min_length=1, max_length=24)
+    sheet_size: Literal["A4", "Letter"] = "A4"
     copies: int = Field(default=1, ge=1, le=20)
     shipping_address: ShippingAddressIn
 
 
+OrderStatus = Literal["pending_payment", "paid", "rendering", "rendered", "submitted", "printed", "shipped", "failed", "refunded"]
+
+
 class StickerOrderEventPublic(SQLModel):
-    status: str
-    kind: str
+    status: OrderStatus
+    kind: Literal["status", "webhook"]
     message: str
     at: datetime
 
@@ -257,7 +327,7 @@ class StickerOrderTracking(SQLModel):
 
 class StickerOrderPublic(SQLModel):
     id: str
-    status: str
+    status: OrderStatus
     generation_ids: list[str]
     sheet_size: str
     copies: int
@@ -267,7 +337,7 @@ class StickerOrderPublic(SQLModel):
     checkout_url: str | None
     payment: str | None
     error: str | None
-    refund_state: str
+    refund_state: Literal["none", "refunded"]
     tracking: StickerOrderTracking | None
     sheet_url: str | None
     home_sheet_url: str | None

@@ -63,6 +63,16 @@ MESSAGES = {
 }
 
 
+# What the customer reads when the vendor reports a failure, or when a webhook arrives: fixed
+# phrases, whatever the vendor wrote.
+VENDOR_FAILED = "The print shop could not print your order."
+WEBHOOK_MESSAGES = {
+    VendorJobState.SHIPPED: "The print shop reports your order has shipped.",
+    VendorJobState.FAILED: "The print shop reports a problem with your order.",
+    VendorJobState.PRINTED: "The print shop reports your order is printed.",
+}
+
+
 class OrderNotFound(LookupError):
     pass
 
@@ -175,7 +185,9 @@ def _insert_order(
         owned = {
             g.id: g
             for g in session.exec(
-                select(Generation).where(col(Generation.id).in_(unique_ids), Generation.user_id == user_id)
+                select(Generation).where(
+                    col(Generation.id).in_(unique_ids), Generation.user_id == user_id, Generation.deleted_at.is_(None)
+                )
             ).all()
         }
         for gid in unique_ids:
@@ -367,25 +379,37 @@ def record_vendor_state(order_id: str, job: VendorJob) -> StickerOrder:
         if status == "shipped":
             message = f"Shipped{' with ' + job.carrier if job.carrier else ''}: tracking {job.tracking_number}."
         elif status == "failed":
-            order.error = order.error or f"The print shop could not print your order: {job.error or 'no reason given'}."
+            # The vendor's own words go to the log (for the operator), never to the customer.
+            log.warning("order %s: the print vendor reports a failure: %s", order_id, job.error or "no reason given")
+            order.vendor_error = order.vendor_error or (job.error or "no reason given")[:500]
+            order.error = order.error or VENDOR_FAILED
             message = order.error
         _advance(session, order, status, message)
         return order
 
 
-def record_webhook(event: VendorEvent, confirmed: VendorJob) -> StickerOrder:
-    """Record one webhook delivery, then the state the vendor confirmed (never the webhook's word alone)."""
-    with session_scope(write_lock=True) as session:
-        _load(session, event.order_id)
-        detail = event.reason or event.tracking_number
-        session.add(
-            StickerOrderEvent(
-                order_id=event.order_id,
-                kind="webhook",
-                status=_VENDOR_STATUS[event.state],
-                message=f"{confirmed.vendor} webhook {event.kind}{': ' + detail if detail else ''} (vendor confirms {confirmed.state.value})",
+def record_webhook(event: VendorEvent, confirmed: VendorJob, delivery_key: str) -> StickerOrder:
+    """Record one webhook delivery, then the state the vendor confirmed (never the webhook's word alone).
+
+    ``delivery_key`` names the delivery (the vendor's event, not its retry): a repeated delivery is
+    recorded once. The timeline says what kind of update arrived in our words; the vendor's text is
+    logged for the operator.
+    """
+    log.info("order %s: %s webhook from %s: %s", event.order_id, event.kind, confirmed.vendor, event.reason or event.tracking_number)
+    try:
+        with session_scope(write_lock=True) as session:
+            _load(session, event.order_id)
+            session.add(
+                StickerOrderEvent(
+                    order_id=event.order_id,
+                    kind="webhook",
+                    status=_VENDOR_STATUS[event.state],
+                    message=WEBHOOK_MESSAGES.get(event.state, "The print shop sent an update."),
+                    dedupe_key=f"webhook:{delivery_key}"[:64],
+                )
             )
-        )
+    except IntegrityError:
+        log.info("order %s: webhook delivery %s already recorded", event.order_id, delivery_key)
     return record_vendor_state(event.order_id, confirmed)
 
 
@@ -447,8 +471,10 @@ def _alert_operator(order: StickerOrder) -> None:
         kind="sticker_order_failed",
         user_id=order.user_id,
         title="BitBuddies: sticker order failed and was refunded",
-        message=f"Sticker order {order.id} (user {order.user_id}) failed: {order.error}\nRefund: {amount} ({order.refund_reference})",
-        details={"order_id": order.id, "error": order.error, "refund": order.refund_reference, "vendor": order.vendor},
+        message=f"Sticker order {order.id} (user {order.user_id}) failed: {order.error}"
+        + (f" (vendor: {order.vendor_error})" if order.vendor_error else "")
+        + f"\nRefund: {amount} ({order.refund_reference})",
+        details={"order_id": order.id, "error": order.error, "vendor_error": order.vendor_error, "refund": order.refund_reference, "vendor": order.vendor},
     )
     try:
         alerts.raise_once(alert)

@@ -65,7 +65,7 @@ KIND_STICKER_ORDER = "sticker_order"
 
 def payments_configured() -> bool:
     settings = get_settings()
-    return bool(settings.stripe_api_key and settings.stripe_webhook_secret)
+    return bool(settings.stripe_api_key.get_secret_value() and settings.stripe_webhook_secret.get_secret_value())
 
 
 def client() -> stripe.StripeClient:
@@ -74,7 +74,7 @@ def client() -> stripe.StripeClient:
         raise PaymentsNotConfigured("payments are not configured (set STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET)")
     base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else None
     # Network retries reuse the request's Idempotency-Key, so they are safe for money.
-    return stripe.StripeClient(settings.stripe_api_key, base_addresses=base, max_network_retries=2)
+    return stripe.StripeClient(settings.stripe_api_key.get_secret_value(), base_addresses=base, max_network_retries=2)
 
 
 def create_checkout_session(
@@ -145,11 +145,11 @@ def refund_payment(payment_intent: str, amount_cents: int | None, idempotency_ke
 
 def verify_webhook(payload: bytes, signature_header: str | None) -> dict:
     """The event a webhook delivered, after checking its signature on the raw body (5 minutes tolerance)."""
-    secret = get_settings().stripe_webhook_secret
+    secret = get_settings().stripe_webhook_secret.get_secret_value()
     if not secret:
         raise PaymentsNotConfigured("payments are not configured (set STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET)")
     try:
-        event = stripe.Webhook.construct_event(payload, signature_header, secret, api_key=get_settings().stripe_api_key)
+        event = stripe.Webhook.construct_event(payload, signature_header, secret, api_key=get_settings().stripe_api_key.get_secret_value())
     except stripe.SignatureVerificationError as exc:
         raise InvalidWebhook(f"invalid Stripe signature: {exc}") from exc
     except ValueError as exc:

@@ -27,5 +27,7 @@ def get_vendor(name: str | None = None, settings: Settings | None = None) -> Pri
     if chosen == "local":
         return LocalOutboxVendor(local_outbox_dir(settings))
     if chosen == "printful":
-        return PrintfulVendor(settings.printful_api_url, settings.printful_api_key, settings.printful_sticker_variant_id)
+        return PrintfulVendor(
+            settings.printful_api_url, settings.printful_api_key.get_secret_value(), settings.printful_sticker_variant_id
+        )
     raise ValueError(f"unknown print vendor {chosen!r}; choose 'local' or 'printful'")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     # connection named in storage_url. Empty values fall back to boto's own credential chain.
     s3_endpoint_url: str = ""
     s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
     s3_region: str = ""
 
     # The public web app and API.
@@ -41,8 +41,10 @@ class Settings(BaseSettings):
 
     # Airflow REST API v2, used by the API to trigger DAG runs.
     airflow_url: str = "http://127.0.0.1:8080"
-    airflow_username: str = "admin"
-    airflow_password: str = "admin"
+    # The API's own Airflow user, allowed only to trigger and read the BitBuddies DAGs (no default:
+    # `make up` and ops/init_deployment.py create it and hand it over; see ops/airflow_roles.py).
+    airflow_username: str = "bitbuddies-api"
+    airflow_password: SecretStr = SecretStr("")
     # The Airflow UI as an operator's browser reaches it (links from the generation page to its
     # run); empty: airflow_url. In a deployment airflow_url is often an internal host name.
     airflow_public_url: str = ""
@@ -56,13 +58,13 @@ class Settings(BaseSettings):
     # Where pipeline tasks publish progress (the API's internal endpoint); empty: this machine's API.
     events_publish_url: str = ""
     # Shared secret of the internal endpoints; empty in development: generated into var_dir.
-    internal_token: str = ""
+    internal_token: SecretStr = SecretStr("")
     # Seconds between SSE heartbeat comments (idle connections stay open through proxies).
     events_heartbeat_seconds: float = 15.0
     # Operator alerts (include/alerts.py): Pushover's API. Airflow processes take the token and
     # user key from the Airflow connection `bitbuddies_pushover`; these settings serve the rest.
     pushover_api_url: str = "https://api.pushover.net"
-    pushover_token: str = ""
+    pushover_token: SecretStr = SecretStr("")
     pushover_user: str = ""
 
     # Model provider: "local" (the model server shipped here) or "fal".
@@ -72,7 +74,7 @@ class Settings(BaseSettings):
     model_server_workers: int = 2
     # fal mode: the model server requires `Authorization: Key <model_server_key>` as fal.ai does.
     model_server_fal_mode: bool = False
-    model_server_key: str = ""
+    model_server_key: SecretStr = SecretStr("")
     # Fault injection at start-up, JSON as accepted by POST /_admin/faults (empty: no faults).
     model_server_faults: str = ""
     # Cap on one downloaded input (image or video) of a model server job.
@@ -81,8 +83,27 @@ class Settings(BaseSettings):
 
     # Uploads.
     max_upload_bytes: int = 15 * 1024 * 1024
-    max_upload_pixels: int = 40_000_000
+    # 25 MP: a 6000x4000 camera photo fits, a 6300x6300 bitmap behind a 151 KiB PNG does not.
+    max_upload_pixels: int = 25_000_000
+    # Bytes of the decoded bitmap (at least 4 a pixel: RGBA), checked from the header before decoding.
+    max_decoded_bytes: int = 100 * 1024 * 1024
+    # Any other request body (JSON, forms without a file): api/body_limits.py.
+    max_request_bytes: int = 1024 * 1024
     min_upload_side: int = 128
+
+    # Privacy: a generation's photo and the model provider's intermediates are deleted this many
+    # days after the generation ended (include/retention.py); published assets stay until deleted.
+    upload_retention_days: float = 7.0
+
+    # Per-user limits (include/quotas.py); over one the API answers 429 with Retry-After.
+    # Storage of the counters: empty is this process's memory (the embedded default); production
+    # shares them between API processes in Redis (redis://host:6379/N).
+    limits_storage_url: str = ""
+    limits_key_prefix: str = "LIMITS"
+    limit_generations_in_flight: int = 5
+    limit_uploads_per_minute: int = 10
+    limit_event_streams: int = 20
+    limit_sticker_orders_per_day: int = 10
 
     # Generation.
     animation_seconds: float = 5.0
@@ -92,9 +113,12 @@ class Settings(BaseSettings):
     # Print vendor for sticker orders: "local" (an outbox folder under var_dir) or "printful".
     print_vendor: str = "local"
     printful_api_url: str = "https://api.printful.com"
-    printful_api_key: str = ""
+    printful_api_key: SecretStr = SecretStr("")
     # The vendor's catalogue variant for one kiss-cut sticker sheet.
     printful_sticker_variant_id: int = 0
+    # Shared secret of the print vendor's webhook (in its URL as ?token=, or an HMAC-SHA256 of the
+    # body in X-Webhook-Signature); empty in development: generated into var_dir.
+    print_webhook_secret: SecretStr = SecretStr("")
 
     # Sticker orders: price per printed sheet, and how the sticker DAG waits for the vendor.
     sticker_sheet_price_cents: int = 900
@@ -107,9 +131,11 @@ class Settings(BaseSettings):
 
     # Stripe (token packs, sticker orders). Unset: payments are off and checkout answers 503.
     # The bare STRIPE_* names are the ones Stripe documents, so both spellings work.
-    stripe_api_key: str = Field("", validation_alias=AliasChoices("STRIPE_API_KEY", "BITBUDDIES_STRIPE_API_KEY"))
-    stripe_webhook_secret: str = Field(
-        "", validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "BITBUDDIES_STRIPE_WEBHOOK_SECRET")
+    stripe_api_key: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("STRIPE_API_KEY", "BITBUDDIES_STRIPE_API_KEY")
+    )
+    stripe_webhook_secret: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("STRIPE_WEBHOOK_SECRET", "BITBUDDIES_STRIPE_WEBHOOK_SECRET")
     )
     # Another API base (a local Stripe fake in tests); empty means Stripe's own.
     stripe_api_base: str = ""
@@ -139,30 +165,48 @@ class Settings(BaseSettings):
 
     @property
     def resolved_internal_token(self) -> str:
-        if self.internal_token:
-            return self.internal_token
-        if self.environment != "development":
-            raise ValueError("BITBUDDIES_INTERNAL_TOKEN must be set outside development")
-        # Development: one secret per var_dir, shared by the API and the tasks on this machine.
-        path = self.var_dir / "internal_token"
-        if not path.exists():
-            import os
-            import secrets
+        return self._secret_or_generated("internal_token", "BITBUDDIES_INTERNAL_TOKEN")
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            draft = path.with_name(f"internal_token.{os.getpid()}")
-            draft.write_text(secrets.token_urlsafe(32))
-            try:
-                os.link(draft, path)  # atomic and exclusive: racing processes agree on the first
-            except FileExistsError:
-                pass
-            finally:
-                draft.unlink()
-        return path.read_text().strip()
+    @property
+    def resolved_print_webhook_secret(self) -> str:
+        return self._secret_or_generated("print_webhook_secret", "BITBUDDIES_PRINT_WEBHOOK_SECRET")
+
+    def _secret_or_generated(self, name: str, variable: str) -> str:
+        value = getattr(self, name).get_secret_value()
+        if value:
+            return value
+        if self.environment != "development":
+            raise ValueError(f"{variable} must be set outside development")
+        # Development: one secret per var_dir, shared by the processes on this machine.
+        return read_or_create_secret(self.var_dir / name)
 
     @property
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.var_dir / "storage").as_uri()
+
+
+def read_or_create_secret(path: Path, length: int = 32) -> str:
+    """The secret in ``path``, created (readable by its owner only, mode 0600) if missing.
+
+    Racing processes agree on the first one written: it is made under a private name and linked
+    into place, which is atomic and fails if another got there first.
+    """
+    if not path.exists():
+        import os
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(length))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
 
 
 @lru_cache

@@ -47,7 +47,7 @@ def _storage_options(scheme: str) -> dict:
         options["endpoint_url"] = settings.s3_endpoint_url
     if settings.s3_access_key_id:
         options["key"] = settings.s3_access_key_id
-        options["secret"] = settings.s3_secret_access_key
+        options["secret"] = settings.s3_secret_access_key.get_secret_value()
     if settings.s3_region:
         options["client_kwargs"] = {"region_name": settings.s3_region}
     return options
@@ -93,6 +93,13 @@ def delete(key: str) -> None:
     fs, path = _path(key)
     if fs.exists(path):
         fs.rm(path)
+
+
+def delete_tree(prefix: str) -> None:
+    """Remove every object under ``prefix`` (a folder such as ``uploads/{gid}``), if any."""
+    fs, path = _path(prefix)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
 
 
 def url(key: str) -> str:

@@ -196,6 +196,30 @@ class JobStore:
             for r in rows
         ]
 
+    def purge_finished(self, *, key_prefix: str | None = None, finished_before: float | None = None) -> list[str]:
+        """Forget finished jobs (their inputs, results and logs) whose idempotency key starts with
+        ``key_prefix`` or that finished before ``finished_before``; returns their request ids.
+
+        Jobs still queued or running are kept: their worker writes to them.
+        """
+        if key_prefix is None and finished_before is None:
+            raise ValueError("purge_finished needs a key prefix or a time")
+        where, args = ["status = ?"], [COMPLETED]
+        if key_prefix is not None:
+            escaped = key_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("idempotency_key LIKE ? ESCAPE '\\'")
+            args.append(escaped + "%")
+        if finished_before is not None:
+            where.append("finished_at < ?")
+            args.append(finished_before)
+        with self._lock:
+            rows = self._db.execute(f"SELECT request_id FROM jobs WHERE {' AND '.join(where)}", args).fetchall()
+            ids = [r["request_id"] for r in rows]
+            for request_id in ids:
+                self._db.execute("DELETE FROM job_logs WHERE request_id = ?", (request_id,))
+                self._db.execute("DELETE FROM jobs WHERE request_id = ?", (request_id,))
+        return ids
+
     # -- logs ---------------------------------------------------------------------------
     def add_log(self, request_id: str, level: str, message: str, timestamp: str) -> None:
         with self._lock:

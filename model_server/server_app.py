@@ -9,7 +9,8 @@ worker pool. Routes, as fal.ai's queue API (the Airflow side relies on them exac
 - ``GET /{model_id}/requests/{id}`` the result, 422/500 for a failed job, 400 while unfinished;
 - ``PUT /{model_id}/requests/{id}/cancel`` 202 CANCELLATION_REQUESTED or 400 ALREADY_COMPLETED;
 - ``GET /files/{id}/{name}`` result files; ``GET /healthz``;
-- ``GET /_admin/stats``, ``POST /_admin/reset``, ``GET|POST /_admin/faults`` for tests and benchmarks.
+- ``GET /_admin/stats``, ``POST /_admin/reset``, ``GET|POST /_admin/faults`` for tests and benchmarks;
+- ``POST /_admin/purge`` deletes finished jobs and their files (a deleted generation, retention).
 
 As on fal, the request URLs name the app (``owner/name``) without the model's sub-path
 (``fal-ai/flux/dev`` -> ``fal-ai/flux/requests/...``): clients must use the URLs the submit answer
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -29,7 +31,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from model_server.fault_injection import FaultConfig, Faults
 from model_server.job_store import COMPLETED, IN_QUEUE, Job, JobStore
@@ -70,8 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def require_key(authorization: Annotated[str | None, Header()] = None) -> None:
         if not settings.model_server_fal_mode:
             return
-        expected = f"Key {settings.model_server_key}"
-        if not settings.model_server_key or authorization != expected:
+        key = settings.model_server_key.get_secret_value()
+        if not key or authorization != f"Key {key}":
             raise _Unauthorized()
 
     def inject_http_faults(request: Request) -> None:
@@ -117,6 +119,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def admin_set_faults(request: Request, config: FaultConfig) -> dict[str, Any]:
         request.app.state.faults.set(config)
         return request.app.state.faults.current().model_dump()
+
+    @app.post("/_admin/purge", dependencies=authorized)
+    def admin_purge(request: Request, body: PurgeRequest) -> dict[str, Any]:
+        """Delete finished jobs and their result files: one generation's (deletion) or all finished
+        before a time (retention). Results of the pipeline's stages are copies of a user's photo."""
+        ids = request.app.state.store.purge_finished(key_prefix=body.idempotency_key_prefix,
+                                                     finished_before=body.finished_before)
+        for request_id in ids:
+            if _SAFE_REQUEST_ID.match(request_id):
+                shutil.rmtree(files_root / request_id, ignore_errors=True)
+        return {"purged": len(ids)}
 
     @app.get("/files/{request_id}/{file_name}")
     def result_file(request_id: str, file_name: str):
@@ -220,6 +233,17 @@ class _InjectedHttpFault(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
+
+
+class PurgeRequest(BaseModel):
+    idempotency_key_prefix: str | None = Field(default=None, min_length=1, max_length=200)
+    finished_before: float | None = None
+
+    @model_validator(mode="after")
+    def _one_criterion(self) -> "PurgeRequest":
+        if self.idempotency_key_prefix is None and self.finished_before is None:
+            raise ValueError("give idempotency_key_prefix or finished_before")
+        return self
 
 
 def _app_id(model_id: str) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
 
-from ops.stack import AIRFLOW_USER, Stack, StackConfig, airflow_password, environment, initialise
+from ops.stack import AIRFLOW_USER, Stack, StackConfig, airflow_password_file, environment, initialise
 from ops.supervisor import Supervisor
 
 DEMO_EMAIL = "demo@bitbuddies.local"
@@ -27,7 +28,9 @@ def demo_api_key(cfg: StackConfig) -> str:
             text=True,
             check=True,
         ).stdout
-        path.write_text(re.search(r"bb_[A-Za-z0-9_\-]+", out).group(0))
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a key: its owner only
+        with os.fdopen(descriptor, "w") as key_file:
+            key_file.write(re.search(r"bb_[A-Za-z0-9_\-]+", out).group(0))
     return path.read_text().strip()
 
 
@@ -65,7 +68,7 @@ def main() -> int:
             f"""
 BitBuddies is up.
   Web app and API   {cfg.api_url}        (OpenAPI UI: {cfg.api_url}/docs)
-  Airflow UI        {cfg.airflow_url}        login: {AIRFLOW_USER} / {airflow_password(cfg)}
+  Airflow UI        {cfg.airflow_url}        login: {AIRFLOW_USER}, password in {airflow_password_file(cfg)}
   Model server      {cfg.model_server_url}
   Demo user         {DEMO_EMAIL}   API key: {key}
   Try it:           BITBUDDIES_API_KEY={key} .venv/bin/bitbuddies generate PHOTO --prompt "wave hello"

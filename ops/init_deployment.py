@@ -2,7 +2,8 @@
 
 Idempotent, so it runs on every ``docker compose up``: migrates Airflow's metadata DB, imports the
 pools from config/pools.json, creates the Airflow admin user (FAB auth manager) from
-``_AIRFLOW_ADMIN_USERNAME``/``_AIRFLOW_ADMIN_PASSWORD`` unless it exists, creates the app DB's
+``_AIRFLOW_ADMIN_USERNAME``/``_AIRFLOW_ADMIN_PASSWORD`` unless it exists, the API's own user
+``bitbuddies-api`` in the role ``BitBuddiesAPI`` (ops/airflow_roles.py), creates the app DB's
 tables and the storage bucket. Connections come from ``AIRFLOW_CONN_*`` variables, not from here.
 The native stacks (``make up``, tests) use ``ops.stack.initialise`` instead.
 """
@@ -35,6 +36,27 @@ def create_admin_user() -> None:
     print(f"Airflow user {username} created")
 
 
+def create_api_user() -> None:
+    """The API's own user, in a role that may only trigger and read the two BitBuddies DAGs."""
+    from ops.airflow_roles import API_ROLE, API_USER, api_role_permissions
+
+    # The per-DAG permission resources exist once the DAGs are serialized and synced.
+    airflow("dags", "reserialize")
+    airflow("sync-perm", "--include-dags")
+    roles = {role.get("name") for role in json.loads(airflow("roles", "list", "--output", "json") or "[]")}
+    if API_ROLE not in roles:
+        airflow("roles", "create", API_ROLE)
+    for action, resource in api_role_permissions():
+        airflow("roles", "add-perms", API_ROLE, "--resource", resource, "--action", action)
+    existing = json.loads(airflow("users", "list", "--output", "json") or "[]")
+    if not any(user.get("username") == API_USER for user in existing):
+        airflow(
+            "users", "create", "--username", API_USER, "--password", os.environ["_AIRFLOW_API_PASSWORD"],
+            "--role", API_ROLE, "--firstname", "BitBuddies", "--lastname", "API", "--email", f"{API_USER}@bitbuddies.local",
+        )  # fmt: skip
+    print(f"Airflow user {API_USER} ({API_ROLE}) ready")
+
+
 def create_bucket() -> None:
     import boto3
 
@@ -49,7 +71,7 @@ def create_bucket() -> None:
         "s3",
         endpoint_url=settings.s3_endpoint_url or None,
         aws_access_key_id=settings.s3_access_key_id or None,
-        aws_secret_access_key=settings.s3_secret_access_key or None,
+        aws_secret_access_key=settings.s3_secret_access_key.get_secret_value() or None,
         region_name=settings.s3_region or None,
     )
     if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
@@ -63,6 +85,7 @@ def main() -> int:
     airflow("db", "migrate")
     airflow("pools", "import", str(ROOT / "config" / "pools.json"))
     create_admin_user()
+    create_api_user()
     migrate()
     create_bucket()
     print("deployment initialised")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -26,9 +25,20 @@ from pathlib import Path
 
 import httpx
 
+from include.settings import read_or_create_secret
+from ops.airflow_roles import API_USER, SIMPLE_AUTH_API_ROLE
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW_USER = "admin"
+# Per-user limits for tests and benchmarks, where one user drives dozens of generations and
+# a thousand streams on purpose (the product's limits are the settings' defaults).
+LOAD_TEST_LIMITS = {
+    "BITBUDDIES_LIMIT_GENERATIONS_IN_FLIGHT": "1000",
+    "BITBUDDIES_LIMIT_UPLOADS_PER_MINUTE": "10000",
+    "BITBUDDIES_LIMIT_EVENT_STREAMS": "10000",
+    "BITBUDDIES_LIMIT_STICKER_ORDERS_PER_DAY": "1000",
+}
 
 
 @dataclass
@@ -101,15 +111,22 @@ RECOVERY_SETTINGS = {
 
 
 def _secret(path: Path) -> str:
-    """A secret generated once per var_dir and kept there (JWT signing shared by all Airflow parts)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    """A secret generated once per var_dir and kept there, readable by its owner only (0600)."""
+    return read_or_create_secret(path)
+
+
+def airflow_password_file(cfg: StackConfig) -> Path:
+    """Where the operator's Airflow password (user ``admin``) is kept."""
+    return cfg.airflow_home / "admin_password"
 
 
 def airflow_password(cfg: StackConfig) -> str:
-    return _secret(cfg.airflow_home / "admin_password")
+    return _secret(airflow_password_file(cfg))
+
+
+def api_airflow_password(cfg: StackConfig) -> str:
+    """The API's own Airflow user's password (``bitbuddies-api``, role ``user``)."""
+    return _secret(cfg.airflow_home / "api_password")
 
 
 def environment(cfg: StackConfig) -> dict[str, str]:
@@ -118,7 +135,10 @@ def environment(cfg: StackConfig) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     password = airflow_password(cfg)
     passwords_file = home / "simple_auth_manager_passwords.json"
-    passwords_file.write_text(json.dumps({AIRFLOW_USER: password}))
+    descriptor = os.open(passwords_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump({AIRFLOW_USER: password, API_USER: api_airflow_password(cfg)}, out)
+    os.chmod(passwords_file, 0o600)  # also when it existed before with a wider mode
     # Only this stack's configuration: nothing inherited from the caller's Airflow or app settings.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "BITBUDDIES_"))}
     env.update(
@@ -135,7 +155,8 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
             "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
+            # The operator, and the API's own user: the narrowest role that may trigger runs.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin,{API_USER}:{SIMPLE_AUTH_API_ROLE}",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.airflow_url}/execution/",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
@@ -155,8 +176,8 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "BITBUDDIES_API_PORT": str(cfg.api_port),
             "BITBUDDIES_PUBLIC_BASE_URL": cfg.api_url,
             "BITBUDDIES_AIRFLOW_URL": cfg.airflow_url,
-            "BITBUDDIES_AIRFLOW_USERNAME": AIRFLOW_USER,
-            "BITBUDDIES_AIRFLOW_PASSWORD": password,
+            "BITBUDDIES_AIRFLOW_USERNAME": API_USER,
+            "BITBUDDIES_AIRFLOW_PASSWORD": api_airflow_password(cfg),
             "BITBUDDIES_MODEL_SERVER_PORT": str(cfg.model_server_port),
             "BITBUDDIES_MODEL_SERVER_WORKERS": str(cfg.model_workers),
             # No Stripe on a developer's machine: sticker orders are marked paid at once, logged as
@@ -224,6 +245,9 @@ def production_environment(cfg: StackConfig) -> dict[str, str]:
         "BITBUDDIES_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
         "BITBUDDIES_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
         "BITBUDDIES_S3_REGION": S3_REGION,
+        # Every API process counts a user's limits in the same place (keys under the stack's prefix).
+        "BITBUDDIES_LIMITS_STORAGE_URL": cfg.redis_url,
+        "BITBUDDIES_LIMITS_KEY_PREFIX": f"{cfg.redis_key_prefix}LIMITS",
     } | ({"AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": cfg.redis_key_prefix} if cfg.redis_key_prefix else {})
 
 

@@ -52,7 +52,10 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps its event loop running in the main thread
+# while it is open, and every later asyncio.run() in the session (tests/include/test_events.py...)
+# would fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def playwright_driver():
     try:
         from playwright.sync_api import sync_playwright
@@ -63,9 +66,9 @@ def playwright_driver():
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver):
-    """One headless Chromium for the session; each test opens its own context (cookies apart)."""
+    """One headless Chromium per test module; each test opens its own context (cookies apart)."""
     instance = playwright_driver.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
     yield instance
     instance.close()

@@ -62,9 +62,42 @@ def interpolate(value: str, variables: dict[str, str]) -> str:
     return _INTERPOLATION.sub(one, value).replace("$$", "$")
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key repeated in one mapping, as Docker Compose does (PyYAML keeps
+    the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *anchor" merges, it is no key
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_unique(text: str):
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return yaml.safe_load(COMPOSE.read_text())
+    return load_unique(COMPOSE.read_text())
+
+
+def test_the_loader_refuses_a_repeated_key():
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'A'"):
+        load_unique("x:\n  A: 1\n  B: 2\n  A: 3\n")
+    assert load_unique("base: &b {A: 1}\nx:\n  <<: *b\n  B: 2\n")["x"] == {"A": 1, "B": 2}
+
+
+def test_airflow_needs_a_fernet_key_and_the_api_signs_in_as_its_own_user(compose):
+    env = compose["x-bitbuddies-env"]
+    assert env["AIRFLOW__CORE__FERNET_KEY"] == "${AIRFLOW_FERNET_KEY:?set in .env}"
+    assert env["BITBUDDIES_AIRFLOW_USERNAME"] == "bitbuddies-api"
+    assert "ADMIN" not in env["BITBUDDIES_AIRFLOW_PASSWORD"]
 
 
 def image_services(compose: dict) -> dict[str, dict]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
 from api.assets import CROSS_ORIGIN_HEADERS
-from api.deps import SessionDep
+from api.deps import ErrorBody, SessionDep
 from api.embedding import EMBED_JS, oembed, slug_from_share_url
 from api.extension import extension_zip
 from api.routes.share import published_buddy
@@ -32,7 +32,14 @@ def embed_js(request: Request) -> Response:
     return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 
-@router.get("/oembed")
+@router.get(
+    "/oembed",
+    responses={
+        404: {"model": ErrorBody, "description": "No published buddy at that URL"},
+        422: {"model": ErrorBody, "description": "A malformed parameter"},
+        501: {"model": ErrorBody, "description": "A format other than json"},
+    },
+)
 def oembed_endpoint(
     session: SessionDep,
     url: Annotated[str, Query(description="A buddy's share page URL, /b/{slug}")],

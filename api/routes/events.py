@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
@@ -21,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from api.deps import api_key_scheme, get_current_user
 from api import event_stream
-from include import events
+from include import events, quotas
 from include.db import session_scope
 from include.models import Generation
 from include.settings import get_settings
@@ -39,7 +40,7 @@ def get_event_bus(request: Request) -> event_stream.EventBus:
 
 EventBusDep = Annotated[event_stream.EventBus, Depends(get_event_bus)]
 
-def _owner_check(credentials: HTTPAuthorizationCredentials | None, generation_id: str) -> None:
+def _admit(credentials: HTTPAuthorizationCredentials | None, generation_id: str) -> quotas.StreamSlot:
     # One thread hop holding one pooled connection, released before the stream starts: a stream
     # lasts minutes, and sync dependencies would hold a connection across several threadpool
     # hops, which deadlocks the pool when hundreds of clients connect at once. It runs on the
@@ -47,8 +48,19 @@ def _owner_check(credentials: HTTPAuthorizationCredentials | None, generation_id
     with session_scope() as session:
         user = get_current_user(session, credentials)
         generation = session.get(Generation, generation_id)
-        if generation is None or generation.user_id != user.id:
+        if generation is None or generation.user_id != user.id or generation.deleted_at is not None:
             raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
+    # Taken before the stream starts: the stream over the user's limit is refused with 429.
+    return quotas.take_event_stream_slot(user.id)
+
+
+async def _release_after(slot: quotas.StreamSlot, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The stream; its user's stream slot is given back when it ends or the client leaves."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        slot.release()
 
 
 def _last_event_id(value: str | None) -> int:
@@ -72,9 +84,9 @@ async def generation_events(
     """Progress of one of the caller's generations: ``id:`` counts up per generation, ``event:``
     is the type, ``data:`` JSON (stage, percent, eta_seconds, queue position, error, refund)."""
     after = _last_event_id(last_event_id)
-    await event_stream.in_stream_pool(_owner_check, credentials, generation_id)
+    slot = await event_stream.in_stream_pool(_admit, credentials, generation_id)
     return StreamingResponse(
-        event_stream.stream(bus, generation_id, after),
+        _release_after(slot, event_stream.stream(bus, generation_id, after)),
         media_type="text/event-stream",
         # No caching, and no buffering by a reverse proxy (nginx honours X-Accel-Buffering).
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -31,7 +31,7 @@ from include.generations import GENERATE_DAG_ID, airflow_run_url
 from include.models import TERMINAL_STATUSES, Generation
 from include.settings import get_settings
 
-router = APIRouter(prefix="/g", tags=["generation page"])
+router = APIRouter(prefix="/g", tags=["generation page"], responses={404: {"description": "No such generation"}})
 
 REFRESH_SECONDS = 5
 HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
@@ -47,7 +47,7 @@ def generation_page(
         # The plugin's tab is on every DAG's runs; only generation runs have a page.
         return HTMLResponse(_page("Not a generation", f"<p>Runs of <code>{escape(dag_id)}</code> are not BitBuddies generations.</p>"), headers=HEADERS)
     generation = session.get(Generation, generation_id)
-    if generation is None:
+    if generation is None or generation.deleted_at is not None:
         return HTMLResponse(
             _page("Generation not found", "<p>No generation has this id.</p>"), status_code=status.HTTP_404_NOT_FOUND, headers=HEADERS
         )

@@ -14,14 +14,15 @@ from sqlmodel import Session, col, select
 
 from api import uploads
 from api.assets import stream_asset
-from api.deps import AirflowDep, CurrentUser, SessionDep, api_key_scheme, get_current_user
+from api.deps import AirflowDep, ErrorBody, CurrentUser, SessionDep, api_key_scheme, get_current_user
 from api.presenters import generation_public
 from api.triggering import trigger_generation
-from include import ledger, storage
+from include import deletion, ledger, quotas, storage
 from include.airflow_client import AirflowClient
 from include.db import get_engine
 from include.generations import upload_key
-from include.models import Generation, GenerationPublic, GenerationsPublic, User, new_generation_id
+from include.models import Generation, GenerationPublic, GenerationsPublic, GenerationUpdate, User, new_generation_id
+from include.user_messages import is_plain_text
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ router = APIRouter(prefix="/generations", tags=["generations"])
 def _owned_generation(session: Session, user: User, generation_id: str) -> Generation:
     generation = session.get(Generation, generation_id)
     # Someone else's generation is reported exactly like a missing one.
-    if generation is None or generation.user_id != user.id:
+    if generation is None or generation.user_id != user.id or generation.deleted_at is not None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
     return generation
 
@@ -50,9 +51,18 @@ def _no_tokens(available: int) -> HTTPException:
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=GenerationPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=GenerationPublic,
+    responses={
+        402: {"model": ErrorBody, "description": "No tokens left"},
+        413: {"model": ErrorBody, "description": "The photo or the request is too large"},
+        415: {"model": ErrorBody, "description": "Not a JPEG, PNG or WebP photo"},
+        429: {"model": ErrorBody, "description": "Over a per-user limit (see Retry-After)"},
+    },
+)
 async def create_generation(
-    request: Request,
     airflow: AirflowDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG or WebP")],
@@ -63,40 +73,51 @@ async def create_generation(
 ) -> GenerationPublic:
     """Validate the upload, check the balance, store the photo and start the pipeline.
 
-    Nothing is stored or charged unless the photo and prompt are valid. The token is taken here,
+    Nothing is stored or charged unless the photo and prompt are valid; the stored photo is a
+    clean re-encoding (orientation applied, no EXIF/GPS or other metadata). The token is taken here,
     in the transaction that stores the generation (``ledger.create_paid_generation``); the
     pipeline's ``charge_token`` task then finds that charge under the same ledger key.
     """
-    # All blocking work in one thread hop: sync dependencies would each take a hop through the
-    # event loop, which is slow when the loop is busy streaming progress to many subscribers.
-    declared_size = request.headers.get("content-length")
-    return await asyncio.to_thread(_create_generation, airflow, credentials, image, prompt, idempotency_key, declared_size)
+    # Blocking work in thread hops (sync dependencies would each take a hop through an event loop
+    # busy with SSE streams); decoding on its own pool, so heavy photos cannot take the threads
+    # that store progress events.
+    settings = get_settings()
+    accepted = await asyncio.to_thread(_accept, credentials, image, prompt, idempotency_key, settings)
+    if isinstance(accepted, GenerationPublic):
+        return accepted  # the same Idempotency-Key: the same generation
+    user, cleaned_prompt, data = accepted
+    photo = await uploads.decode(data, settings)
+    return await asyncio.to_thread(_store_and_start, airflow, user, cleaned_prompt, photo, idempotency_key)
 
 
-def _create_generation(
-    airflow: AirflowClient,
+def _accept(
     credentials: HTTPAuthorizationCredentials | None,
     image: UploadFile,
     prompt: str,
     idempotency_key: str | None,
-    declared_size: str | None,
-) -> GenerationPublic:
-    settings = get_settings()
+    settings,
+) -> GenerationPublic | tuple[User, str, bytes]:
+    """Auth, replay of an idempotent request, per-user limits, prompt; the photo's bytes."""
     with Session(get_engine(), expire_on_commit=False) as session:
         user = get_current_user(session, credentials)
         if idempotency_key:
             existing = _by_idempotency_key(session, user, idempotency_key)
             if existing is not None:
                 return generation_public(existing)
-
-        uploads.check_declared_size(declared_size, settings)
+        quotas.count_upload(user.id)  # every attempt counts, refused ones too
+        quotas.check_generations_in_flight(session, user.id)
         cleaned_prompt = uploads.validate_prompt(prompt)
-        photo = uploads.validate_photo(uploads.read_photo(image.file, settings), settings)
-
+        data = uploads.read_photo(image.file, settings)
         available = ledger.balance(user.id, session)
         if available < ledger.TOKENS_PER_GENERATION:
             raise _no_tokens(available)
+        return user, cleaned_prompt, data
 
+
+def _store_and_start(
+    airflow: AirflowClient, user: User, cleaned_prompt: str, photo: uploads.ValidatedPhoto, idempotency_key: str | None
+) -> GenerationPublic:
+    with Session(get_engine(), expire_on_commit=False) as session:
         generation_id = new_generation_id()
         photo_key = upload_key(generation_id, photo.extension)
         with storage.open_write(photo_key) as out:
@@ -111,7 +132,6 @@ def _create_generation(
             upload_path=photo_key,
             idempotency_key=idempotency_key or None,
         )
-        session.rollback()  # end this request's read snapshot: the rows below are written elsewhere
         try:
             ledger.create_paid_generation(generation)
         except ledger.InsufficientTokens:
@@ -135,7 +155,7 @@ def list_generations(session: SessionDep, user: CurrentUser, offset: int = 0, li
     limit = max(1, min(limit, 200))
     rows = session.exec(
         select(Generation)
-        .where(Generation.user_id == user.id)
+        .where(Generation.user_id == user.id, Generation.deleted_at.is_(None))
         .order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
         .offset(max(0, offset))
         .limit(limit)
@@ -146,6 +166,35 @@ def list_generations(session: SessionDep, user: CurrentUser, offset: int = 0, li
 @router.get("/{generation_id}", response_model=GenerationPublic)
 def read_generation(session: SessionDep, user: CurrentUser, generation_id: str) -> GenerationPublic:
     return generation_public(_owned_generation(session, user, generation_id))
+
+
+@router.patch("/{generation_id}", response_model=GenerationPublic, responses={404: {"model": ErrorBody, "description": "No such buddy"}})
+def update_generation(session: SessionDep, user: CurrentUser, generation_id: str, body: GenerationUpdate) -> GenerationPublic:
+    """Set (or clear, with null) the title its public share page shows; without one it shows none."""
+    generation = _owned_generation(session, user, generation_id)
+    title = (body.share_title or "").strip() or None
+    if title is not None and not is_plain_text(title):
+        raise HTTPException(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail="The title contains control characters.")
+    generation.share_title = title
+    session.add(generation)
+    session.commit()
+    return generation_public(generation)
+
+
+@router.delete(
+    "/{generation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"model": ErrorBody, "description": "No such buddy"}, 409: {"model": ErrorBody, "description": "Still being made, or on a sticker order in flight"}},
+)
+def delete_generation(user: CurrentUser, generation_id: str) -> None:
+    """Delete one of your buddies: its photo, intermediate files and assets. Its share page, assets,
+    widget and sticker QR codes stop working; your token history keeps the charge."""
+    try:
+        deletion.delete_generation(user.id, generation_id)
+    except deletion.NotFound:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.") from None
+    except deletion.DeletionRefused as refused:
+        raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=str(refused)) from None
 
 
 @router.get("/{generation_id}/assets/{name}", response_class=StreamingResponse)

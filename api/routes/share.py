@@ -17,18 +17,27 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlmodel import Session, select
 
 from api.assets import CROSS_ORIGIN_HEADERS, stream_asset
+from api.security_headers import inline_scripts, page_csp
 from api.deps import SessionDep
 from api.embedding import buddy_info, buddy_title, embed_snippet, oembed_url
 from api.presenters import asset_urls
 from include.generations import share_url
 from include.models import Generation
 
-router = APIRouter(prefix="/b", tags=["share"])
+router = APIRouter(
+    prefix="/b",
+    tags=["share"],
+    responses={404: {"description": "No such published buddy"}, 410: {"description": "Its owner deleted this buddy"}},
+)
+
+
+def _by_slug(session: Session, slug: str) -> Generation | None:
+    return session.exec(select(Generation).where(Generation.slug == slug)).first()
 
 
 def published_buddy(session: Session, slug: str) -> Generation | None:
-    generation = session.exec(select(Generation).where(Generation.slug == slug)).first()
-    if generation is None or generation.status != "succeeded":
+    generation = _by_slug(session, slug)
+    if generation is None or generation.status != "succeeded" or generation.deleted_at is not None:
         return None
     return generation
 
@@ -37,8 +46,15 @@ def published_buddy(session: Session, slug: str) -> Generation | None:
 def share_page(session: SessionDep, slug: str) -> HTMLResponse:
     generation = published_buddy(session, slug)
     if generation is None:
+        gone = (found := _by_slug(session, slug)) is not None and found.deleted_at is not None
+        # 410: the buddy existed and its owner deleted it (a sticker's QR code lands here for good).
+        if gone:
+            return HTMLResponse(GONE_PAGE, status_code=status.HTTP_410_GONE)
         return HTMLResponse(NOT_FOUND_PAGE, status_code=status.HTTP_404_NOT_FOUND)
-    return HTMLResponse(render_share_page(generation), headers={"Cache-Control": "public, max-age=300"})
+    return HTMLResponse(
+        render_share_page(generation),
+        headers={"Cache-Control": "public, max-age=300", "Content-Security-Policy": SHARE_PAGE_CSP},
+    )
 
 
 # Short: a deleted buddy's info must stop being served soon.
@@ -63,7 +79,7 @@ def embed_page(session: SessionDep, slug: str) -> HTMLResponse:
     if generation is None:
         return HTMLResponse(NOT_FOUND_PAGE, status_code=status.HTTP_404_NOT_FOUND)
     # Frameable by any site: no X-Frame-Options, and CSP frame-ancestors says so explicitly.
-    headers = {"Cache-Control": "public, max-age=300", "Content-Security-Policy": "frame-ancestors *"}
+    headers = {"Cache-Control": "public, max-age=300", "Content-Security-Policy": EMBED_PAGE_CSP}
     return HTMLResponse(render_embed_page(generation), headers=headers)
 
 
@@ -135,6 +151,7 @@ SHARE_PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
+<meta name="robots" content="noindex">
 <meta property="og:type" content="website">
 <meta property="og:title" content="{title}">
 <meta property="og:url" content="{page_url}">
@@ -212,8 +229,25 @@ EMBED_PAGE = """<!doctype html>
 """
 
 NOT_FOUND_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Buddy not found</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex"><title>Buddy not found</title></head>
 <body style="font-family: system-ui, sans-serif; text-align: center; padding: 4rem;">
 <h1>Buddy not found</h1><p>This buddy does not exist or is not ready yet. Try again in a minute.</p>
 </body></html>
 """
+
+GONE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex"><title>Buddy deleted</title></head>
+<body style="font-family: system-ui, sans-serif; text-align: center; padding: 4rem;">
+<h1>This buddy is gone</h1><p>Its owner deleted it.</p>
+</body></html>
+"""
+
+# The page's one inline script (the WebKit fallback) is allowed by its hash, nothing else inline.
+def _template_scripts(*templates: str) -> list[str]:
+    """Inline scripts of str.format templates, as the rendered page carries them."""
+    return [script for t in templates for script in inline_scripts(t.replace("{{", "{").replace("}}", "}"))]
+
+
+# Both pages run the player's fallback script; the share page also its copy button's.
+SHARE_PAGE_CSP = page_csp(inline_scripts=_template_scripts(SHARE_PAGE, PLAYER))
+EMBED_PAGE_CSP = page_csp(frame_ancestors="*", inline_scripts=_template_scripts(PLAYER))

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import AirflowDep, CurrentUser
-from include import orders, payments, storage
+from include import orders, payments, quotas, storage
 from include.models import (
     StickerOrder,
     StickerOrderCreate,
@@ -83,6 +83,7 @@ def create_sticker_order(
     ] = None,
 ) -> StickerOrderPublic:
     """Place an order for sticker sheets of your finished buddies; pay at ``checkout_url``."""
+    quotas.count_sticker_order(user.id)
     paying = payments.payments_configured()
     if not paying and not orders.autopay_enabled():
         raise HTTPException(

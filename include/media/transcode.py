@@ -141,7 +141,11 @@ def build_command(fmt: str, src: str, fps: int) -> list[str]:
         builder = _BUILDERS[fmt]
     except KeyError:
         raise ValueError(f"unknown web format {fmt!r}; expected one of {WEB_FORMATS}") from None
-    return builder(src, fps).global_args(*QUIET_GLOBAL_ARGS).compile(cmd=ffmpeg_executable())
+    argv = builder(src, fps).global_args(*QUIET_GLOBAL_ARGS).compile(cmd=ffmpeg_executable())
+    # Published files carry no metadata from the source (titles, tags, creation times): output
+    # options go right before the output.
+    at = argv.index("pipe:1")
+    return [*argv[:at], "-map_metadata", "-1", "-map_chapters", "-1", *argv[at:]]
 
 
 def _encode_one(fmt: str, src: str, fps: int,

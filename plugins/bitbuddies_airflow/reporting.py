@@ -18,6 +18,7 @@ import logging
 from airflow.sdk.exceptions import AirflowFailException
 
 from include import alerts, event_publisher, events, generations
+from include.user_messages import is_presentable
 from include.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -113,12 +114,12 @@ def report_outcome(context) -> None:
 
 
 def user_message(task_id: str, exc: BaseException | None) -> str:
-    """What the user reads: business errors verbatim, anything else as a short, honest summary."""
-    if isinstance(exc, AirflowFailException):
+    """What the user reads (progress stream, ``/g/{id}``, the API): a business error's own sentence,
+    anything else a fixed phrase. Exception text, file paths and presigned URLs stay in the task's
+    log, which the operator's alert links to."""
+    if isinstance(exc, AirflowFailException) and is_presentable(str(exc)):
         return str(exc)
-    stage = task_id.replace("_", " ")
-    detail = str(exc or "unknown error").strip().splitlines()[0][:300] if exc else "unknown error"
-    return f"The {stage} step failed: {detail}"
+    return f"The {task_id.replace('_', ' ')} step ran into a problem on our side."
 
 
 def record_failure(context) -> None:

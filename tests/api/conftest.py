@@ -37,3 +37,14 @@ def client(fresh_app_db, airflow_client):
 @pytest.fixture
 def user_with_tokens(fresh_app_db):
     return make_user("ada@example.com", tokens=3)
+
+
+@pytest.fixture
+def generous_limits(fresh_app_db, monkeypatch):
+    """Per-user limits out of the way, for tests that send many requests as one user on purpose."""
+    from include.settings import get_settings
+    from ops.stack import LOAD_TEST_LIMITS
+
+    for name, value in LOAD_TEST_LIMITS.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()

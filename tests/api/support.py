@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from include import quotas
 from include.db import reset_engine
 from include.migrations import migrate
 from include.settings import get_settings
@@ -17,9 +18,11 @@ def fresh_app_db(tmp_path, monkeypatch):
     monkeypatch.delenv("BITBUDDIES_STORAGE_URL", raising=False)
     get_settings.cache_clear()
     reset_engine()
+    quotas.reset()  # per-user counters are keyed by user id, which every fresh DB starts again
     migrate()
     yield tmp_path
     reset_engine()
+    quotas.reset()
     get_settings.cache_clear()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops.stack import Stack, StackConfig, environment, initialise
+from ops.stack import LOAD_TEST_LIMITS, Stack, StackConfig, environment, initialise
 from tests.fakes.pushover_server import FakePushover
 from tests.fakes.stripe_server import FakeStripe
 
@@ -59,6 +59,7 @@ def stack(stripe, pushover):
         api_port=free_port(),
         model_server_port=free_port(),
         extra_env={
+            **LOAD_TEST_LIMITS,
             "STRIPE_API_KEY": stripe.api_key,
             "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret,
             "BITBUDDIES_STRIPE_API_BASE": stripe.url,

@@ -31,6 +31,7 @@ from skimage import data
 from include.generations import GENERATE_DAG_ID
 from include.media.transcode import OUTPUT_NAMES
 from ops.stack import (
+    LOAD_TEST_LIMITS,
     S3_ACCESS_KEY,
     S3_REGION,
     S3_SECRET_KEY,
@@ -68,6 +69,7 @@ def production_stack():
         s3_port=free_port(),
         # A killed worker's tasks are noticed after 40 s, its unstarted ones after 40 s (the profile's
         # RECOVERY_SETTINGS, parallelism = the workers' slots).
+        extra_env=dict(LOAD_TEST_LIMITS),
     )
     running = Stack(cfg)
     try:

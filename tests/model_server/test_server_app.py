@@ -247,3 +247,25 @@ def test_restart_keeps_finished_results_and_fails_interrupted_jobs(tmp_path) -> 
         assert srv.client.get(interrupted["response_url"]).status_code == 500
     finally:
         srv.close()
+
+
+def test_purge_forgets_finished_jobs_by_key_prefix_or_age_and_keeps_running_ones(clean_server: ModelServerProcess) -> None:
+    srv = clean_server
+    mine = srv.submit(SELFTEST, {"seconds": 0}, headers={"Idempotency-Key": "bitbuddies_generate:g1:animate:-1:1"})
+    other = srv.submit(SELFTEST, {"seconds": 0}, headers={"Idempotency-Key": "bitbuddies_generate:g10:animate:-1:1"})
+    running = srv.submit(SELFTEST, {"seconds": 30}, headers={"Idempotency-Key": "bitbuddies_generate:g1:segment:-1:1"})
+    srv.wait_for(mine), srv.wait_for(other)
+    files = srv.var_dir / "model_server" / "files" / mine["request_id"]
+    files.mkdir(parents=True, exist_ok=True)
+    (files / "frame.png").write_bytes(b"x")
+
+    # The prefix is matched literally up to its colon: g1's does not reach g10's jobs.
+    purged = srv.client.post("/_admin/purge", json={"idempotency_key_prefix": "bitbuddies_generate:g1:"})
+    assert purged.json() == {"purged": 1}
+    assert srv.status(mine).status_code == 404 and not files.exists()
+    assert srv.status(other).status_code == 200 and srv.status(running).status_code == 202
+
+    assert srv.client.post("/_admin/purge", json={}).status_code == 422
+    assert srv.client.post("/_admin/purge", json={"finished_before": time.time() + 1}).json()["purged"] >= 1  # the module's other finished jobs too
+    assert srv.status(other).status_code == 404
+    srv.client.put(running["cancel_url"])

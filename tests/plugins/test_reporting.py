@@ -6,6 +6,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow import reporting
 from include import alerts, event_publisher, generations
@@ -47,7 +48,8 @@ def test_stage_start_finish_and_retry_events(gid, published):
         ("retry", "retry:animate:2"),
     ]
     assert published[1][1]["stage"] == "charge" and published[1][1]["duration_seconds"] == pytest.approx(3, abs=1)
-    assert "provider 503" in published[2][1]["error"]
+    # The exception's text stays in the task log; the user reads a fixed phrase.
+    assert published[2][1]["error"] == "The animate step ran into a problem on our side."
     assert generations.get(gid).stage == "photo_url"
 
 
@@ -67,3 +69,21 @@ def test_succeeded_outcome_publishes_the_terminal_event(gid, published):
     generations.mark_succeeded(gid, {})
     reporting.report_outcome(context(gid, "publish"))
     assert [t for t, _, _ in published] == ["stage_finished", "succeeded"]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError("HTTPError 403 for https://bucket.s3.amazonaws.com/uploads/x/photo.jpg?X-Amz-Signature=abc"),
+        FileNotFoundError(2, "No such file or directory", "/work/var/storage/uploads/x/photo.jpg"),
+        AirflowFailException("boom\nTraceback (most recent call last):"),
+        AirflowFailException("KeyError('image')"),
+    ],
+)
+def test_internal_error_text_never_reaches_the_user(exc):
+    assert reporting.user_message("animate", exc) == "The animate step ran into a problem on our side."
+
+
+def test_business_errors_reach_the_user_word_for_word():
+    message = "We couldn't find a person or character in this photo."
+    assert reporting.user_message("analyze", AirflowFailException(message)) == message

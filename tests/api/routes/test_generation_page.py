@@ -38,10 +38,24 @@ def test_failed_generation_shows_the_error_and_refund(client):
     gid = new_generation()
     with session_scope() as session:
         session.get(Generation, gid).refund_state = "refunded"
-    mark_failed(gid, "The animate step failed: <boom>", "animate")
+    mark_failed(gid, "Tom & Jerry can't be animated.", "animate")
     html = client.get(f"/g/{gid}").text
-    assert "The animate step failed: &lt;boom&gt;" in html and "refunded" in html
+    assert "Tom &amp; Jerry can&#x27;t be animated." in html and "refunded" in html
     assert 'http-equiv="refresh"' not in html
+
+
+def test_internal_error_text_is_never_shown(client):
+    from include import events
+
+    gid = new_generation()
+    raw = "ClientError: 403 for https://bucket.s3.amazonaws.com/uploads/x/photo.jpg?X-Amz-Signature=abc at /work/var/storage"
+    events.record(gid, "retry", {"stage": "animate", "task": "animate", "try_number": 2, "error": raw})
+    mark_failed(gid, raw, "animate")
+    html = client.get(f"/g/{gid}").text
+    for leak in ("amazonaws", "X-Amz", "/work/var", "ClientError"):
+        assert leak not in html, leak
+    assert "Something went wrong on our side while making your buddy." in html
+    assert all("amazonaws" not in str(e.data) for e in events.history(gid))
 
 
 def test_succeeded_generation_links_its_share_page(client):

@@ -72,7 +72,7 @@ def test_png_is_stored_with_its_own_extension(client, user_with_tokens):
     [
         (b"this is not an image at all", "a pirate", 415, "not a photo"),
         (images.truncated_jpeg(), "a pirate", 422, "truncated or corrupt"),
-        (images.png_bomb(7000, 7000), "a pirate", 422, "too many pixels"),  # 49 MP: our limit (40 MP)
+        (images.png_bomb(6300, 6300), "a pirate", 422, "too many pixels"),  # 39.7 MP: over our limit (25 MP)
         (images.png_bomb(30000, 30000), "a pirate", 422, "too many pixels"),  # past Pillow's own bomb limit
         (images.jpeg(64, 300), "a pirate", 422, "too small"),
         (b"", "a pirate", 422, "empty"),
@@ -97,7 +97,7 @@ def test_too_big_upload_is_413(client, user_with_tokens, fresh_app_db, monkeypat
     get_settings.cache_clear()
     _, key = user_with_tokens
     response = submit(client, key, photo=images.jpeg(2000, 2000) + b"\0" * 30000)
-    assert response.status_code == 413 and "too big" in response.json()["detail"]
+    assert response.status_code == 413 and response.json()["detail"] == "The photo is too big: the limit is 19.5312 KiB."
     assert all_generations() == [] and stored_uploads(fresh_app_db) == []
 
 
@@ -215,7 +215,7 @@ def test_airflow_down_at_submit_still_accepts_and_the_loop_triggers_once_later(f
     assert generations.get(gid).triggered_at is None
     assert trigger_pending(down) == 0  # still down: stays pending
 
-    with AirflowClient(base_url=fake_airflow.url, timeout=5) as back:
+    with AirflowClient(base_url=fake_airflow.url, username="admin", password="admin", timeout=5) as back:
         assert trigger_pending(back) == 1
         assert trigger_pending(back) == 0
     assert fake_airflow.trigger_attempts == [gid]
@@ -224,6 +224,8 @@ def test_airflow_down_at_submit_still_accepts_and_the_loop_triggers_once_later(f
 
 def test_lifespan_loop_triggers_pending_generations(fresh_app_db, fake_airflow, monkeypatch):
     monkeypatch.setenv("BITBUDDIES_AIRFLOW_URL", fake_airflow.url)
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_USERNAME", "admin")  # the fake's user; settings have no default password
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_PASSWORD", "admin")
     monkeypatch.setenv("BITBUDDIES_AIRFLOW_TRIGGER_INTERVAL_SECONDS", "0.05")
     get_settings.cache_clear()
     user, _ = make_user(tokens=1)
@@ -254,7 +256,7 @@ def concurrently(count: int, fn) -> list:
 
 
 def test_twenty_concurrent_submissions_with_one_idempotency_key_make_one_generation_and_one_charge(
-    client, user_with_tokens, fake_airflow, fresh_app_db
+    client, user_with_tokens, fake_airflow, fresh_app_db, generous_limits
 ):
     user, key = user_with_tokens
     responses = concurrently(20, lambda: submit(client, key, headers={"Idempotency-Key": "same-photo"}))
@@ -266,7 +268,7 @@ def test_twenty_concurrent_submissions_with_one_idempotency_key_make_one_generat
     assert len(charges) == 1 and ledger.balance(user.id) == 2
 
 
-def test_concurrent_submissions_cannot_overdraw_the_balance(client, fake_airflow, fresh_app_db):
+def test_concurrent_submissions_cannot_overdraw_the_balance(client, fake_airflow, fresh_app_db, generous_limits):
     user, key = make_user("last-token@example.com", tokens=2)
     responses = concurrently(8, lambda: submit(client, key))
     codes = sorted(r.status_code for r in responses)

@@ -40,7 +40,29 @@ def test_share_page_plays_the_webm_with_image_fallbacks_and_og_tags(client):
     assert f'<source srcset="{url("webp", "buddy.webp")}" type="image/webp">' in page
     assert f'src="{url("gif", "buddy.gif")}"' in page
     assert f'<meta property="og:image" content="{url("poster", "poster.png")}">' in page
-    assert "a &lt;happy&gt; pirate" in page and "<happy>" not in page  # the prompt is escaped
+    assert "pirate" not in page  # the prompt is private
+    assert '<meta name="robots" content="noindex">' in page and response.headers["x-robots-tag"] == "noindex"
+
+
+def test_the_owner_may_show_a_title_which_is_escaped(client):
+    from api.security import hash_api_key, new_api_key
+
+    generation = published_generation()
+    key = new_api_key()
+    with session_scope() as session:
+        from include.models import User
+
+        user = session.get(User, generation.user_id)
+        user.api_key_hash = hash_api_key(key)
+        session.add(user)
+    headers = {"Authorization": f"Bearer {key}"}
+    updated = client.patch(f"/api/generations/{generation.id}", json={"share_title": "Captain <Ada>"}, headers=headers)
+    assert updated.status_code == 200 and updated.json()["share_title"] == "Captain <Ada>"
+    page = client.get(f"/b/{generation.slug}").text
+    assert "<title>A Bit Buddy: Captain &lt;Ada&gt;</title>" in page and "pirate" not in page
+    assert client.patch(f"/api/generations/{generation.id}", json={"share_title": "a\x07b"}, headers=headers).status_code == 422
+    client.patch(f"/api/generations/{generation.id}", json={"share_title": None}, headers=headers)
+    assert "<title>A Bit Buddy</title>" in client.get(f"/b/{generation.slug}").text
 
 
 def test_share_page_is_404_for_unknown_and_unfinished(client):

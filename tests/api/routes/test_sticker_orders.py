@@ -119,6 +119,7 @@ def test_with_stripe_the_order_waits_for_the_checkout_webhook(client, ada, fake_
     user, key = ada
     # The Stripe webhook route starts the run with a client from the settings: point them at the fake.
     monkeypatch.setenv("BITBUDDIES_AIRFLOW_URL", fake_airflow.url)
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_USERNAME", "admin")  # the fake's user
     monkeypatch.setenv("BITBUDDIES_AIRFLOW_PASSWORD", "admin")
     get_settings.cache_clear()
     stripe_fake.webhook_sender = lambda body, headers: client.post("/api/webhooks/stripe", content=body, headers=headers).status_code

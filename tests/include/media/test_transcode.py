@@ -247,3 +247,22 @@ def test_ffmpeg_failure_raises_media_error_with_stderr_and_closes_writers(tmp_pa
     assert caught.value.returncode not in (None, 0)
     assert caught.value.stderr_tail
     assert sinks.closed == set(sinks.chunk_sizes)
+
+
+def test_outputs_carry_no_metadata_from_the_source(short_source, tmp_path):
+    import subprocess
+
+    from include.media.runner import ffmpeg_executable
+
+    tagged = tmp_path / "tagged.mkv"
+    subprocess.run(
+        [ffmpeg_executable(), "-v", "error", "-i", short_source, "-c", "copy", "-metadata", "title=SECRET-PLACE",
+         "-metadata", "comment=taken at home", str(tagged)],
+        check=True,
+    )
+    assert b"SECRET-PLACE" in tagged.read_bytes()
+    (tmp_path / "out").mkdir()
+    transcode(str(tagged), RecordingSinks(tmp_path / "out"), 12)
+    for name in transcode_module.OUTPUT_NAMES.values():
+        data = (tmp_path / "out" / name).read_bytes()
+        assert b"SECRET-PLACE" not in data and b"taken at home" not in data, name
