@@ -49,28 +49,19 @@ def db_init() -> int:
 
 
 def user_create(email: str, tokens: int) -> int:
-    from sqlalchemy.exc import IntegrityError
-
-    from api.security import hash_api_key, new_api_key
-    from include import ledger
-    from include.db import create_all, session_scope
-    from include.models import User
+    from include import accounts
+    from include.db import create_all
 
     if tokens < 0:
         print("--tokens must be 0 or more", file=sys.stderr)
         return 2
     create_all()
-    api_key = new_api_key()
     try:
-        with session_scope() as session:
-            user = User(email=email.strip().lower(), api_key_hash=hash_api_key(api_key))
-            session.add(user)
-            session.flush()
-    except IntegrityError:
-        print(f"A user with email {email} already exists.", file=sys.stderr)
+        user = accounts.create_user(email, password=None, tokens=tokens)
+    except accounts.AccountError as exc:
+        print(exc.message, file=sys.stderr)
         return 1
-    if tokens:
-        ledger.grant(user.id, tokens, key=f"signup-grant:{user.id}")
+    api_key = accounts.create_api_key(user.id, "default").key
     print(f"Created user {user.id} <{user.email}> with {tokens} token(s).", file=sys.stderr)
     print(api_key)  # alone on stdout, so scripts can capture it
     return 0

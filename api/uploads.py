@@ -17,6 +17,7 @@ from fastapi import HTTPException, status
 from PIL import Image, UnidentifiedImageError
 
 from include.settings import Settings
+from include.vision.prompt import MOTIONS
 
 MAX_PROMPT_CHARS = 500
 # Pillow format -> file extension of the stored photo. MPO is how Pillow reports the JPEGs
@@ -59,6 +60,16 @@ def validate_prompt(prompt: str | None) -> str:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"The prompt is too long: {len(cleaned)} characters, at most {MAX_PROMPT_CHARS}.",
         )
+    return cleaned
+
+
+def validate_motion(motion: str | None) -> str | None:
+    """The chosen motion, or None to let the pipeline read it from the prompt."""
+    cleaned = (motion or "").strip().lower()
+    if not cleaned:
+        return None
+    if cleaned not in MOTIONS:
+        raise _reject(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Unknown motion {cleaned!r}: choose one of {', '.join(MOTIONS)}.")
     return cleaned
 
 

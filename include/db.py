@@ -20,7 +20,7 @@ from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -141,7 +141,39 @@ def drop_database(url: str) -> None:
 
 
 def create_all() -> None:
-    """Create every application table that does not exist yet."""
+    """Create every application table that does not exist yet, and bring older ones up to date."""
     import include.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
-    SQLModel.metadata.create_all(get_engine())
+    engine = get_engine()
+    SQLModel.metadata.create_all(engine)
+    upgrade_schema(engine)
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Columns added since a database was created (idempotent).
+
+    - ``user.password_hash`` (web app sign-in) and ``generation.motion`` (the motion chosen in
+      the web app) are added where missing.
+    - ``user.api_key_hash`` (one key per user) became the ``api_key`` table (several named keys):
+      each old key moves there as "default", then the column (and its unique index) is dropped.
+    """
+    inspector = inspect(engine)
+    columns = {c["name"] for c in inspector.get_columns("user")}
+    generation_columns = {c["name"] for c in inspector.get_columns("generation")}
+    key_indexes = [i["name"] for i in inspector.get_indexes("user") if i["column_names"] == ["api_key_hash"]]
+    with engine.begin() as conn:
+        if "password_hash" not in columns:
+            conn.execute(text('ALTER TABLE "user" ADD COLUMN password_hash VARCHAR(255)'))
+        if "motion" not in generation_columns:
+            conn.execute(text("ALTER TABLE generation ADD COLUMN motion VARCHAR(16)"))
+        if "api_key_hash" in columns:
+            conn.execute(
+                text(
+                    "INSERT INTO api_key (user_id, name, key_hash, prefix, created_at) "
+                    "SELECT u.id, 'default', u.api_key_hash, 'bb_', u.created_at FROM \"user\" u "
+                    "WHERE u.api_key_hash IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_key k WHERE k.key_hash = u.api_key_hash)"
+                )
+            )
+            for name in key_indexes:
+                conn.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
+            conn.execute(text('ALTER TABLE "user" DROP COLUMN api_key_hash'))

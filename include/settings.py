@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     max_upload_pixels: int = 40_000_000
     min_upload_side: int = 128
 
+    # Web app: free tokens for a new account (granted once through the ledger).
+    signup_tokens: int = 3
+
     # Generation.
     animation_seconds: float = 5.0
     animation_fps: int = 24

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import api_key_scheme, get_current_user
+from api.deps import SESSION_COOKIE, api_key_scheme, authenticate
 from include import events
 from include.db import session_scope
 from include.models import Generation
@@ -37,13 +37,13 @@ def get_event_bus(request: Request) -> events.EventBus:
 
 EventBusDep = Annotated[events.EventBus, Depends(get_event_bus)]
 
-def _owner_check(credentials: HTTPAuthorizationCredentials | None, generation_id: str) -> None:
+def _owner_check(credentials: HTTPAuthorizationCredentials | None, session_token: str | None, generation_id: str) -> None:
     # One thread hop holding one pooled connection, released before the stream starts: a stream
     # lasts minutes, and sync dependencies would hold a connection across several threadpool
     # hops, which deadlocks the pool when hundreds of clients connect at once. It runs on the
     # streams' pool, not the requests' one.
     with session_scope() as session:
-        user = get_current_user(session, credentials)
+        user = authenticate(session, credentials, session_token)
         generation = session.get(Generation, generation_id)
         if generation is None or generation.user_id != user.id:
             raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
@@ -62,15 +62,17 @@ def _last_event_id(value: str | None) -> int:
     responses={200: {"content": {"text/event-stream": {}}, "description": "The generation's progress as Server-Sent Events"}},
 )
 async def generation_events(
+    request: Request,
     bus: EventBusDep,
     generation_id: str,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Progress of one of the caller's generations: ``id:`` counts up per generation, ``event:``
-    is the type, ``data:`` JSON (stage, percent, eta_seconds, queue position, error, refund)."""
+    is the type, ``data:`` JSON (stage, percent, eta_seconds, queue position, error, refund).
+    A browser's ``EventSource`` (which cannot send the header) is authenticated by its session cookie."""
     after = _last_event_id(last_event_id)
-    await events.in_stream_pool(_owner_check, credentials, generation_id)
+    await events.in_stream_pool(_owner_check, credentials, request.cookies.get(SESSION_COOKIE), generation_id)
     return StreamingResponse(
         events.stream(bus, generation_id, after),
         media_type="text/event-stream",

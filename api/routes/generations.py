@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from api import uploads
 from api.assets import stream_asset
-from api.deps import AirflowDep, CurrentUser, SessionDep, api_key_scheme, get_current_user
+from api.deps import AirflowDep, BrowserOrApiUser, CurrentUser, SessionDep, api_key_scheme, authenticate
 from api.presenters import generation_public
 from api.triggering import trigger_generation
 from include import ledger, storage
@@ -23,6 +23,7 @@ from include.db import get_engine
 from include.generations import upload_key
 from include.models import Generation, GenerationPublic, GenerationsPublic, User, new_generation_id
 from include.settings import get_settings
+from include.vision.prompt import MOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ async def create_generation(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG or WebP")],
     prompt: Annotated[str, Form(description="What the buddy should be like (1-500 characters)")] = "",
+    motion: Annotated[str, Form(description=f"One of {', '.join(MOTIONS)}; empty: read from the prompt")] = "",
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=255, description="Same key, same generation")
     ] = None,
@@ -69,27 +71,39 @@ async def create_generation(
     # All blocking work in one thread hop: sync dependencies would each take a hop through the
     # event loop, which is slow when the loop is busy streaming progress to many subscribers.
     declared_size = request.headers.get("content-length")
-    return await asyncio.to_thread(_create_generation, airflow, credentials, image, prompt, idempotency_key, declared_size)
+
+    def authenticated_submit() -> Generation:
+        with Session(get_engine(), expire_on_commit=False) as session:
+            user = authenticate(session, credentials)
+        return submit_generation(airflow, user, image, prompt, motion, idempotency_key, declared_size)
+
+    return generation_public(await asyncio.to_thread(authenticated_submit))
 
 
-def _create_generation(
+def submit_generation(
     airflow: AirflowClient,
-    credentials: HTTPAuthorizationCredentials | None,
+    user: User,
     image: UploadFile,
     prompt: str,
+    motion: str,
     idempotency_key: str | None,
     declared_size: str | None,
-) -> GenerationPublic:
+) -> Generation:
+    """Submit a photo for ``user`` (the API and the web app's create page): validate, store, charge, trigger.
+
+    Raises HTTPException with the user-facing message when anything is refused; nothing is then
+    stored or charged.
+    """
     settings = get_settings()
     with Session(get_engine(), expire_on_commit=False) as session:
-        user = get_current_user(session, credentials)
         if idempotency_key:
             existing = _by_idempotency_key(session, user, idempotency_key)
             if existing is not None:
-                return generation_public(existing)
+                return existing
 
         uploads.check_declared_size(declared_size, settings)
         cleaned_prompt = uploads.validate_prompt(prompt)
+        chosen_motion = uploads.validate_motion(motion)
         photo = uploads.validate_photo(uploads.read_photo(image.file, settings), settings)
 
         available = ledger.balance(user.id, session)
@@ -107,6 +121,7 @@ def _create_generation(
             id=generation_id,
             user_id=user.id,
             prompt=cleaned_prompt,
+            motion=chosen_motion,
             upload_path=photo_key,
             idempotency_key=idempotency_key or None,
         )
@@ -122,10 +137,10 @@ def _create_generation(
             if winner is None:
                 raise
             # A concurrent request with the same key got there first: answer with its generation.
-            return generation_public(winner)
+            return winner
 
         trigger_generation(airflow, generation)
-        return generation_public(session.get(Generation, generation.id))
+        return session.get(Generation, generation.id)
 
 
 @router.get("", response_model=GenerationsPublic)
@@ -143,12 +158,12 @@ def list_generations(session: SessionDep, user: CurrentUser, offset: int = 0, li
 
 
 @router.get("/{generation_id}", response_model=GenerationPublic)
-def read_generation(session: SessionDep, user: CurrentUser, generation_id: str) -> GenerationPublic:
+def read_generation(session: SessionDep, user: BrowserOrApiUser, generation_id: str) -> GenerationPublic:
     return generation_public(_owned_generation(session, user, generation_id))
 
 
 @router.get("/{generation_id}/assets/{name}", response_class=StreamingResponse)
-def download_asset(session: SessionDep, user: CurrentUser, generation_id: str, name: str) -> StreamingResponse:
+def download_asset(session: SessionDep, user: BrowserOrApiUser, generation_id: str, name: str) -> StreamingResponse:
     """An asset of one of the caller's generations (buddy.webm, buddy.webp, buddy.gif, poster.png)."""
     generation = _owned_generation(session, user, generation_id)
     return stream_asset(generation, name, cache_control="private, max-age=86400")
