@@ -1,7 +1,7 @@
 """The BitBuddies web app and API (``uvicorn api.main:app --port 8000``).
 
 Collects the routers (``/api/...`` with API-key auth, the public ``/b/...`` share pages,
-the ``/g/...`` generation pages)
+the ``/g/...`` generation pages, the web app's pages in ``api/web``)
 and, for the life of the process, runs the loop that triggers DAG runs for generations
 submitted while Airflow was unreachable.
 """
@@ -22,7 +22,8 @@ from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
 from api.routes import events, generations, share, users
 from api.routes import print_webhook, sticker_orders
 from api.routes import tokens, webhooks
-from api.routes import generation_page
+from api.routes import generation_page, keys
+from api import web
 from api.triggering import run_trigger_loop
 from include import events as progress_events
 from include.airflow_client import AirflowClient
@@ -51,6 +52,7 @@ api_router.include_router(webhooks.router)
 api_router.include_router(sticker_orders.router)
 api_router.include_router(print_webhook.router)
 api_router.include_router(events.router)
+api_router.include_router(keys.router)
 
 
 @contextlib.asynccontextmanager
@@ -91,6 +93,7 @@ def create_app() -> FastAPI:
     app.include_router(share.router)
     app.include_router(generation_page.router)
     app.include_router(events.internal_router)
+    web.mount(app)
 
     @app.exception_handler(RequestValidationError)
     async def readable_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
