@@ -193,7 +193,7 @@ def test_token_purchase_return_page_confirms_once_credited(browser_client, strip
     assert response.status_code == 303 and response.headers["location"].startswith(stripe_fake.url + "/pay/cs_")
     session_id = response.headers["location"].rsplit("/", 1)[1]
     waiting = browser_client.get(f"/tokens/return?session_id={session_id}").text
-    assert "Still confirming your payment" in waiting and 'http-equiv="refresh"' in waiting
+    assert "Still confirming your payment" in waiting and 'data-refresh-seconds=' in waiting
     stripe_fake.complete_session(session_id)
     done = browser_client.get(f"/tokens/return?session_id={session_id}").text
     assert "Payment received, 10 tokens added." in done and "You now have 13 tokens." in done
