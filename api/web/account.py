@@ -55,6 +55,7 @@ def create_key(request: Request, user: PageUser, session: SessionDep, name: Anno
         new = accounts.create_api_key(user.id, name)
     except accounts.AccountError as error:
         return _account_page(request, user, session, 422, errors={"name": error.message}, key_name=name)
+    session.rollback()  # end the request's read snapshot, taken before the key existed
     return _account_page(request, user, session, 201, new_key=new)
 
 

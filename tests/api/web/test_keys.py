@@ -51,6 +51,7 @@ def test_account_page_shows_a_new_key_once_and_revokes_it(browser_client):
     token = csrf(browser_client, "/account")
     page = browser_client.post("/account/keys", data={"name": "my laptop", "csrf_token": token})
     key = re.search(r'id="new-key" class="key-secret" type="text" readonly value="(bb_[^"]+)"', page.text).group(1)
+    assert "<td>my laptop</td>" in page.text  # listed on the same page
     assert browser_client.get("/api/me", headers=auth(key)).json()["email"] == "lee@example.com"
     again = browser_client.get("/account").text
     assert key not in again and key[:10] in again and "my laptop" in again
