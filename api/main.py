@@ -27,7 +27,7 @@ from api import web
 from api.triggering import run_trigger_loop
 from include import events as progress_events
 from include.airflow_client import AirflowClient
-from include.db import create_all
+from include.migrations import migrate
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ api_router.include_router(keys.router)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     logging.getLogger("uvicorn.access").addFilter(QuietInternalAccess())
-    await asyncio.to_thread(create_all)
+    await asyncio.to_thread(migrate)
     app.state.airflow_client = AirflowClient(timeout=SUBMIT_TRIGGER_TIMEOUT_SECONDS)
     app.state.events_bus = progress_events.create_bus()
     await app.state.events_bus.start()

@@ -17,7 +17,7 @@ from fastapi import HTTPException, status
 from PIL import Image, UnidentifiedImageError
 
 from include.settings import Settings
-from include.vision.prompt import MOTIONS
+from model_server.vision.prompt import MOTIONS
 
 MAX_PROMPT_CHARS = 500
 # Pillow format -> file extension of the stored photo. MPO is how Pillow reports the JPEGs

@@ -126,12 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     fake_airflow = FakeAirflow().start()
     os.environ.update({"BITBUDDIES_VAR_DIR": str(var_dir)})
     os.environ.pop("BITBUDDIES_DATABASE_URL", None)
-    from include.db import create_all, session_scope
+    from include.db import session_scope
+    from include.migrations import migrate
     from include.models import Generation
     from include.settings import get_settings
     from tests.api.support import make_user
 
-    create_all()
+    migrate()
     user, key = make_user("bench@example.com", tokens=10_000)
     gids = []
     with session_scope() as session:

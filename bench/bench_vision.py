@@ -22,11 +22,11 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from include.vision.analysis import analyze  # noqa: E402
-from include.vision.animation import animate  # noqa: E402
-from include.vision.cartoon import cartoonize  # noqa: E402
-from include.vision.matting import composite_on_key, key_matte, pick_key_color  # noqa: E402
-from include.vision.segmentation import cutout, cutout_meta, segment_subject  # noqa: E402
+from model_server.vision.analysis import analyze  # noqa: E402
+from model_server.vision.animation import animate  # noqa: E402
+from model_server.vision.cartoon import cartoonize  # noqa: E402
+from model_server.vision.matting import composite_on_key, key_matte, pick_key_color  # noqa: E402
+from model_server.vision.segmentation import cutout, cutout_meta, segment_subject  # noqa: E402
 
 REPEATS = 3
 PHOTO_SIDE = 1024

@@ -1,4 +1,4 @@
-"""The application database: engine, sessions and schema creation.
+"""The application database: engine and sessions (the schema is ``include.migrations``).
 
 Users, generations and the token ledger live here (not in Airflow's metadata DB). The API,
 the CLI and Airflow task processes all write to it at the same time, so SQLite runs in WAL
@@ -20,14 +20,16 @@ from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from include.settings import get_settings
 
 # Execution option that asks for a write-locking transaction (see the module docstring).
 _IMMEDIATE_OPTION = "bitbuddies_begin_immediate"
+# Connection execution options whose transactions start holding the write lock (SQLite).
+WRITE_LOCK_OPTIONS = {_IMMEDIATE_OPTION: True}
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Re-entrant: a write_lock session opened inside another on the same thread still reaches SQLite
 # (where it waits on the outer transaction as it always did) instead of deadlocking here.
@@ -104,7 +106,7 @@ def session_scope(*, write_lock: bool = False) -> Iterator[Session]:
 
 def begin_write(session: Session) -> None:
     """Start the session's transaction holding the write lock (must be its first statement)."""
-    session.connection(execution_options={_IMMEDIATE_OPTION: True})
+    session.connection(execution_options=WRITE_LOCK_OPTIONS)
 
 
 def _server_admin_url(url: str) -> tuple[URL, str]:
@@ -138,42 +140,3 @@ def drop_database(url: str) -> None:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         engine.dispose()
-
-
-def create_all() -> None:
-    """Create every application table that does not exist yet, and bring older ones up to date."""
-    import include.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-
-    engine = get_engine()
-    SQLModel.metadata.create_all(engine)
-    upgrade_schema(engine)
-
-
-def upgrade_schema(engine: Engine) -> None:
-    """Columns added since a database was created (idempotent).
-
-    - ``user.password_hash`` (web app sign-in) and ``generation.motion`` (the motion chosen in
-      the web app) are added where missing.
-    - ``user.api_key_hash`` (one key per user) became the ``api_key`` table (several named keys):
-      each old key moves there as "default", then the column (and its unique index) is dropped.
-    """
-    inspector = inspect(engine)
-    columns = {c["name"] for c in inspector.get_columns("user")}
-    generation_columns = {c["name"] for c in inspector.get_columns("generation")}
-    key_indexes = [i["name"] for i in inspector.get_indexes("user") if i["column_names"] == ["api_key_hash"]]
-    with engine.begin() as conn:
-        if "password_hash" not in columns:
-            conn.execute(text('ALTER TABLE "user" ADD COLUMN password_hash VARCHAR(255)'))
-        if "motion" not in generation_columns:
-            conn.execute(text("ALTER TABLE generation ADD COLUMN motion VARCHAR(16)"))
-        if "api_key_hash" in columns:
-            conn.execute(
-                text(
-                    "INSERT INTO api_key (user_id, name, key_hash, prefix, created_at) "
-                    "SELECT u.id, 'default', u.api_key_hash, 'bb_', u.created_at FROM \"user\" u "
-                    "WHERE u.api_key_hash IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_key k WHERE k.key_hash = u.api_key_hash)"
-                )
-            )
-            for name in key_indexes:
-                conn.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
-            conn.execute(text('ALTER TABLE "user" DROP COLUMN api_key_hash'))

@@ -132,7 +132,7 @@ class GenerationBase(SQLModel):
 class Generation(GenerationBase, table=True):
     __table_args__ = (UniqueConstraint("user_id", "idempotency_key", name="uq_generation_user_idempotency_key"),)
 
-    # The motion the person chose (include/vision/prompt.py MOTIONS); None: read from the prompt.
+    # The motion the person chose (model_server/vision/prompt.py MOTIONS); None: read from the prompt.
     motion: str | None = Field(default=None, max_length=16)
 
     id: str = Field(default_factory=new_generation_id, primary_key=True, max_length=32)

@@ -58,12 +58,12 @@ def create_bucket() -> None:
 
 
 def main() -> int:
-    from include.db import create_all
+    from include.migrations import migrate
 
     airflow("db", "migrate")
     airflow("pools", "import", str(ROOT / "config" / "pools.json"))
     create_admin_user()
-    create_all()
+    migrate()
     create_bucket()
     print("deployment initialised")
     return 0

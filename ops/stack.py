@@ -284,13 +284,13 @@ def initialise(cfg: StackConfig) -> None:
         create_database(cfg.app_db_url)
     _run([airflow, "db", "migrate"], env, "airflow db migrate")
     _run([airflow, "pools", "import", str(ROOT / "config" / "pools.json")], env, "airflow pools import")
-    _run([sys.executable, "-c", "from include.db import create_all; create_all()"], env, "app db init")
+    _run([sys.executable, "-c", "from include.migrations import migrate; migrate()"], env, "app db init")
 
 
 def process_specs(cfg: StackConfig) -> dict[str, list[str]]:
     airflow = str(VENV_BIN / "airflow")
     return {
-        "model-server": [sys.executable, "-m", "include.model_server"],
+        "model-server": [sys.executable, "-m", "model_server"],
         "api-server": [airflow, "api-server", "--port", str(cfg.airflow_port), "--host", "127.0.0.1"],
         "scheduler": [airflow, "scheduler"],
         "dag-processor": [airflow, "dag-processor"],
@@ -311,6 +311,8 @@ def celery_worker_argv(queue: str, name: str, concurrency: int) -> list[str]:
 
 def production_process_specs(cfg: StackConfig) -> dict[str, list[str]]:
     return {
+        # moto is in the development lock: the native production profile is for tests and benchmarks
+        # (a deployment runs docker-compose.yaml with MinIO).
         "s3": [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(cfg.s3_port)],
         "worker-default": celery_worker_argv("default", "worker-default", cfg.default_worker_concurrency),
         "worker-media": celery_worker_argv("media", "worker-media", cfg.media_worker_concurrency),

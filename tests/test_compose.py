@@ -179,7 +179,7 @@ def probe(env: dict[str, str], checks: dict) -> list[str]:
 
 
 def python_sources() -> str:
-    return "\n".join(p.read_text() for folder in ("api", "include", "ops", "plugins", "dags") for p in (ROOT / folder).rglob("*.py"))
+    return "\n".join(p.read_text() for folder in ("api", "include", "model_server", "ops", "plugins", "dags") for p in (ROOT / folder).rglob("*.py"))
 
 
 def test_every_command_exists_and_every_variable_is_read(compose, tmp_path):
@@ -245,6 +245,7 @@ def test_dockerfile_copies_what_exists_and_installs_the_lock():
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
-    assert "-r requirements.txt" in text and "requirements-nodeps.txt" in text
+    assert "--require-hashes -r requirements.txt" in text and "--require-hashes --no-deps -r requirements-nodeps.txt" in text
+    assert "requirements-dev" not in text, "the image installs the runtime lock only"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "var", ".env"} <= set(ignored)

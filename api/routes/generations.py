@@ -23,7 +23,7 @@ from include.db import get_engine
 from include.generations import upload_key
 from include.models import Generation, GenerationPublic, GenerationsPublic, User, new_generation_id
 from include.settings import get_settings
-from include.vision.prompt import MOTIONS
+from model_server.vision.prompt import MOTIONS
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from include import ledger, storage
 from include.generations import STAGES, share_url
 from include.models import Generation, User
 from include.settings import get_settings
-from include.vision.prompt import DEFAULT_MOTION, MOTIONS
+from model_server.vision.prompt import DEFAULT_MOTION, MOTIONS
 
 router = APIRouter(include_in_schema=False)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from include.db import create_all, reset_engine
+from include.db import reset_engine
+from include.migrations import migrate
 from include.settings import get_settings
 
 
@@ -16,7 +17,7 @@ def fresh_app_db(tmp_path, monkeypatch):
     monkeypatch.delenv("BITBUDDIES_STORAGE_URL", raising=False)
     get_settings.cache_clear()
     reset_engine()
-    create_all()
+    migrate()
     yield tmp_path
     reset_engine()
     get_settings.cache_clear()

@@ -13,7 +13,8 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from include.db import create_all, create_database, drop_database, get_engine, reset_engine
+from include.db import create_database, drop_database, get_engine, reset_engine
+from include.migrations import migrate
 from include.settings import get_settings
 from tests.include import test_ledger
 from tests.services import postgres_server_url
@@ -28,7 +29,7 @@ def postgres_app_db(tmp_path, monkeypatch):
     monkeypatch.delenv("BITBUDDIES_STORAGE_URL", raising=False)
     get_settings.cache_clear()
     reset_engine()
-    create_all()
+    migrate()
     yield url
     reset_engine()
     get_settings.cache_clear()

@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from bitbuddies_airflow.operators import JOB_KEY, ModelJobOperator
 from bitbuddies_airflow.triggers import ModelJobTrigger
-from tests.include.model_server.conftest import ModelServerProcess
+from tests.model_server.conftest import ModelServerProcess
 
 FAL_KEY = "fal-test-key"
 CONN_ID = "fal_test"

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from include import events
-from include.db import create_all, reset_engine
+from include.db import reset_engine
+from include.migrations import migrate
 from include.db import session_scope
 from include.generations import mark_failed, mark_succeeded
 from include.models import Generation
@@ -123,7 +124,7 @@ def postgres_app_db(tmp_path, monkeypatch):
         monkeypatch.setenv(f"BITBUDDIES_{key}", value)
     get_settings.cache_clear()
     reset_engine()
-    create_all()
+    migrate()
     yield url
     reset_engine()
     get_settings.cache_clear()

@@ -7,7 +7,9 @@ import re
 from sqlalchemy import text
 
 from include import accounts
-from include.db import create_all, get_engine, upgrade_schema
+from sqlmodel import Session
+
+from include.db import get_engine
 from tests.api.support import auth, make_user
 from tests.api.web.support import csrf, sign_up
 
@@ -65,27 +67,38 @@ def test_account_page_shows_a_new_key_once_and_revokes_it(browser_client):
     assert empty.status_code == 422 and 'id="name-error"' in empty.text
 
 
-def test_the_old_single_key_column_moves_to_the_keys_table(fresh_app_db):
+def test_the_old_single_key_column_moves_to_the_keys_table_and_back(fresh_app_db):
     engine = get_engine()
-    with engine.begin() as conn:  # a database from before named keys and passwords
-        conn.execute(text("DROP TABLE api_key"))
-        conn.execute(text('DROP TABLE "user"'))
-        conn.execute(
-            text(
-                'CREATE TABLE "user" (email VARCHAR(320) NOT NULL, id INTEGER NOT NULL PRIMARY KEY, '
-                "api_key_hash VARCHAR(64) NOT NULL, created_at DATETIME NOT NULL)"
-            )
-        )
-        conn.execute(text('CREATE UNIQUE INDEX ix_user_api_key_hash ON "user" (api_key_hash)'))
+    migrate(engine, "downgrade", "0001")  # a database from before named keys and passwords
+    with engine.begin() as conn:
         conn.execute(
             text("INSERT INTO \"user\" (id, email, api_key_hash, created_at) VALUES (7, 'old@example.com', :h, '2026-01-01 00:00:00')"),
             {"h": accounts.hash_api_key("bb_oldkey")},
         )
-    create_all()
-    upgrade_schema(engine)  # twice: idempotent
-    from sqlmodel import Session
-
+        # Rows pointing at the user: a rebuild of "user" would be refused by the foreign keys.
+        conn.execute(
+            text(
+                "INSERT INTO ledger_entry (user_id, amount, reason, idempotency_key, created_at) "
+                "VALUES (7, 2, 'grant', 'g:7', '2026-01-01 00:00:00')"
+            )
+        )
+    migrate(engine, "upgrade", "head")
     with Session(engine) as session:
         assert accounts.user_for_api_key(session, "bb_oldkey").email == "old@example.com"
     assert [k.name for k in accounts.list_api_keys(7)] == ["default"]
     accounts.create_user("new@example.com", "correct horse battery")  # the old NOT NULL column is gone
+
+    migrate(engine, "downgrade", "0001")
+    with engine.begin() as conn:
+        keys = dict(conn.execute(text('SELECT email, api_key_hash FROM "user"')).all())
+    assert keys["old@example.com"] == accounts.hash_api_key("bb_oldkey")  # the key is back where it was
+    assert keys["new@example.com"].startswith("no-key-")
+
+
+def migrate(engine, direction: str, revision: str) -> None:
+    from alembic import command
+
+    from include.migrations import config
+
+    with engine.begin() as conn:
+        getattr(command, direction)(config(conn), revision)

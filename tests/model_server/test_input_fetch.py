@@ -7,8 +7,8 @@ import base64
 import httpx
 import pytest
 
-from include.model_server import input_fetch
-from include.model_server.input_fetch import InputError, fetch_bytes, is_supported_url
+from model_server import input_fetch
+from model_server.input_fetch import InputError, fetch_bytes, is_supported_url
 
 
 def test_data_uri_base64_and_percent_encoded() -> None:

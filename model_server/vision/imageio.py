@@ -13,7 +13,7 @@ import json
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from include.vision.errors import INVALID_IMAGE, VisionError
+from model_server.vision.errors import INVALID_IMAGE, VisionError
 
 META_KEY = "bitbuddies"
 

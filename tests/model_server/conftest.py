@@ -1,4 +1,4 @@
-"""A real model server in a subprocess (``python -m include.model_server``) for the protocol tests."""
+"""A real model server in a subprocess (``python -m model_server``) for the protocol tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -42,7 +42,7 @@ class ModelServerProcess:
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def start(self) -> "ModelServerProcess":
-        self.process = subprocess.Popen([sys.executable, "-m", "include.model_server"], cwd=ROOT, env=self.env)
+        self.process = subprocess.Popen([sys.executable, "-m", "model_server"], cwd=ROOT, env=self.env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,10 +1,10 @@
-"""``python -m include.model_server``: run the local model server on the configured host and port."""
+"""``python -m model_server``: run the local model server on the configured host and port."""
 
 from __future__ import annotations
 
 import uvicorn
 
-from include.model_server.server_app import create_app
+from model_server.server_app import create_app
 from include.settings import get_settings
 
 

@@ -1,11 +1,11 @@
-"""Tests for include/vision/segmentation.py."""
+"""Tests for model_server/vision/segmentation.py."""
 
 import numpy as np
 
-from include.vision.analysis import analyze
-from include.vision.cartoon import cartoonize, expand_full_body
-from include.vision.imageio import encode_png, read_png_meta
-from include.vision.segmentation import cutout, cutout_meta, segment_subject
+from model_server.vision.analysis import analyze
+from model_server.vision.cartoon import cartoonize, expand_full_body
+from model_server.vision.imageio import encode_png, read_png_meta
+from model_server.vision.segmentation import cutout, cutout_meta, segment_subject
 
 
 def _iou(a, b):

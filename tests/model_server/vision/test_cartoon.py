@@ -1,9 +1,9 @@
-"""Tests for include/vision/cartoon.py."""
+"""Tests for model_server/vision/cartoon.py."""
 
 import numpy as np
 
-from include.vision.analysis import analyze
-from include.vision.cartoon import cartoonize, expand_full_body
+from model_server.vision.analysis import analyze
+from model_server.vision.cartoon import cartoonize, expand_full_body
 
 
 def test_cartoonize_crops_flattens_and_keeps_landmarks(astronaut):

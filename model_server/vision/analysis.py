@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from include.vision._pose import detect_pose
-from include.vision.errors import NO_USABLE_SUBJECT, SUBJECT_TOO_SMALL, VisionError
+from model_server.vision._pose import detect_pose
+from model_server.vision.errors import NO_USABLE_SUBJECT, SUBJECT_TOO_SMALL, VisionError
 
 # Detection runs on a downscaled copy: pose works at 256 px internally, GrabCut is O(pixels).
 POSE_WORK_SIDE = 640

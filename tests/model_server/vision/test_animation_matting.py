@@ -1,11 +1,11 @@
-"""Tests for include/vision/animation.py and include/vision/matting.py (small sizes, fast)."""
+"""Tests for model_server/vision/animation.py and model_server/vision/matting.py (small sizes, fast)."""
 
 import cv2
 import numpy as np
 import pytest
 
-from include.vision.animation import _arm_rig, animate
-from include.vision.matting import composite_on_key, key_matte, pick_key_color
+from model_server.vision.animation import _arm_rig, animate
+from model_server.vision.matting import composite_on_key, key_matte, pick_key_color
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from include.model_server.fault_injection import INJECTED_FAILURE
-from include.model_server.input_fetch import fetch_bytes
+from model_server.fault_injection import INJECTED_FAILURE
+from model_server.input_fetch import fetch_bytes
 
 # error_type and HTTP status of an unexpected exception inside a stage.
 INTERNAL_ERROR = "internal_error"
@@ -116,19 +116,19 @@ def warm_up_models() -> None:
 
 def _import_stage_modules() -> None:
     import include.media.frames  # noqa: F401
-    import include.model_server.model_stages  # noqa: F401
-    import include.vision.analysis  # noqa: F401
-    import include.vision.animation  # noqa: F401
-    import include.vision.cartoon  # noqa: F401
-    import include.vision.imageio  # noqa: F401
-    import include.vision.matting  # noqa: F401
-    import include.vision.segmentation  # noqa: F401
+    import model_server.model_stages  # noqa: F401
+    import model_server.vision.analysis  # noqa: F401
+    import model_server.vision.animation  # noqa: F401
+    import model_server.vision.cartoon  # noqa: F401
+    import model_server.vision.imageio  # noqa: F401
+    import model_server.vision.matting  # noqa: F401
+    import model_server.vision.segmentation  # noqa: F401
 
 
 def _warm_pose() -> None:
     import numpy as np
 
-    from include.vision._pose import detect_pose
+    from model_server.vision._pose import detect_pose
 
     # One inference builds the graph and its TFLite delegate; a blank frame finds nobody, cheaply.
     detect_pose(np.full((96, 96, 3), 127, np.uint8))
@@ -137,14 +137,14 @@ def _warm_pose() -> None:
 def _warm_moderation() -> None:
     import numpy as np
 
-    from include.vision.moderation import moderate
+    from model_server.vision.moderation import moderate
 
     moderate(np.full((64, 64, 3), 127, np.uint8))
 
 
 def _run_job(conn: Connection, job: dict[str, Any], files_root: Path, max_input_bytes: int) -> None:
     # Imported here so the worker starts fast; the stages import their heavy libraries lazily too.
-    from include.model_server.model_stages import MODELS, business_error_of
+    from model_server.model_stages import MODELS, business_error_of
 
     ctx = JobContext(conn, job["request_id"], job["base_url"], files_root, max_input_bytes)
     faults = job.get("faults") or {}

@@ -22,9 +22,9 @@ from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
 from typing import Any
 
-from include.model_server.fault_injection import Faults, JobFaults
-from include.model_server.job_store import COMPLETED, IN_PROGRESS, IN_QUEUE, Job, JobStore
-from include.model_server.worker_process import INTERNAL_ERROR, worker_main
+from model_server.fault_injection import Faults, JobFaults
+from model_server.job_store import COMPLETED, IN_PROGRESS, IN_QUEUE, Job, JobStore
+from model_server.worker_process import INTERNAL_ERROR, worker_main
 
 # error_type of a cancelled job (a client decision: answered 422 like other non-retryable outcomes).
 CANCELLED = "cancelled"

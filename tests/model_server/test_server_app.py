@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.include.model_server.conftest import ModelServerProcess
+from tests.model_server.conftest import ModelServerProcess
 
 SELFTEST = "bitbuddies/selftest"
 

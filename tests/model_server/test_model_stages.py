@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
-from tests.include.model_server.conftest import ModelServerProcess
+from tests.model_server.conftest import ModelServerProcess
 
 
 def run(srv: ModelServerProcess, model_id: str, body: dict, timeout: float = 90) -> dict:
@@ -43,7 +43,7 @@ def astronaut_jpeg(tmp_path_factory):
 
 @pytest.mark.slow
 def test_moderate_analyze_cartoonize_segment_chain(server: ModelServerProcess, astronaut_jpeg) -> None:
-    from include.vision.imageio import read_png_meta
+    from model_server.vision.imageio import read_png_meta
 
     photo = astronaut_jpeg.read_bytes()
     moderation = run(server, "bitbuddies/moderate",
@@ -85,8 +85,8 @@ SEGMENTED: dict[str, str] = {}
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("include.vision.matting") is None,
-                    reason="include.vision.matting has not landed: animate and segment-video not exercised")
+@pytest.mark.skipif(importlib.util.find_spec("model_server.vision.matting") is None,
+                    reason="model_server.vision.matting has not landed: animate and segment-video not exercised")
 def test_animate_then_segment_video(server: ModelServerProcess) -> None:
     if "cutout_url" not in SEGMENTED:
         pytest.skip("needs the cut-out of test_moderate_analyze_cartoonize_segment_chain")

@@ -18,7 +18,7 @@ import copy
 import cv2
 import numpy as np
 
-from include.vision._pose import detect_pose
+from model_server.vision._pose import detect_pose
 
 WORK_SIDE = 400  # GrabCut cost grows with pixels; the edge is refined at full size afterwards
 

@@ -1,6 +1,6 @@
 """The local model server: offline computer-vision stages behind fal.ai's queue protocol.
 
-A separate process (``python -m include.model_server``) that the generation DAG talks to as it
+A separate process (``python -m model_server``) that the generation DAG talks to as it
 would to fal.ai: submit, poll status, fetch result, cancel. Modules:
 
 - ``server_app``: the HTTP routes (FastAPI) and the app factory ``create_app``;

@@ -1,12 +1,12 @@
-"""Tests for include/vision/analysis.py."""
+"""Tests for model_server/vision/analysis.py."""
 
 import cv2
 import numpy as np
 import pytest
 from skimage import data
 
-from include.vision.analysis import analyze, person_cut_off
-from include.vision.errors import VisionError
+from model_server.vision.analysis import analyze, person_cut_off
+from model_server.vision.errors import VisionError
 
 
 def test_astronaut_is_a_cut_off_person(astronaut):

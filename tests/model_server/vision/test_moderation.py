@@ -1,6 +1,6 @@
-"""Tests for include/vision/moderation.py."""
+"""Tests for model_server/vision/moderation.py."""
 
-from include.vision.moderation import moderate
+from model_server.vision.moderation import moderate
 
 
 def test_astronaut_is_not_flagged(astronaut):

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from include.model_server.job_store import COMPLETED, IN_PROGRESS, IN_QUEUE, SERVER_RESTARTED, Job, JobStore
+from model_server.job_store import COMPLETED, IN_PROGRESS, IN_QUEUE, SERVER_RESTARTED, Job, JobStore
 
 
 def new_job(request_id: str, key: str | None = None, at: float = 100.0) -> Job:

@@ -1,4 +1,4 @@
-"""Tests for include/vision/errors.py, imageio.py and prompt.py."""
+"""Tests for model_server/vision/errors.py, imageio.py and prompt.py."""
 
 import io
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from include.vision.errors import VisionError
-from include.vision.imageio import decode_image, encode_png, read_png_meta
-from include.vision.prompt import parse_prompt
+from model_server.vision.errors import VisionError
+from model_server.vision.imageio import decode_image, encode_png, read_png_meta
+from model_server.vision.prompt import parse_prompt
 
 
 def test_exif_rotated_jpeg_is_put_upright():

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from include.model_server.input_fetch import SCHEMES, InputError
-from include.model_server.worker_process import INTERNAL_ERROR, JobContext, JobFailure
+from model_server.input_fetch import SCHEMES, InputError
+from model_server.worker_process import INTERNAL_ERROR, JobContext, JobFailure
 
 MODERATE = "bitbuddies/moderate"
 ANALYZE = "bitbuddies/analyze"
@@ -47,7 +47,7 @@ class PromptedImageInput(ImageInput):
 
 
 class AnimateInput(PromptedImageInput):
-    motion: str = ""  # one of include.vision.prompt.MOTIONS; empty: read from the prompt
+    motion: str = ""  # one of model_server.vision.prompt.MOTIONS; empty: read from the prompt
     duration: float = Field(5.0, gt=0, le=30)
     fps: int = Field(24, ge=1, le=60)
     size: int = Field(512, ge=64, le=2048)
@@ -80,7 +80,7 @@ def business_error_of(exc: BaseException) -> tuple[str, str] | None:
     if isinstance(exc, InputError):
         return exc.code, exc.message
     try:
-        from include.vision.errors import VisionError
+        from model_server.vision.errors import VisionError
     except ImportError:  # vision package absent: no business errors can come from it
         return None
     if isinstance(exc, VisionError):
@@ -91,8 +91,8 @@ def business_error_of(exc: BaseException) -> tuple[str, str] | None:
 # -- handlers --------------------------------------------------------------------------------
 
 def run_moderate(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
-    from include.vision.imageio import decode_image
-    from include.vision.moderation import moderate
+    from model_server.vision.imageio import decode_image
+    from model_server.vision.moderation import moderate
 
     rgb, _ = decode_image(ctx.fetch(inp.image_url))
     ctx.log(f"Decoded image {rgb.shape[1]}x{rgb.shape[0]}")
@@ -102,8 +102,8 @@ def run_moderate(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
 
 
 def run_analyze(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
-    from include.vision.analysis import analyze
-    from include.vision.imageio import decode_image, encode_png
+    from model_server.vision.analysis import analyze
+    from model_server.vision.imageio import decode_image, encode_png
 
     rgb, exif_rotation = decode_image(ctx.fetch(inp.image_url))
     ctx.log(f"Decoded image {rgb.shape[1]}x{rgb.shape[0]}, EXIF rotation {exif_rotation}")
@@ -127,9 +127,9 @@ def run_analyze(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
 
 
 def run_cartoonize(ctx: JobContext, inp: PromptedImageInput) -> dict[str, Any]:
-    from include.vision.cartoon import cartoonize
-    from include.vision.imageio import decode_image, encode_png, read_png_meta
-    from include.vision.prompt import parse_prompt
+    from model_server.vision.cartoon import cartoonize
+    from model_server.vision.imageio import decode_image, encode_png, read_png_meta
+    from model_server.vision.prompt import parse_prompt
 
     data = ctx.fetch(inp.image_url)
     rgb, _ = decode_image(data)
@@ -140,8 +140,8 @@ def run_cartoonize(ctx: JobContext, inp: PromptedImageInput) -> dict[str, Any]:
 
 
 def run_expand_full_body(ctx: JobContext, inp: PromptedImageInput) -> dict[str, Any]:
-    from include.vision.cartoon import expand_full_body
-    from include.vision.imageio import decode_image, encode_png, read_png_meta
+    from model_server.vision.cartoon import expand_full_body
+    from model_server.vision.imageio import decode_image, encode_png, read_png_meta
 
     data = ctx.fetch(inp.image_url)
     rgb, _ = decode_image(data)
@@ -154,8 +154,8 @@ def run_segment_image(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
     import numpy as np
     from PIL import Image
 
-    from include.vision.imageio import decode_image, encode_png, read_png_meta
-    from include.vision.segmentation import cutout, cutout_meta, segment_subject
+    from model_server.vision.imageio import decode_image, encode_png, read_png_meta
+    from model_server.vision.segmentation import cutout, cutout_meta, segment_subject
 
     data = ctx.fetch(inp.image_url)
     rgb, _ = decode_image(data)
@@ -178,11 +178,11 @@ def run_animate(ctx: JobContext, inp: AnimateInput) -> dict[str, Any]:
     from PIL import Image, UnidentifiedImageError
 
     from include.media.frames import write_frames_video
-    from include.vision.animation import animate
-    from include.vision.errors import INVALID_IMAGE, VisionError
-    from include.vision.imageio import read_png_meta
-    from include.vision.matting import composite_on_key, pick_key_color
-    from include.vision.prompt import MOTIONS, parse_prompt
+    from model_server.vision.animation import animate
+    from model_server.vision.errors import INVALID_IMAGE, VisionError
+    from model_server.vision.imageio import read_png_meta
+    from model_server.vision.matting import composite_on_key, pick_key_color
+    from model_server.vision.prompt import MOTIONS, parse_prompt
 
     data = ctx.fetch(inp.image_url)
     # decode_image flattens transparency onto white; the animation needs the cut-out's alpha.
@@ -211,7 +211,7 @@ def run_animate(ctx: JobContext, inp: AnimateInput) -> dict[str, Any]:
 
 def run_segment_video(ctx: JobContext, inp: SegmentVideoInput) -> dict[str, Any]:
     from include.media.frames import probe_frames, read_frames_video, write_frames_video
-    from include.vision.matting import key_matte
+    from model_server.vision.matting import key_matte
 
     source = ctx.output_path("input.mkv")
     source.write_bytes(ctx.fetch(inp.video_url))

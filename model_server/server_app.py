@@ -31,11 +31,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 
-from include.model_server.fault_injection import FaultConfig, Faults
-from include.model_server.job_store import COMPLETED, IN_QUEUE, Job, JobStore
-from include.model_server.model_stages import MODELS
-from include.model_server.worker_pool import JobManager
-from include.model_server.worker_process import content_type_of
+from model_server.fault_injection import FaultConfig, Faults
+from model_server.job_store import COMPLETED, IN_QUEUE, Job, JobStore
+from model_server.model_stages import MODELS
+from model_server.worker_pool import JobManager
+from model_server.worker_process import content_type_of
 from include.settings import Settings, get_settings
 
 # File names the stages write: plain names only, so a URL can never escape the job's folder.

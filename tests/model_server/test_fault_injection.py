@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from include.model_server.fault_injection import FaultConfig, Faults, JobFaults
+from model_server.fault_injection import FaultConfig, Faults, JobFaults
 
 
 def test_fail_next_is_consumed_and_latency_and_hang_apply_per_model() -> None:
