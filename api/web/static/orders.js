@@ -42,3 +42,17 @@
   form.copies.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(refresh, 500); });
   refresh();
 })();
+
+// A message from the server about a field goes once the person changes that field.
+(function () {
+  "use strict";
+  var form = document.getElementById("order-form");
+  if (!form) return;
+  form.addEventListener("input", function (event) {
+    var field = event.target;
+    if (field.getAttribute("aria-invalid") !== "true") return;
+    field.removeAttribute("aria-invalid");
+    var message = document.getElementById(field.id + "-error");
+    if (message) message.hidden = true;
+  });
+})();
