@@ -24,7 +24,8 @@ PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
 _KIND_BY_FILE = {file_name: kind for kind, file_name in ASSET_FILES.items()}
 
 
-def _chunks(key: str) -> Iterator[bytes]:
+def stored_chunks(key: str) -> Iterator[bytes]:
+    """A stored file, read in chunks (never whole in memory)."""
     with storage.open_read(key) as source:
         while chunk := source.read(CHUNK_BYTES):
             yield chunk
@@ -36,4 +37,4 @@ def stream_asset(generation: Generation, name: str, cache_control: str) -> Strea
     if key is None or not storage.exists(key):
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"No asset {name!r} for this buddy.")
     headers = {"Cache-Control": cache_control, "Content-Length": str(storage.size(key))}
-    return StreamingResponse(_chunks(key), media_type=CONTENT_TYPES[name], headers=headers)
+    return StreamingResponse(stored_chunks(key), media_type=CONTENT_TYPES[name], headers=headers)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import Response, StreamingResponse
 from sqlmodel import Session, col, func, select
 
-from api.assets import CHUNK_BYTES
+from api.assets import stored_chunks
 from api.deps import AirflowDep, get_db
 from api.presenters import asset_urls
 from api.routes.generations import submit_generation
@@ -142,10 +142,5 @@ def buddy_photo(user: PageUser, session: SessionDep, generation_id: str) -> Resp
     if not storage.exists(key):
         raise HTTPException(404, "The photo is no longer stored.")
 
-    def chunks():
-        with storage.open_read(key) as source:
-            while chunk := source.read(CHUNK_BYTES):
-                yield chunk
-
     media_type = PHOTO_TYPES.get(key.rsplit(".", 1)[-1], "application/octet-stream")
-    return StreamingResponse(chunks(), media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+    return StreamingResponse(stored_chunks(key), media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
