@@ -62,6 +62,7 @@
     } else if (type === "stage_finished" && data.stage) {
       var took = typeof data.duration_seconds === "number" ? data.duration_seconds : null;
       setState(data.stage, "done", took === null ? "" : seconds(took));
+      headline.textContent = label(data.stage) + ": done. Next step coming up…";
     } else if (type === "queue_position") {
       queueText.textContent = data.position === null || data.position === undefined ? "" : "· queue position " + data.position;
     } else if (type === "retry") {
