@@ -37,6 +37,8 @@ COPY include include
 COPY model_server model_server
 COPY ops ops
 COPY plugins plugins
+# /extension.zip packs the Chrome extension from this folder at request time.
+COPY extension extension
 # The `bitbuddies` command.
 RUN uv pip install --no-cache --no-deps -e . \
  && mkdir -p /var/lib/bitbuddies && chown -R 50000:0 /var/lib/bitbuddies $AIRFLOW_HOME

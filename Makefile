@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install browser lock bench clean
+.PHONY: up test install browser lock bench extension frames clean
 
 up: $(STAMP)
 	$(BIN)/python -m ops
@@ -39,8 +39,17 @@ lock:
 	$(COMPILE) requirements-dev.in -o requirements-dev.txt
 	$(COMPILE) --no-deps requirements-nodeps.in -o requirements-nodeps.txt
 
+# The Chrome extension, unpacked (the extension/ folder plus the widget's embed.js), to load in
+# chrome://extensions with "Load unpacked"; the API serves the same as a zip at /extension.zip.
+extension: $(STAMP)
+	$(BIN)/python -m api.extension var/extension
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# A strip of the astronaut's buddy in every motion (docs/motion_strip.png, shown in the README).
+frames: $(STAMP)
+	$(BIN)/python -m bench.motion_strip
 
 clean:
 	rm -rf var

@@ -29,8 +29,8 @@ from typing import TextIO
 
 import httpx
 
-from include import events
-from include.generations import STAGES
+from api import sse
+from include.stages import STAGE_NAMES
 from include.settings import get_settings
 
 POLL_SECONDS = 1.0
@@ -126,8 +126,8 @@ def progress_line(body: dict, elapsed: float) -> str:
         where = status
     else:
         # The pipeline reports task names; "charge_token" belongs to stage "charge".
-        index = next((i for i, name in enumerate(STAGES) if stage == name or stage.startswith(name + "_")), None)
-        where = f"stage {index + 1}/{len(STAGES)} {stage}" if index is not None else f"{status}: {stage}"
+        index = next((i for i, name in enumerate(STAGE_NAMES) if stage == name or stage.startswith(name + "_")), None)
+        where = f"stage {index + 1}/{len(STAGE_NAMES)} {stage}" if index is not None else f"{status}: {stage}"
     return f"[{where}] {elapsed:5.0f}s elapsed"
 
 
@@ -146,7 +146,7 @@ class ProgressBar:
         self.note = ""
         self._last_line = ""
 
-    def update(self, event: events.ReceivedEvent) -> None:
+    def update(self, event: sse.ReceivedEvent) -> None:
         data = event.json()
         self.stage = event.event if event.event in TERMINAL else data.get("stage") or self.stage
         if data.get("percent") is not None:
@@ -203,7 +203,7 @@ def follow_events(http: httpx.Client, gid: str, headers: dict[str, str], bar: Pr
                     response.read()
                     raise PermissionError(_detail(response))
                 if response.status_code == 200:
-                    for event in events.parse_sse(response.iter_lines()):
+                    for event in sse.parse_sse(response.iter_lines()):
                         if event.id is not None:
                             last_id = event.id
                         failures = 0
@@ -412,6 +412,15 @@ def run_client(args: argparse.Namespace, api_key: str, base_url: str) -> int:
         return keys_revoke(http, args.id)
 
 
+def print_outbox(argv: list[str]) -> int:
+    """The local print vendor's CLI on the configured outbox (``fulfillment/vendors/local.py``)."""
+    from fulfillment.vendors.local import LocalOutboxVendor
+    from fulfillment.vendors.local import main as outbox_main
+    from include.print_vendors import local_outbox_dir
+
+    return outbox_main(argv, vendor=LocalOutboxVendor(local_outbox_dir()), prog="bitbuddies print-outbox")
+
+
 # --- argument parsing ---------------------------------------------------------------------
 
 
@@ -420,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     db = commands.add_parser("db", help="application database").add_subparsers(dest="db_command", required=True)
-    db.add_parser("init", help="create the tables")
+    db.add_parser("init", help="migrate the app database to the newest schema (include/migrations)")
 
     user = commands.add_parser("user", help="users and their tokens").add_subparsers(dest="user_command", required=True)
     create = user.add_parser("create", help="create a user and print their API key")
@@ -433,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     alerts = commands.add_parser("alerts", help="operator alerts").add_subparsers(dest="alerts_command", required=True)
     alerts.add_parser("list", help="the newest alerts first").add_argument("--limit", type=int, default=20)
+
+    # Listed for --help; main() hands its arguments to the outbox's own parser.
+    commands.add_parser("print-outbox", help="the local print vendor's jobs: list, printed, shipped, failed")
 
     gen = commands.add_parser("generate", help="make a buddy from a photo through the API")
     gen.add_argument("photo", type=Path)
@@ -457,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["print-outbox"]:  # the outbox's own parser reads the rest (options included)
+        return print_outbox(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "db":
         return db_init()

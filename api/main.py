@@ -1,7 +1,8 @@
 """The BitBuddies web app and API (``uvicorn api.main:app --port 8000``).
 
 Collects the routers (``/api/...`` with API-key auth, the public ``/b/...`` share pages,
-the ``/g/...`` generation pages, the web app's pages in ``api/web``)
+the ``/g/...`` generation pages, the embedding endpoints ``/embed.js``, ``/oembed``,
+``/extension.zip``, the web app's pages in ``api/web``)
 and, for the life of the process, runs the loop that triggers DAG runs for generations
 submitted while Airflow was unreachable.
 """
@@ -19,13 +20,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS
-from api.routes import events, generations, share, users
+from api.routes import embed, events, generations, share, users
 from api.routes import print_webhook, sticker_orders
 from api.routes import tokens, webhooks
 from api.routes import generation_page, keys
-from api import web
+from api import event_stream, web
 from api.triggering import run_trigger_loop
-from include import events as progress_events
 from include.airflow_client import AirflowClient
 from include.migrations import migrate
 from include.settings import get_settings
@@ -61,7 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     logging.getLogger("uvicorn.access").addFilter(QuietInternalAccess())
     await asyncio.to_thread(migrate)
     app.state.airflow_client = AirflowClient(timeout=SUBMIT_TRIGGER_TIMEOUT_SECONDS)
-    app.state.events_bus = progress_events.create_bus()
+    app.state.events_bus = event_stream.create_bus()
     await app.state.events_bus.start()
     # Everything imported and built so far lives as long as the process: move it out of the
     # collector's sight, so a full collection (under load, with a thousand open streams) walks only
@@ -91,6 +91,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(api_router)
     app.include_router(share.router)
+    app.include_router(embed.router)
     app.include_router(generation_page.router)
     app.include_router(events.internal_router)
     web.mount(app)

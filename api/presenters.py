@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from api.assets import asset_version
 from include.generations import ASSET_FILES, share_url
 from include.models import Generation, GenerationAssets, GenerationPublic
 
@@ -10,12 +11,17 @@ def asset_urls(generation: Generation) -> dict[str, str]:
     """Public download URL per asset kind; empty until the generation succeeded.
 
     Public (under the share page) rather than owner-only, so that ``<video>`` and ``<img>``
-    tags, which cannot send an Authorization header, can play them.
+    tags, which cannot send an Authorization header, can play them. Each URL carries its
+    version (``?v=``), which makes it cacheable for good (see :mod:`api.assets`).
     """
     if generation.status != "succeeded":
         return {}
     base = share_url(generation)
-    return {kind: f"{base}/{ASSET_FILES[kind]}" for kind in ASSET_FILES if kind in generation.assets}
+    return {
+        kind: f"{base}/{ASSET_FILES[kind]}?v={asset_version(generation, kind)}"
+        for kind in ASSET_FILES
+        if kind in generation.assets
+    }
 
 
 def generation_public(generation: Generation) -> GenerationPublic:

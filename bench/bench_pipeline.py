@@ -30,9 +30,10 @@ from skimage import data
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from include.generations import GENERATE_DAG_ID  # noqa: E402
 from ops.stack import Stack, StackConfig, environment, initialise  # noqa: E402
 
-DAG_ID = "bitbuddies_generate"
+DAG_ID = GENERATE_DAG_ID
 
 
 def photo_1024() -> bytes:

@@ -1,7 +1,7 @@
 """Benchmark: many concurrent model-job waits in one triggerer.
 
 Run: ``.venv/bin/python -m bench.bench_triggerer [--waits 500] [--poll-interval 2] [--job-seconds 0.2]
-[--profile production]``.
+[--profile production] [--triggerer patched|stock]``.
 
 Starts Airflow (api-server, scheduler, dag-processor, one triggerer; in the production profile,
 the default, on Postgres with a Celery worker) and the model server under
@@ -47,7 +47,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ops.stack import Stack, StackConfig, discard_production_data, initialise, local_production_config  # noqa: E402
+from ops.stack import VENV_BIN, Stack, StackConfig, discard_production_data, initialise, local_production_config  # noqa: E402
 
 POSTGRES = os.environ.get("BITBUDDIES_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BITBUDDIES_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -141,9 +141,11 @@ def main() -> int:
     parser.add_argument("--profile", choices=("production", "embedded"), default="production",
                         help="production: Postgres and Celery (the machine's Postgres and Redis); embedded: SQLite and "
                              "LocalExecutor, which loses Airflow processes to 'database is locked' at a few hundred waits")
+    parser.add_argument("--triggerer", choices=("patched", "stock"), default="patched",
+                        help="patched: python -m ops.triggerer (what the stacks run); stock: plain `airflow triggerer`")
     args = parser.parse_args()
 
-    var = ROOT / "var" / "bench_triggerer"
+    var = ROOT / "var" / f"bench_triggerer_{args.triggerer}"
     shutil.rmtree(var, ignore_errors=True)
     settings = dict(
         airflow_port=free_port(),
@@ -169,7 +171,9 @@ def main() -> int:
     print(f"starting the {cfg.profile} stack under {var} ...", flush=True)
     initialise(cfg)
     stack = Stack(cfg)
-    stack.start(services)
+    stack.start([name for name in services if name != "triggerer"])
+    stock = [str(VENV_BIN / "airflow"), "triggerer", "--skip-serve-logs"]
+    stack.start_one("triggerer", stock if args.triggerer == "stock" else None)
     model = httpx.Client(base_url=cfg.model_server_url, timeout=30)
     try:
         deadline = time.time() + 300
@@ -280,7 +284,7 @@ def main() -> int:
 
     mb = 1024 * 1024
     print(f"\n== Triggerer benchmark: {args.waits} concurrent waits, poll interval {args.poll_interval} s, "
-          f"{cfg.profile} profile, jobs of {args.job_seconds} s, {os.cpu_count()} cores ==")
+          f"{cfg.profile} profile, jobs of {args.job_seconds} s, {args.triggerer} triggerer, {os.cpu_count()} cores ==")
     print(f"time for all waits to defer        {ramp:7.1f} s")
     print(f"deferred while held                {still_deferred:7d}    (of {args.waits})")
     print(f"task instances running, waiting    {max(running):7d}    (max over {len(running)} samples; target 0)")

@@ -5,15 +5,19 @@ One run per generation: a photo and a prompt in, an animated, transparent cartoo
 The web API triggers it with `dag_run_id` = the generation id; an operator can also start one
 from the UI (Trigger with params: a generation already stored by the API).
 
-**Pipeline.** `charge_token` takes one token, then every model stage is one
+**Pipeline.** `charge_token` confirms the token is paid (the API took it with the generation; the
+task finds that charge under the same ledger key, and takes it only for a run started from the UI
+without one), then every model stage is one
 `ModelJobOperator` (submit -> deferrable wait -> fetch, never submitted twice):
 `moderate` -> `analyze` -> `cartoonize` -> (`expand_full_body` when the subject is cut off) ->
 `segment_image` -> `animate` -> `segment_video`; then `transcode` encodes WebM (VP9 + alpha),
-animated WebP, GIF and a poster into object storage and `publish` makes the buddy visible.
+animated WebP, GIF and a poster into object storage (and the walk loop every buddy gets as WebM
+and WebP) and `publish` makes the buddy visible.
 
 **Failure.** Business errors (NSFW photo, no usable subject) fail at once, without retries.
 `refund_token` is a teardown that runs once everything else is done: if the generation did not
-succeed it gives the token back (idempotent ledger key) and marks the generation failed. Being a
+succeed it settles it: failed and its token given back, in one transaction (`include/settlement.py`,
+idempotent ledger key). Being a
 teardown it does not decide the run's state, so a failed generation's run still ends *failed*.
 
 **Pools.** `model_local` caps jobs in flight at the model provider (deferred tasks count);
@@ -29,28 +33,17 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow.operators import ModelJobOperator
-from bitbuddies_airflow.refunds import refund_failed_run, refuse_finished_generation, settle_failure
+from bitbuddies_airflow.refunds import refund_failed_run, refuse_finished_generation
 from bitbuddies_airflow.reporting import record_failure, report_outcome, report_retry, report_stage, report_stage_finished
 from bitbuddies_airflow.storage import open_for_write, provider_url
 from include import generations, ledger
+from include.settlement import settle_failed_generation
 from include.settings import get_settings
+from include.stages import MEDIA_POOL, MODEL_STAGES, model_pool
 
-# One pool per model provider (config/pools.json): the provider in use is configuration.
-MODEL_POOL = f"model_{get_settings().model_provider}"
-MEDIA_POOL = "media_cpu"
-
-# Per stage: how often the wait polls, how long the job may take, and how long the worker
-# watches a fresh job before deferring (jobs that finish within it skip the defer/resume round
-# trip). Quick checks poll often; the long renders poll less and get more time.
-STAGE_WAITS = {
-    "moderate": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5), "grace": 3.0},
-    "analyze": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=5), "grace": 3.0},
-    "cartoonize": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
-    "expand_full_body": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
-    "segment_image": {"poll_interval": 0.5, "job_timeout": timedelta(minutes=10), "grace": 3.0},
-    "animate": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30), "grace": 3.0},
-    "segment_video": {"poll_interval": 1.0, "job_timeout": timedelta(minutes=30), "grace": 3.0},
-}
+# One pool per model provider (config/pools.json): the provider in use is configuration. The
+# stages, their waits and pools are declared in include/stages.py.
+MODEL_POOL = model_pool(get_settings().model_provider)
 # CPU-heavy media work runs on the workers that consume this queue (CeleryExecutor); the
 # LocalExecutor ignores queues.
 MEDIA_QUEUE = "media"
@@ -63,7 +56,7 @@ default_args = {
     "max_retry_delay": timedelta(minutes=2),
     "on_execute_callback": report_stage,
     "on_failure_callback": record_failure,
-    # Live progress for the user (include/events.py); the outcome's event and alert are report_outcome.
+    # Live progress for the user (include/event_publisher.py); the outcome's event and alert are report_outcome.
     "on_success_callback": report_stage_finished,
     "on_retry_callback": report_retry,
     # A finished generation is never worked on (or paid for) again, e.g. after a UI clear.
@@ -77,7 +70,7 @@ def reject_nsfw(result: dict) -> None:
 
 
 @dag(
-    dag_id="bitbuddies_generate",
+    dag_id=generations.GENERATE_DAG_ID,
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -99,6 +92,7 @@ def reject_nsfw(result: dict) -> None:
 def bitbuddies_generate():
     @task(retries=5)
     def charge_token(params=None) -> int:
+        # The API charged attempt 1 when it stored the generation: this returns that entry.
         entry = ledger.charge_generation(params["generation_id"])
         return entry.id
 
@@ -108,7 +102,8 @@ def bitbuddies_generate():
 
     def model_stage(stage: str, **inputs) -> ModelJobOperator:
         return ModelJobOperator(
-            task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **STAGE_WAITS[stage], **stage_options.get(stage, {})
+            task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **MODEL_STAGES[stage].waits.operator_kwargs(),
+            **stage_options.get(stage, {}),
         )
 
     stage_options = {"moderate": {"check_result": reject_nsfw}}
@@ -136,19 +131,24 @@ def bitbuddies_generate():
         "segment_video",
         video_url=animate.output["video_url"],
         key_color="{{ ti.xcom_pull(task_ids='animate')['key_color'] }}",
+        # The walk loop, when the provider made one (the local models do for every buddy).
+        walk_video_url="{{ (ti.xcom_pull(task_ids='animate').get('walk_video') or {}).get('url', '') }}",
     )
 
     @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE)
     def transcode(video: dict, params=None) -> dict[str, str]:
+        from include.media.transcode import WALK_FORMATS, WALK_OUTPUT_NAMES
         from include.media.transcode import transcode as encode
 
         prefix = f"generations/{params['generation_id']}"
-        assets = encode(
-            video["video"]["url"],
-            lambda name: open_for_write(f"{prefix}/{name}"),
-            fps=int(video.get("fps") or 24),
-        )
-        return {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}
+        fps = int(video.get("fps") or 24)
+        assets = encode(video["video"]["url"], lambda name: open_for_write(f"{prefix}/{name}"), fps=fps)
+        published = {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}
+        if video.get("walk_video"):
+            walk = encode(video["walk_video"]["url"], lambda name: open_for_write(f"{prefix}/{name}"), fps=fps,
+                          formats=WALK_FORMATS, names=WALK_OUTPUT_NAMES)
+            published |= {f"walk_{fmt}": f"{prefix}/{asset.name}" for fmt, asset in walk.items()}
+        return published
 
     @task(on_success_callback=report_outcome)
     def publish(assets: dict[str, str], params=None) -> None:
@@ -162,7 +162,7 @@ def bitbuddies_generate():
         The ledger key makes it idempotent across retries, re-runs and the reconciliation DAG.
         """
         gid = params["generation_id"]
-        refunded = settle_failure(gid)
+        refunded = settle_failed_generation(gid)
         print(f"{gid}: {'refunded and failed' if refunded else 'succeeded or never charged: nothing to refund'}")
 
     branch = choose_body(analyze.output)

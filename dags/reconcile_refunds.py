@@ -6,13 +6,18 @@ task or a lost failure callback can never lose a refund.
 
 - a generation that **ended failed** with a charge that has no refund: refunded;
 - a generation **not finished** long after it was created (`generation_deadline_minutes`, its run
-  died, was deleted or never started): marked failed, then refunded.
+  died, was deleted or never started): failed and refunded in one transaction
+  (`include/settlement.py`).
 
-It also sends again the operator alerts that were not delivered (Pushover was down, or the
-process that raised one died before sending).
+It also raises one alert for each generation that has made no progress for `stall_minutes`
+(default 3: it names the run's unfinished tasks and their states, so the operator hears of a stuck
+generation within 3 + 5 minutes, long before its refund deadline), and sends again the operator
+alerts that were not delivered (Pushover was down, or the process that raised one died before
+sending).
 
-Refunds use the same ledger keys as the generation DAG's `refund_token` task and failure
-callback, so whichever runs first refunds and the others change nothing. Each settled generation
+It settles through the same `include.settlement` as the generation DAG's `refund_token` task and
+failure callback (the same ledger keys), so whichever runs first settles and the others change
+nothing. Each settled generation
 raises an alert. `bitbuddies ledger audit` checks the result.
 """
 
@@ -20,12 +25,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 
 from bitbuddies_airflow.refunds import send_alert
 from include import alerts, generations, ledger
+from include.settlement import settle_failed_generation
 from include.settings import get_settings
 
+# Task states that mean a task is on its way (or stuck on it), as opposed to done or not yet due.
+ACTIVE_TASK_STATES = ("scheduled", "queued", "running", "deferred", "up_for_retry", "up_for_reschedule", "restarting")
 STUCK_ERROR = "Making your buddy took far too long and was stopped; your token was refunded."
 
 
@@ -45,7 +53,7 @@ def bitbuddies_reconcile_refunds():
         deadline = timedelta(minutes=get_settings().generation_deadline_minutes)
         settled = []
         for gid in ledger.unsettled_generations(stuck_before=datetime.now(UTC) - deadline):
-            ledger.settle_stuck_or_failed(gid, STUCK_ERROR)
+            settle_failed_generation(gid, STUCK_ERROR, None)
             generation = generations.get(gid)
             refunded = generation.refund_state == "refunded"
             print(f"{gid}: {generation.status}, refund {generation.refund_state}")
@@ -55,14 +63,27 @@ def bitbuddies_reconcile_refunds():
         return settled
 
     @task
+    def alert_stalled_generations() -> list[str]:
+        since = datetime.now(UTC) - timedelta(minutes=get_settings().stall_minutes)
+        stalled = generations.stalled(no_progress_since=since)
+        if not stalled:
+            return []
+        runs = get_current_context()["ti"].get_task_states(dag_id=generations.GENERATE_DAG_ID, run_ids=[g.id for g, _ in stalled])
+        for generation, last_progress in stalled:
+            stuck = {task: state for task, state in runs.get(generation.id, {}).items() if state in ACTIVE_TASK_STATES}
+            alert = alerts.generation_stalled(generation, last_progress, stuck, generations.airflow_run_url(generation.id))
+            print(f"{generation.id}: no progress since {last_progress:%H:%M:%S}; stuck {stuck}; alert {alert.key}")
+        return [g.id for g, _ in stalled]
+
+    @task
     def redeliver_alerts() -> int:
         sent = alerts.redeliver_undelivered()
         for alert in sent:
             print(f"alert {alert.key}: {'delivered' if alert.delivered_at else 'still not delivered: ' + str(alert.delivery_error)}")
         return sum(alert.delivered_at is not None for alert in sent)
 
-    # Settling raises alerts: send the undelivered ones after.
-    settle_unsettled_generations() >> redeliver_alerts()
+    # Settling and stalls raise alerts: send the undelivered ones after.
+    [settle_unsettled_generations(), alert_stalled_generations()] >> redeliver_alerts()
 
 
 bitbuddies_reconcile_refunds()

@@ -27,8 +27,7 @@ from airflow.sdk import Param, dag, task
 from bitbuddies_airflow.print_vendor import WaitForPrintOperator
 from bitbuddies_airflow.storage import open_for_write, provider_url, storage_path
 from include import orders
-
-MEDIA_POOL = "media_cpu"
+from include.stages import MEDIA_POOL
 
 default_args = {
     "owner": "bitbuddies",
@@ -84,7 +83,7 @@ def bitbuddies_sticker_order():
 
     @task(retries=6)
     def send_to_vendor(sheet: str, params=None) -> dict:
-        from fulfillment.vendors import get_vendor
+        from include.print_vendors import get_vendor
 
         order = orders.get(params["order_id"])
         job = get_vendor().submit(order.id, sheet, orders.shipping_address(order), pdf_url=provider_url(sheet, expires=7 * 86400))

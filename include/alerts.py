@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy.exc import IntegrityError
@@ -102,6 +102,38 @@ def generation_failed(
         url=airflow_url,
     )
     return raise_once(alert, urgent=not refunded)
+
+
+def generation_stalled(
+    generation: Generation, last_progress: datetime, stuck_tasks: dict[str, str], airflow_url: str | None
+) -> Alert:
+    """The alert for a generation that stopped making progress: raised once per generation.
+
+    ``stuck_tasks`` maps each of its run's unfinished tasks to its Airflow state (``queued``,
+    ``running``, ``deferred``, ``up_for_retry`` ...); empty when Airflow has no run for it.
+    """
+    minutes = (utcnow() - last_progress).total_seconds() / 60
+    stuck = ", ".join(f"{task} ({state})" for task, state in stuck_tasks.items()) or "no Airflow run found"
+    message = "\n".join(
+        [
+            f"Generation {generation.id} has made no progress for {minutes:.0f} min "
+            f"(status {generation.status}, stage {generation.stage or 'none'}).",
+            f"Stuck: {stuck}",
+            "It is failed and refunded at its deadline unless it moves again.",
+        ]
+    )
+    first = next(iter(stuck_tasks), "no run")
+    alert = Alert(
+        key=f"generation_stalled:{generation.id}",
+        kind="generation_stalled",
+        generation_id=generation.id,
+        user_id=generation.user_id,
+        title=f"BitBuddies: generation stuck at {first}"[:TITLE_MAX],
+        message=message[:MESSAGE_MAX],
+        details={"stuck_tasks": stuck_tasks, "last_progress": last_progress.isoformat(), "stage": generation.stage},
+        url=airflow_url,
+    )
+    return raise_once(alert)
 
 
 def raise_once(alert: Alert, *, urgent: bool = False) -> Alert:

@@ -2,8 +2,8 @@
 
 Airflow tasks call these (no Airflow imports here): ``mark_stage`` as each stage starts,
 ``mark_succeeded`` when publishing, ``mark_failed`` when the run fails for good. The API
-reads the same rows. The API's trigger loop uses ``pending_triggers`` / ``mark_triggered``
-to start a DAG run for every generation exactly once (the generation id is the dag_run_id).
+reads the same rows. ``OUTBOX`` starts the DAG run of every stored generation exactly once
+(the generation id is the dag_run_id; ``include/outbox.py``).
 
 Terminal states are final: a late or repeated call never turns a succeeded generation
 into a failed one, never revives a failed one, and the first error is the one users see.
@@ -12,11 +12,15 @@ into a failed one, never revives a failed one, and the first error is the one us
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from urllib.parse import quote
 
-from sqlmodel import select
+from sqlalchemy import func
+from sqlmodel import col, select
 
 from include.db import session_scope
-from include.models import TERMINAL_STATUSES, Generation, utcnow
+from include.models import TERMINAL_STATUSES, Generation, GenerationEvent, utcnow
+from include.outbox import DagRunOutbox
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -28,32 +32,27 @@ def share_url(generation: Generation) -> str:
     """The buddy's public share page (``/b/{slug}``): what its sticker's QR code opens."""
     return f"{get_settings().public_base_url.rstrip('/')}/b/{generation.slug}"
 
-# The stages the generation DAG reports through mark_stage, in order (for progress
-# displays). expand_full_body only runs when the subject is cut off.
-STAGES = (
-    "charge",
-    "moderate",
-    "analyze",
-    "cartoonize",
-    "expand_full_body",
-    "segment_image",
-    "animate",
-    "segment_video",
-    "transcode",
-    "publish",
-)
-
 # Asset kind (the key in Generation.assets) -> the file name used in download URLs.
+# The walk loop (walk_webm, walk_webp) is optional: only generations whose pipeline made one
+# have it; the embed widget then walks with it and otherwise moves the idle loop across the page.
 ASSET_FILES = {
     "webm": "buddy.webm",
     "webp": "buddy.webp",
     "gif": "buddy.gif",
     "poster": "poster.png",
+    # The walk loop every buddy also gets (the embed widget walks it across a page).
+    "walk_webm": "walk.webm",
+    "walk_webp": "walk.webp",
 }
 
 
 class GenerationNotFound(LookupError):
     pass
+
+
+def airflow_run_url(generation_id: str) -> str:
+    """The generation's DAG run in the Airflow UI (Airflow 3's route ``/dags/{dag_id}/runs/{run_id}``)."""
+    return f"{get_settings().resolved_airflow_public_url}/dags/{GENERATE_DAG_ID}/runs/{quote(generation_id, safe='')}"
 
 
 def upload_key(generation_id: str, extension: str = "jpg") -> str:
@@ -76,7 +75,7 @@ def get(gid: str) -> Generation:
 def mark_stage(gid: str, stage: str) -> Generation:
     """Record that ``stage`` started; the generation is running (unless already finished)."""
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
+        generation = load_for_update(session, gid)
         if generation.status in TERMINAL_STATUSES:
             log.warning("generation %s is %s; ignoring stage %s", gid, generation.status, stage)
             return generation
@@ -93,7 +92,7 @@ def mark_succeeded(gid: str, assets: dict[str, str]) -> Generation:
     if unknown:
         raise ValueError(f"unknown asset kinds {sorted(unknown)}; expected {sorted(ASSET_FILES)}")
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
+        generation = load_for_update(session, gid)
         if generation.status == "failed":
             log.warning("generation %s already failed (%s); not marking it succeeded", gid, generation.error)
             return generation
@@ -108,31 +107,43 @@ def mark_succeeded(gid: str, assets: dict[str, str]) -> Generation:
 
 
 def mark_failed(gid: str, error: str, failed_task: str | None = None) -> Generation:
-    """The generation failed for good with a user-facing ``error``; the first error wins."""
+    """The generation failed for good with a user-facing ``error``; the first error wins.
+
+    The pipeline ends a generation through ``include.settlement``, which also refunds it in the
+    same transaction; this alone is for a generation that was never charged.
+    """
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
-        if generation.status in TERMINAL_STATUSES:
-            log.info("generation %s is already %s; keeping it", gid, generation.status)
-            return generation
-        now = utcnow()
-        generation.status = "failed"
-        # An error recorded earlier by the failing task itself is more precise than a later summary.
-        generation.error = generation.error or error
-        generation.failed_task = generation.failed_task or failed_task
-        generation.updated_at = now
-        generation.finished_at = now
+        generation = load_for_update(session, gid)
+        end_failed(generation, error, failed_task)
         session.add(generation)
         return generation
+
+
+def end_failed(generation: Generation, error: str, failed_task: str | None) -> bool:
+    """Set ``generation`` failed in the caller's transaction (row locked); False when it had
+    already ended (terminal states are final)."""
+    if generation.status in TERMINAL_STATUSES:
+        log.info("generation %s is already %s; keeping it", generation.id, generation.status)
+        return False
+    now = utcnow()
+    generation.status = "failed"
+    # An error recorded earlier by the failing task itself is more precise than a later summary.
+    generation.error = generation.error or error
+    generation.failed_task = generation.failed_task or failed_task
+    generation.updated_at = now
+    generation.finished_at = now
+    return True
 
 
 def record_error(gid: str, error: str, failed_task: str | None = None) -> Generation:
     """Note the first user-facing error of a generation still in progress, without ending it.
 
-    The status turns ``failed`` only with :func:`mark_failed`, once the refund is settled, so a
-    user never sees a failed generation whose refund state is not yet known.
+    The status turns ``failed`` only when the generation is settled (``include.settlement``: failed
+    and refunded in one transaction), so a user never sees a failed generation whose refund state
+    is not yet known.
     """
     with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
+        generation = load_for_update(session, gid)
         if generation.status in TERMINAL_STATUSES or generation.error:
             return generation
         generation.error = error
@@ -142,31 +153,49 @@ def record_error(gid: str, error: str, failed_task: str | None = None) -> Genera
         return generation
 
 
-def pending_triggers() -> list[Generation]:
-    """Queued generations whose DAG run has not been triggered yet, oldest first."""
+def stalled(no_progress_since: datetime) -> list[tuple[Generation, datetime]]:
+    """Unfinished generations whose last sign of progress (created, a stage started, a progress
+    event such as a queue position or a retry) is older than ``no_progress_since``, with it."""
     with session_scope() as session:
-        return list(
+        last_event = dict(
             session.exec(
-                select(Generation)
-                .where(Generation.status == "queued", Generation.triggered_at.is_(None))
-                .order_by(Generation.created_at)
+                select(GenerationEvent.generation_id, func.max(GenerationEvent.created_at))
+                .join(Generation, col(Generation.id) == col(GenerationEvent.generation_id))
+                .where(col(Generation.status).not_in(TERMINAL_STATUSES))
+                .group_by(GenerationEvent.generation_id)
             ).all()
         )
+        unfinished = session.exec(select(Generation).where(col(Generation.status).not_in(TERMINAL_STATUSES))).all()
+    found = []
+    for generation in unfinished:
+        signs = [generation.created_at, generation.updated_at, last_event.get(generation.id)]
+        last = max(t for t in signs if t is not None)
+        if last < no_progress_since:
+            found.append((generation, last))
+    return found
 
 
-def mark_triggered(gid: str) -> Generation:
-    """Record that the DAG run exists (keeps the first trigger time)."""
-    with session_scope(write_lock=True) as session:
-        generation = _load(session, gid)
-        if generation.triggered_at is None:
-            generation.triggered_at = utcnow()
-            generation.updated_at = generation.triggered_at
-            session.add(generation)
-        return generation
-
-
-def _load(session, gid: str) -> Generation:
-    generation = session.get(Generation, gid)
+def load_for_update(session, gid: str) -> Generation:
+    """The generation, its row locked for the rest of the transaction (Postgres ``FOR UPDATE``;
+    SQLite's write lock is the whole database), so a late publish and a settlement cannot both
+    win: the second waits, then sees the first one's terminal state."""
+    generation = session.get(Generation, gid, with_for_update=True, populate_existing=True)
     if generation is None:
         raise GenerationNotFound(f"no generation {gid}")
     return generation
+
+
+def dag_run_conf(generation: Generation) -> dict[str, object]:
+    """The generation DAG's params for ``generation``."""
+    return {
+        "generation_id": generation.id,
+        "user_id": generation.user_id,
+        "prompt": generation.prompt,
+        "motion": generation.motion or "",
+        "upload_path": generation.upload_path,
+    }
+
+
+# Stored and charged by the API (ledger.create_paid_generation), then started here.
+OUTBOX = DagRunOutbox(what="generation", table=Generation, ready=lambda: Generation.status == "queued",
+                      dag_id=GENERATE_DAG_ID, conf=dag_run_conf)

@@ -21,7 +21,6 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from include import generations
 from include.db import session_scope
 from include.models import TERMINAL_STATUSES, Generation, LedgerEntry, User, utcnow
 
@@ -56,7 +55,8 @@ def _sum_for_user(session: Session, user_id: int) -> int:
     return int(total)
 
 
-def _lock_user(session: Session, user_id: int) -> User:
+def lock_user(session: Session, user_id: int) -> User:
+    """Hold the user's ledger lock for the rest of ``session``'s transaction."""
     # On SQLite the whole database is already write-locked (BEGIN IMMEDIATE) and
     # FOR UPDATE is not rendered; on Postgres this row lock serialises one user's movements.
     user = session.exec(select(User).where(User.id == user_id).with_for_update()).first()
@@ -98,7 +98,7 @@ def grant(user_id: int, amount: int, key: str, reason: str = "grant") -> LedgerE
             existing = _entry_by_key(session, key)
             if existing is not None:
                 return existing
-            _lock_user(session, user_id)
+            lock_user(session, user_id)
             entry = LedgerEntry(user_id=user_id, amount=amount, reason=reason, idempotency_key=key)
             session.add(entry)
             session.flush()
@@ -126,7 +126,7 @@ def create_paid_generation(generation: Generation) -> Generation:
     client Idempotency-Key, a concurrent request won) is left to the caller.
     """
     with session_scope(write_lock=True) as session:
-        _lock_user(session, generation.user_id)
+        lock_user(session, generation.user_id)
         available = _sum_for_user(session, generation.user_id)
         if available < TOKENS_PER_GENERATION:
             raise _insufficient(available)
@@ -159,7 +159,7 @@ def charge_generation(generation_id: str, attempt: int = 1) -> LedgerEntry:
             generation = session.get(Generation, generation_id)
             if generation is None:
                 raise LedgerError(f"unknown generation {generation_id}")
-            _lock_user(session, generation.user_id)
+            lock_user(session, generation.user_id)
             available = _sum_for_user(session, generation.user_id)
             if available < TOKENS_PER_GENERATION:
                 raise _insufficient(available)
@@ -178,55 +178,62 @@ def charge_generation(generation_id: str, attempt: int = 1) -> LedgerEntry:
         return _existing_after_conflict(key)
 
 
-def refund_generation(generation_id: str) -> LedgerEntry | None:
-    """Refund every charge of the generation that has no refund yet.
+def refund_charges(session: Session, generation: Generation) -> LedgerEntry | None:
+    """Refund every charge of ``generation`` that has no refund yet, in the caller's transaction.
 
-    Each refund is exactly the charge's amount, keyed ``refund:{charge key}`` and linked to
-    the charge through ``refund_of`` (UNIQUE), so no charge is ever refunded twice. Marks
-    the generation ``refund_state="refunded"``. Returns the (last) refund made by this
-    call, or None when there was nothing left to refund (never charged, already refunded, or
-    the generation succeeded: a delivered buddy is never refunded, so "refunded" always means
-    "did not succeed").
+    The caller holds the owner's lock (``lock_user``). Each refund is exactly the charge's
+    amount, keyed ``refund:{charge key}`` and linked to the charge through ``refund_of``
+    (UNIQUE), so no charge is ever refunded twice. Marks the generation
+    ``refund_state="refunded"``. Returns the (last) refund made, or None when there was nothing
+    left to refund (never charged, already refunded, or the generation succeeded: a delivered
+    buddy is never refunded, so "refunded" always means "did not succeed").
+    """
+    if generation.status == "succeeded":
+        log.warning("generation %s succeeded; not refunding it", generation.id)
+        return None
+    charges = session.exec(
+        select(LedgerEntry)
+        .where(LedgerEntry.generation_id == generation.id, LedgerEntry.reason == "charge")
+        .order_by(LedgerEntry.id)
+    ).all()
+    refunded_charge_ids = set(
+        session.exec(select(LedgerEntry.refund_of).where(LedgerEntry.refund_of.in_([c.id for c in charges]))).all()
+    )
+    made: LedgerEntry | None = None
+    for charge in charges:
+        if charge.id in refunded_charge_ids:
+            continue
+        made = LedgerEntry(
+            user_id=charge.user_id,
+            amount=-charge.amount,
+            reason="refund",
+            idempotency_key=refund_key(charge.idempotency_key),
+            generation_id=generation.id,
+            refund_of=charge.id,
+        )
+        session.add(made)
+        session.flush()
+        log.info("refunded charge %s of generation %s: entry %s", charge.id, generation.id, made.id)
+    if charges and generation.refund_state != "refunded":
+        generation.refund_state = "refunded"
+        generation.updated_at = utcnow()
+        session.add(generation)
+    return made
+
+
+def refund_generation(generation_id: str) -> LedgerEntry | None:
+    """Refund the generation's unrefunded charges in a transaction of its own (``refund_charges``).
+
+    A failed generation is settled by ``include.settlement``, which also ends it; this is the
+    ledger movement alone.
     """
     try:
         with session_scope(write_lock=True) as session:
             generation = session.get(Generation, generation_id)
             if generation is None:
                 raise LedgerError(f"unknown generation {generation_id}")
-            _lock_user(session, generation.user_id)
-            if generation.status == "succeeded":
-                log.warning("generation %s succeeded; not refunding it", generation_id)
-                return None
-            charges = session.exec(
-                select(LedgerEntry)
-                .where(LedgerEntry.generation_id == generation_id, LedgerEntry.reason == "charge")
-                .order_by(LedgerEntry.id)
-            ).all()
-            refunded_charge_ids = set(
-                session.exec(
-                    select(LedgerEntry.refund_of).where(LedgerEntry.refund_of.in_([c.id for c in charges]))
-                ).all()
-            )
-            made: LedgerEntry | None = None
-            for charge in charges:
-                if charge.id in refunded_charge_ids:
-                    continue
-                made = LedgerEntry(
-                    user_id=charge.user_id,
-                    amount=-charge.amount,
-                    reason="refund",
-                    idempotency_key=refund_key(charge.idempotency_key),
-                    generation_id=generation_id,
-                    refund_of=charge.id,
-                )
-                session.add(made)
-                session.flush()
-                log.info("refunded charge %s of generation %s: entry %s", charge.id, generation_id, made.id)
-            if charges and generation.refund_state != "refunded":
-                generation.refund_state = "refunded"
-                generation.updated_at = utcnow()
-                session.add(generation)
-            return made
+            lock_user(session, generation.user_id)
+            return refund_charges(session, generation)
     except IntegrityError:
         # A concurrent refund of the same charge won the race on Postgres: nothing left to do
         # here, but make sure the state says so.
@@ -259,14 +266,3 @@ def unsettled_generations(stuck_before: datetime) -> list[str]:
             .order_by(Generation.created_at)
         ).all()
     return list(rows)
-
-
-def settle_stuck_or_failed(generation_id: str, error: str) -> LedgerEntry | None:
-    """Fail (if unfinished) then refund a generation found by :func:`unsettled_generations`.
-
-    Failed first: once failed, a late ``publish`` of a run that was only slow can no longer mark it
-    succeeded, and a generation that succeeded meanwhile is never refunded (refund_generation checks).
-    """
-    if generations.get(generation_id).status not in TERMINAL_STATUSES:
-        generations.mark_failed(generation_id, error, None)
-    return refund_generation(generation_id)

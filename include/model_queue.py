@@ -43,6 +43,7 @@ BUSINESS_ERROR_TYPES = {
     "invalid_input",
     "no_usable_subject",
     "subject_too_small",
+    "poor_cutout",
     "nsfw",
     "content_policy_violation",
 }

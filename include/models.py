@@ -143,7 +143,7 @@ class Generation(GenerationBase, table=True):
     failed_task: str | None = Field(default=None, max_length=250)
     refund_state: str = Field(default="none", max_length=16)
     upload_path: str = Field(max_length=500)  # storage key of the photo
-    # asset kind ("webm", "webp", "gif", "poster") -> storage key
+    # asset kind ("webm", "webp", "gif", "poster", "walk_webm", "walk_webp") -> storage key
     assets: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     slug: str = Field(default_factory=new_slug, unique=True, index=True, max_length=32)
     idempotency_key: str | None = Field(default=None, max_length=255)
@@ -160,6 +160,9 @@ class GenerationAssets(SQLModel):
     webp: str | None = None
     gif: str | None = None
     poster: str | None = None
+    # The walk loop (faces the page's right; mirror it to walk left); None when absent.
+    walk_webm: str | None = None
+    walk_webp: str | None = None
 
 
 class GenerationPublic(GenerationBase):

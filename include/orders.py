@@ -2,9 +2,9 @@
 
 The API creates orders (``create_order``) and marks them paid from Stripe's webhook
 (``on_checkout_completed``) or, in development without Stripe, at once (``orders_dev_autopay``);
-then the sticker DAG (``bitbuddies_sticker_order``, ``dag_run_id`` = order id) is triggered,
-the same stored-then-triggered way as generations: a paid order whose run could not be started
-is picked up by the API's trigger loop (``pending_triggers`` / ``mark_triggered``). The DAG's
+then the sticker DAG (``bitbuddies_sticker_order``, ``dag_run_id`` = order id) is started by
+``OUTBOX``, the same DAG-run outbox as generations (``include/outbox.py``): a paid order whose
+run could not be started is picked up by the API's trigger loop. The DAG's
 tasks report through ``start_rendering``, ``mark_rendered``, ``mark_submitted`` and
 ``record_vendor_state``; the print webhook through ``record_webhook``; and the DAG's teardown
 ``settle`` refunds a paid order that did not ship, exactly once.
@@ -26,10 +26,11 @@ from sqlmodel import Session, col, select
 
 from fulfillment.sheet import Sticker, count_pages
 from fulfillment.vendors.base import ShippingAddress, VendorEvent, VendorJob, VendorJobState
-from include.airflow_client import AirflowClient, AirflowError, AirflowUnavailable
+from include.airflow_client import AirflowClient
 from include.db import session_scope
 from include.generations import share_url
 from include.models import SHEET_SIZES, Generation, StickerOrder, StickerOrderEvent, utcnow
+from include.outbox import DagRunOutbox
 from include.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -303,10 +304,10 @@ def on_checkout_completed(session: dict, airflow: AirflowClient | None = None) -
         log.info("order %s paid through checkout %s", order_id, session.get("id"))
     if order.triggered_at is None and order.status != "pending_payment":
         if airflow is not None:
-            trigger(airflow, order)
+            OUTBOX.trigger(airflow, order)
         else:
             with AirflowClient(timeout=5.0) as client:
-                trigger(client, order)
+                OUTBOX.trigger(client, order)
     return get(order_id)
 
 
@@ -317,37 +318,9 @@ def dag_run_conf(order: StickerOrder) -> dict[str, object]:
     return {"order_id": order.id}
 
 
-def trigger(client: AirflowClient, order: StickerOrder) -> bool:
-    """Start the order's DAG run; True when it exists (now or already). Failures are retried by the trigger loop."""
-    try:
-        client.trigger_dag_run(ORDER_DAG_ID, order.id, dag_run_conf(order))
-    except (AirflowUnavailable, AirflowError) as error:
-        log.warning("order %s: DAG run not started yet, the trigger loop retries: %s", order.id, error)
-        return False
-    mark_triggered(order.id)
-    return True
-
-
-def pending_triggers() -> list[StickerOrder]:
-    """Paid orders whose DAG run has not been started yet, oldest first."""
-    with session_scope() as session:
-        return list(
-            session.exec(
-                select(StickerOrder)
-                .where(StickerOrder.status == "paid", col(StickerOrder.triggered_at).is_(None))
-                .order_by(col(StickerOrder.created_at))
-            ).all()
-        )
-
-
-def mark_triggered(order_id: str) -> StickerOrder:
-    with session_scope(write_lock=True) as session:
-        order = _load(session, order_id)
-        if order.triggered_at is None:
-            order.triggered_at = utcnow()
-            order.updated_at = order.triggered_at
-            session.add(order)
-        return order
+# Paid orders only: nothing is rendered or printed before payment.
+OUTBOX = DagRunOutbox(what="sticker order", table=StickerOrder, ready=lambda: StickerOrder.status == "paid",
+                      dag_id=ORDER_DAG_ID, conf=dag_run_conf)
 
 
 # --- what the DAG reports ---------------------------------------------------------------
@@ -537,16 +510,3 @@ def _add_status_event(session: Session, order_id: str, status: str, message: str
     if exists is None:
         session.add(StickerOrderEvent(order_id=order_id, kind="status", status=status, message=message, dedupe_key=dedupe))
         session.flush()
-
-
-
-def trigger_pending(client: AirflowClient) -> int:
-    """Start the run of every paid order still waiting for one (the API's trigger loop calls this)."""
-    started = 0
-    for order in pending_triggers():
-        if not trigger(client, order):
-            break  # Airflow is down or refusing: try again on the next round
-        started += 1
-    if started:
-        log.info("triggered %d pending sticker order(s)", started)
-    return started

@@ -49,9 +49,9 @@ class Settings(BaseSettings):
     # How often the API retries triggering generations whose DAG run could not be started.
     airflow_trigger_interval_seconds: float = 5.0
 
-    # Live progress (include/events.py). "local": one API process fans events out in-process (the
-    # embedded default); "postgres": every API process LISTENs on the app DB (Postgres), so an
-    # event published to one reaches the subscribers of all.
+    # Live progress (store: include/events.py, fan-out: api/event_stream.py). "local": one API
+    # process fans events out in-process (the embedded default); "postgres": every API process
+    # LISTENs on the app DB (Postgres), so an event published to one reaches the subscribers of all.
     events_backend: str = "local"
     # Where pipeline tasks publish progress (the API's internal endpoint); empty: this machine's API.
     events_publish_url: str = ""
@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # Money reconciliation: a generation not finished this long after it was created is stuck;
     # the reconciliation DAG fails and refunds it.
     generation_deadline_minutes: int = 60
+    # A generation with no progress (stage, event) this long raises one operator alert naming the
+    # stuck task; the reconciliation DAG checks every 5 minutes.
+    stall_minutes: int = 3
 
     @property
     def model_server_url(self) -> str:

@@ -1,6 +1,6 @@
 """The models the local server offers: each one's input schema and the stage handler that runs it.
 
-Handlers run inside a worker process (see ``worker_process``): they fetch inputs, call the
+Handlers run inside a worker process (see ``worker_process``; their context is ``job_context``): they fetch inputs, call the
 vision and media functions, write outputs under the job's files folder and return the
 result JSON, shaped like fal.ai results (File objects with url, content_type, file_name,
 file_size). Vision and media modules are imported inside the handlers so that the server
@@ -17,17 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from include.stages import MODEL_IDS
 from model_server.input_fetch import SCHEMES, InputError
-from model_server.worker_process import INTERNAL_ERROR, JobContext, JobFailure
+from model_server.job_context import INTERNAL_ERROR, JobContext, JobFailure
 
-MODERATE = "bitbuddies/moderate"
-ANALYZE = "bitbuddies/analyze"
-CARTOONIZE = "bitbuddies/cartoonize"
-EXPAND_FULL_BODY = "bitbuddies/expand-full-body"
-SEGMENT_IMAGE = "bitbuddies/segment-image"
-ANIMATE = "bitbuddies/animate"
-SEGMENT_VIDEO = "bitbuddies/segment-video"
-SELFTEST = "bitbuddies/selftest"
+ANIMATION_FILE, WALK_FILE = "animation.mkv", "walk.mkv"
 
 
 def _check_url(url: str) -> str:
@@ -58,8 +52,15 @@ class SegmentVideoInput(BaseModel):
     key_color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$")
     # Frame rate of the output; read from the input video when not given.
     fps: int | None = Field(None, ge=1, le=120)
+    # The walk loop on the same key colour, segmented alongside; empty when there is none.
+    walk_video_url: str | None = None
 
     _url = field_validator("video_url")(_check_url)
+
+    @field_validator("walk_video_url")
+    @classmethod
+    def _walk_url(cls, url: str | None) -> str | None:
+        return _check_url(url) if url else None
 
 
 class SelftestInput(BaseModel):
@@ -155,6 +156,7 @@ def run_segment_image(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
     from PIL import Image
 
     from model_server.vision.imageio import decode_image, encode_png, read_png_meta
+    from model_server.vision.quality import check_cutout
     from model_server.vision.segmentation import cutout, cutout_meta, segment_subject
 
     data = ctx.fetch(inp.image_url)
@@ -162,8 +164,9 @@ def run_segment_image(ctx: JobContext, inp: ImageInput) -> dict[str, Any]:
     meta = read_png_meta(data)
     ctx.log(f"Segmenting {rgb.shape[1]}x{rgb.shape[0]}")
     alpha = segment_subject(rgb, meta)
+    figures = check_cutout(rgb, alpha)  # a rectangle or a mostly-background cut-out is never published
     rgba = cutout(rgb, alpha)
-    ctx.log(f"Subject covers {float(np.mean(alpha)) * 100:.1f}% of the image")
+    ctx.log("Cut-out quality: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
     # The cut-out is cropped: its meta (landmarks, box, drawn regions) moves to its coordinates.
     image = ctx.save_file("cutout.png", encode_png(rgba, cutout_meta(meta, alpha)))
     mask_png = io.BytesIO()
@@ -178,7 +181,7 @@ def run_animate(ctx: JobContext, inp: AnimateInput) -> dict[str, Any]:
     from PIL import Image, UnidentifiedImageError
 
     from include.media.frames import write_frames_video
-    from model_server.vision.animation import animate
+    from model_server.vision.animation import WALK, animate_loops
     from model_server.vision.errors import INVALID_IMAGE, VisionError
     from model_server.vision.imageio import read_png_meta
     from model_server.vision.matting import composite_on_key, pick_key_color
@@ -194,14 +197,16 @@ def run_animate(ctx: JobContext, inp: AnimateInput) -> dict[str, Any]:
     meta = read_png_meta(data)
     motion = inp.motion if inp.motion in MOTIONS else parse_prompt(inp.prompt).motion
     ctx.log(f"Animating {motion!r}: {inp.duration} s at {inp.fps} fps, {inp.size} px")
-    frames = animate(rgba, meta, motion, inp.duration, inp.fps, inp.size)
+    # Every buddy also gets a walk loop (the embed widget walks it across a page); one rig serves both.
+    loops = animate_loops(rgba, meta, (motion, WALK), inp.duration, inp.fps, inp.size)
     key = pick_key_color(rgba)
-    ctx.log(f"Rendered {len(frames)} frames; key colour {_hex(key)}")
-    keyed = composite_on_key(frames, key)
-    path = ctx.output_path("animation.mkv")
-    write_frames_video(keyed, str(path), inp.fps)
+    ctx.log(f"Rendered {len(loops[motion])} frames of {motion!r} and of the walk; key colour {_hex(key)}")
+    for name, frames in ((ANIMATION_FILE, loops[motion]), (WALK_FILE, loops[WALK])):
+        write_frames_video(composite_on_key(frames, key), str(ctx.output_path(name)), inp.fps)
+    frames = loops[motion]
     return {
-        "video": ctx.file_info("animation.mkv"),
+        "video": ctx.file_info(ANIMATION_FILE),
+        "walk_video": ctx.file_info(WALK_FILE),
         "key_color": _hex(key),
         "fps": inp.fps,
         "num_frames": int(len(frames)),
@@ -213,19 +218,26 @@ def run_segment_video(ctx: JobContext, inp: SegmentVideoInput) -> dict[str, Any]
     from include.media.frames import probe_frames, read_frames_video, write_frames_video
     from model_server.vision.matting import key_matte
 
-    source = ctx.output_path("input.mkv")
-    source.write_bytes(ctx.fetch(inp.video_url))
-    fps = inp.fps or int(round(float(probe_frames(str(source))["fps"])))
-    frames = read_frames_video(str(source), rgba=False)
-    ctx.log(f"Decoded {len(frames)} frames at {fps} fps")
     key = tuple(int(inp.key_color[i:i + 2], 16) for i in (1, 3, 5))
-    rgba = key_matte(frames, key)
-    path = ctx.output_path("segmented.mkv")
-    write_frames_video(rgba, str(path), fps)
-    # The downloaded input is not a result; keep only what the response names.
-    source.unlink(missing_ok=True)
-    ctx.log("Encoded the RGBA video")
-    return {"video": ctx.file_info("segmented.mkv"), "fps": fps, "num_frames": int(len(rgba))}
+    fps = inp.fps
+    result: dict[str, Any] = {}
+    clips = [("video", inp.video_url, "segmented.mkv")]
+    if inp.walk_video_url:
+        clips.append(("walk_video", inp.walk_video_url, "walk_segmented.mkv"))
+    for field, url, name in clips:
+        source = ctx.output_path("input.mkv")
+        source.write_bytes(ctx.fetch(url))
+        fps = fps or int(round(float(probe_frames(str(source))["fps"])))
+        frames = read_frames_video(str(source), rgba=False)
+        ctx.log(f"Decoded {len(frames)} frames at {fps} fps")
+        rgba = key_matte(frames, key)
+        write_frames_video(rgba, str(ctx.output_path(name)), fps)
+        # The downloaded input is not a result; keep only what the response names.
+        source.unlink(missing_ok=True)
+        ctx.log(f"Encoded the RGBA video {name}")
+        result[field] = ctx.file_info(name)
+        result.setdefault("num_frames", int(len(rgba)))
+    return {**result, "fps": fps}
 
 
 def run_selftest(ctx: JobContext, inp: SelftestInput) -> dict[str, Any]:
@@ -243,13 +255,16 @@ def _hex(rgb: tuple[int, int, int] | Any) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-MODELS: dict[str, ModelSpec] = {
-    MODERATE: ModelSpec(ImageInput, run_moderate),
-    ANALYZE: ModelSpec(ImageInput, run_analyze),
-    CARTOONIZE: ModelSpec(PromptedImageInput, run_cartoonize),
-    EXPAND_FULL_BODY: ModelSpec(PromptedImageInput, run_expand_full_body),
-    SEGMENT_IMAGE: ModelSpec(ImageInput, run_segment_image),
-    ANIMATE: ModelSpec(AnimateInput, run_animate),
-    SEGMENT_VIDEO: ModelSpec(SegmentVideoInput, run_segment_video),
-    SELFTEST: ModelSpec(SelftestInput, run_selftest),
+# Per pipeline stage (include/stages.py declares the stages and their model ids).
+HANDLERS: dict[str, ModelSpec] = {
+    "moderate": ModelSpec(ImageInput, run_moderate),
+    "analyze": ModelSpec(ImageInput, run_analyze),
+    "cartoonize": ModelSpec(PromptedImageInput, run_cartoonize),
+    "expand_full_body": ModelSpec(PromptedImageInput, run_expand_full_body),
+    "segment_image": ModelSpec(ImageInput, run_segment_image),
+    "animate": ModelSpec(AnimateInput, run_animate),
+    "segment_video": ModelSpec(SegmentVideoInput, run_segment_video),
+    "selftest": ModelSpec(SelftestInput, run_selftest),
 }
+# Model id -> its handler: what the server offers.
+MODELS: dict[str, ModelSpec] = {MODEL_IDS[stage]: spec for stage, spec in HANDLERS.items()}

@@ -35,7 +35,7 @@ from model_server.fault_injection import FaultConfig, Faults
 from model_server.job_store import COMPLETED, IN_QUEUE, Job, JobStore
 from model_server.model_stages import MODELS
 from model_server.worker_pool import JobManager
-from model_server.worker_process import content_type_of
+from model_server.job_context import content_type_of
 from include.settings import Settings, get_settings
 
 # File names the stages write: plain names only, so a URL can never escape the job's folder.

@@ -24,7 +24,8 @@ from typing import Any
 
 from model_server.fault_injection import Faults, JobFaults
 from model_server.job_store import COMPLETED, IN_PROGRESS, IN_QUEUE, Job, JobStore
-from model_server.worker_process import INTERNAL_ERROR, worker_main
+from model_server.job_context import INTERNAL_ERROR
+from model_server.worker_process import worker_main
 
 # error_type of a cancelled job (a client decision: answered 422 like other non-retryable outcomes).
 CANCELLED = "cancelled"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 
 from ops.stack import AIRFLOW_USER, Stack, StackConfig, airflow_password, environment, initialise
+from ops.supervisor import Supervisor
 
 DEMO_EMAIL = "demo@bitbuddies.local"
 DEMO_TOKENS = 25
@@ -29,8 +31,20 @@ def demo_api_key(cfg: StackConfig) -> str:
     return path.read_text().strip()
 
 
+def log_restarts(cfg: StackConfig) -> None:
+    """The supervisor's exits and restarts, on the terminal and in var/logs/supervisor.log."""
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    log = logging.getLogger("bitbuddies.supervisor")
+    log.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(cfg.log_dir / "supervisor.log")):
+        handler.setFormatter(fmt)
+        log.addHandler(handler)
+
+
 def main() -> int:
     cfg = StackConfig()
+    log_restarts(cfg)
     print("Initialising (Airflow metadata DB, pools, app DB)...", flush=True)
     initialise(cfg)
     key = demo_api_key(cfg)
@@ -55,12 +69,13 @@ BitBuddies is up.
   Model server      {cfg.model_server_url}
   Demo user         {DEMO_EMAIL}   API key: {key}
   Try it:           BITBUDDIES_API_KEY={key} .venv/bin/bitbuddies generate PHOTO --prompt "wave hello"
-  Logs              {cfg.log_dir}/
+  Logs              {cfg.log_dir}/   (a service that exits is restarted: supervisor.log)
 Press Ctrl-C to stop.""",
             flush=True,
         )
+        supervisor = Supervisor(stack)
         while not stopping:
-            stack.check_alive()
+            supervisor.poll()
             time.sleep(1)
     finally:
         print("\nStopping...", flush=True)

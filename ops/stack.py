@@ -80,6 +80,26 @@ class StackConfig:
         return self.var_dir / "logs"
 
 
+# LocalExecutor that retries at once what a dead worker held (plugins/bitbuddies_airflow/executor.py).
+EMBEDDED_EXECUTOR = "bitbuddies_airflow.executor.RecoveringLocalExecutor"
+# Backstops for a task lost where no process exit reveals it (a hung worker, a worker orphaned by a
+# dead scheduler): each state is noticed within timeout + check interval (45 s), retried after the
+# DAG's 2 s retry delay, so a lost stage runs again within 60 s. A crashed scheduler's queued tasks
+# are reset once its job is 30 s without heartbeat (scheduler_health_check_threshold), checked
+# every 15 s instead of every 300. Heartbeats go every 5 s, so a task
+# is declared lost after 8 missed ones. task_queued_timeout is also the lifetime of a queued task's
+# Execution API token (refreshed on every heartbeat once it runs); a LocalExecutor task is queued
+# for the seconds its worker takes to start it (parallelism = workers).
+RECOVERY_SETTINGS = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "40",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "40",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "5",
+    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+}
+
+
 def _secret(path: Path) -> str:
     """A secret generated once per var_dir and kept there (JWT signing shared by all Airflow parts)."""
     if not path.exists():
@@ -108,7 +128,7 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": EMBEDDED_EXECUTOR,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__PARALLELISM": "32",
@@ -128,6 +148,7 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.05",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__TRIGGERER__DEFAULT_CAPACITY": "1000",
+            **RECOVERY_SETTINGS,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             # The app's own settings, shared by the API, the model server and the tasks.
             "BITBUDDIES_VAR_DIR": str(cfg.var_dir),
@@ -187,6 +208,10 @@ def production_environment(cfg: StackConfig) -> dict[str, str]:
     return {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cfg.airflow_db_url,
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        # As many tasks in flight as the workers have slots: a task then waits for a slot as
+        # `scheduled`, not `queued` in the broker, and a task `queued` past task_queued_timeout was
+        # lost by its worker (killed between receiving and starting it), not merely waiting.
+        "AIRFLOW__CORE__PARALLELISM": str(cfg.default_worker_concurrency + cfg.media_worker_concurrency),
         "AIRFLOW__CELERY__BROKER_URL": cfg.redis_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
@@ -408,7 +433,10 @@ class Stack:
         if "s3" in self.procs:
             ensure_bucket(self.cfg)
         if "api-server" in self.procs:
-            self.wait_for_dags(["bitbuddies_generate", "bitbuddies_sticker_order"], deadline)
+            from include.generations import GENERATE_DAG_ID
+            from include.orders import ORDER_DAG_ID
+
+            self.wait_for_dags([GENERATE_DAG_ID, ORDER_DAG_ID], deadline)
 
     def airflow_token(self) -> str:
         resp = httpx.post(

@@ -12,6 +12,16 @@ its trigger runner woken by finishing triggers.
   its trigger's next poll, then up to a second more. Here a trigger that finishes ends that idle
   wait, so its event goes up at once; an idle triggerer still loops once a second, with the same
   database load as before. The triggerer benchmark (``bench/bench_triggerer.py``) shows the share.
+
+Kept because it pays for its upgrade hazard, and guarded: ``tests/ops/test_triggerer.py`` fails
+when Airflow's loop no longer has the shape patched here (the idle ``move_on_after(1)``,
+``run_trigger``), so an Airflow upgrade breaks a test, not the waits. Measured side by side
+(``--waits 100 --triggerer stock|patched``, production profile, on a shared 2-core machine at
+load 20-30): the triggerer's share of job-done -> task out of deferred, median 1.24 -> 0.22 s and
+p95 4.08 -> 0.60 s; the triggerer's PSS while holding the waits 240 -> 205 MB. (500 waits on a
+quieter machine earlier: median 0.58 -> 0.08 s, p95 1.00 -> 0.70 s.) Seven model stages per
+generation wait this way, so a generation saves several seconds. Running stock ``airflow
+triggerer`` instead needs no code change: ``bench_triggerer --triggerer stock`` does it.
 """
 
 from __future__ import annotations

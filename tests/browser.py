@@ -5,7 +5,7 @@ installs the package where it can). Locally a test that needs the browser skips 
 it is missing; under ``CI=true`` it fails instead, because a skip would hide a break.
 
 Use the fixtures by importing them into a conftest (``from tests.browser import browser, page``)
-or call :func:`launch` for a browser with extra arguments (an unpacked extension).
+or call :func:`launch_with_extension` for a browser with an unpacked extension loaded.
 """
 
 from __future__ import annotations
@@ -78,6 +78,17 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+def launch_with_extension(playwright_driver, user_data_dir: Path, extension_dir: Path):
+    """A headless persistent context (extensions need one) with the unpacked extension loaded."""
+    return playwright_driver.chromium.launch_persistent_context(
+        str(user_data_dir),
+        executable_path=chromium_path(),
+        headless=True,
+        viewport=DESKTOP,
+        args=[*CHROMIUM_ARGS, f"--disable-extensions-except={extension_dir}", f"--load-extension={extension_dir}"],
+    )
 
 
 def screenshot(page, name: str, *, full_page: bool = True) -> Path:

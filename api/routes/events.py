@@ -3,7 +3,8 @@ internal endpoint the pipeline publishes to (``POST /internal/generations/{id}/e
 
 The stream replays the stored history (after ``Last-Event-ID`` when the client sends one), then
 the live events, with a heartbeat comment while idle, and ends after the terminal event
-(``succeeded`` or ``failed``). include/events.py owns the store and the fan-out.
+(``succeeded`` or ``failed``). include/events.py owns the store, api/event_stream.py the
+fan-out and the stream.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 from fastapi.security import HTTPAuthorizationCredentials
 
 from api.deps import SESSION_COOKIE, api_key_scheme, authenticate
+from api import event_stream
 from include import events
 from include.db import session_scope
 from include.models import Generation
@@ -28,14 +30,14 @@ router = APIRouter(prefix="/generations", tags=["generations"])
 internal_router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
 
 
-def get_event_bus(request: Request) -> events.EventBus:
+def get_event_bus(request: Request) -> event_stream.EventBus:
     bus = getattr(request.app.state, "events_bus", None)
     if bus is None:  # the app runs without its lifespan (a bare TestClient): in-process only
-        bus = request.app.state.events_bus = events.EventBus()
+        bus = request.app.state.events_bus = event_stream.EventBus()
     return bus
 
 
-EventBusDep = Annotated[events.EventBus, Depends(get_event_bus)]
+EventBusDep = Annotated[event_stream.EventBus, Depends(get_event_bus)]
 
 def _owner_check(credentials: HTTPAuthorizationCredentials | None, session_token: str | None, generation_id: str) -> None:
     # One thread hop holding one pooled connection, released before the stream starts: a stream
@@ -72,9 +74,9 @@ async def generation_events(
     is the type, ``data:`` JSON (stage, percent, eta_seconds, queue position, error, refund).
     A browser's ``EventSource`` (which cannot send the header) is authenticated by its session cookie."""
     after = _last_event_id(last_event_id)
-    await events.in_stream_pool(_owner_check, credentials, request.cookies.get(SESSION_COOKIE), generation_id)
+    await event_stream.in_stream_pool(_owner_check, credentials, request.cookies.get(SESSION_COOKIE), generation_id)
     return StreamingResponse(
-        events.stream(bus, generation_id, after),
+        event_stream.stream(bus, generation_id, after),
         media_type="text/event-stream",
         # No caching, and no buffering by a reverse proxy (nginx honours X-Accel-Buffering).
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from html import escape
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import HTMLResponse
@@ -28,7 +27,7 @@ from fastapi.responses import HTMLResponse
 from api.deps import SessionDep
 from include.generations import share_url
 from include import events
-from include.generations import GENERATE_DAG_ID
+from include.generations import GENERATE_DAG_ID, airflow_run_url
 from include.models import TERMINAL_STATUSES, Generation
 from include.settings import get_settings
 
@@ -36,11 +35,6 @@ router = APIRouter(prefix="/g", tags=["generation page"])
 
 REFRESH_SECONDS = 5
 HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
-
-
-def airflow_run_url(generation_id: str) -> str:
-    """The generation's DAG run in the Airflow UI (Airflow 3's route ``/dags/{dag_id}/runs/{run_id}``)."""
-    return f"{get_settings().resolved_airflow_public_url}/dags/{GENERATE_DAG_ID}/runs/{quote(generation_id, safe='')}"
 
 
 @router.get("/{generation_id}", response_class=HTMLResponse)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile, status
 from fastapi.security import HTTPAuthorizationCredentials
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -65,8 +65,9 @@ async def create_generation(
 ) -> GenerationPublic:
     """Validate the upload, check the balance, store the photo and start the pipeline.
 
-    Nothing is stored or charged unless the photo and prompt are valid; the token itself is
-    taken by the pipeline's charge task (exactly once), this only refuses when none is left.
+    Nothing is stored or charged unless the photo and prompt are valid. The token is taken here,
+    in the transaction that stores the generation (``ledger.create_paid_generation``); the
+    pipeline's ``charge_token`` task then finds that charge under the same ledger key.
     """
     # All blocking work in one thread hop: sync dependencies would each take a hop through the
     # event loop, which is slow when the loop is busy streaming progress to many subscribers.
@@ -163,7 +164,10 @@ def read_generation(session: SessionDep, user: BrowserOrApiUser, generation_id: 
 
 
 @router.get("/{generation_id}/assets/{name}", response_class=StreamingResponse)
-def download_asset(session: SessionDep, user: BrowserOrApiUser, generation_id: str, name: str) -> StreamingResponse:
-    """An asset of one of the caller's generations (buddy.webm, buddy.webp, buddy.gif, poster.png)."""
+def download_asset(
+    request: Request, session: SessionDep, user: BrowserOrApiUser, generation_id: str, name: str
+) -> Response:
+    """An asset of one of the caller's generations (buddy.webm, buddy.webp, buddy.gif, poster.png,
+    walk.webm, walk.webp when it has a walk loop); answers Range requests."""
     generation = _owned_generation(session, user, generation_id)
-    return stream_asset(generation, name, cache_control="private, max-age=86400")
+    return stream_asset(request, generation, name, cache_control="private, max-age=86400")

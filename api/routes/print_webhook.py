@@ -13,9 +13,10 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request, status
 
-from fulfillment.vendors import VendorError, VendorJob, VendorJobState, get_vendor
+from fulfillment.vendors import VendorError, VendorJob, VendorJobState
 from fulfillment.vendors.printful import parse_webhook
 from include import orders
+from include.print_vendors import get_vendor
 
 log = logging.getLogger(__name__)
 

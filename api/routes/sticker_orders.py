@@ -104,7 +104,7 @@ def create_sticker_order(
         else:
             order = orders.autopay(order.id)
     if order.status == "paid" and order.triggered_at is None:
-        orders.trigger(airflow, order)  # on failure the API's trigger loop starts it later
+        orders.OUTBOX.trigger(airflow, order)  # on failure the API's trigger loop starts it later
     return order_public(orders.get(order.id))
 
 

@@ -1,4 +1,5 @@
-"""Print vendors behind one interface; ``get_vendor()`` picks the configured one."""
+"""Print vendors behind one interface (``base.PrintVendor``); ``include.print_vendors.get_vendor()``
+builds the configured one from the settings."""
 
 from fulfillment.vendors.base import (
     PrintVendor,
@@ -7,7 +8,6 @@ from fulfillment.vendors.base import (
     VendorEvent,
     VendorJob,
     VendorJobState,
-    get_vendor,
 )
 
 __all__ = [
@@ -17,5 +17,4 @@ __all__ = [
     "VendorEvent",
     "VendorJob",
     "VendorJobState",
-    "get_vendor",
 ]

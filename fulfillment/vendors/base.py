@@ -122,19 +122,3 @@ class PrintVendor(abc.ABC):
     @abc.abstractmethod
     def status(self, job: VendorJob) -> VendorJob:
         """The job as the vendor sees it now (read-only: safe to poll from anywhere)."""
-
-
-def get_vendor(name: str | None = None) -> PrintVendor:
-    """The vendor named in settings (``print_vendor``), or ``name`` when given."""
-    from include.settings import get_settings
-
-    chosen = name or get_settings().print_vendor
-    if chosen == "local":
-        from fulfillment.vendors.local import LocalOutboxVendor
-
-        return LocalOutboxVendor()
-    if chosen == "printful":
-        from fulfillment.vendors.printful import PrintfulVendor
-
-        return PrintfulVendor.from_settings()
-    raise ValueError(f"unknown print vendor {chosen!r}; choose 'local' or 'printful'")

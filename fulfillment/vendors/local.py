@@ -1,14 +1,15 @@
 """The ``local`` print vendor: jobs land in an outbox folder and a person moves them along.
 
-Each job is one JSON state file, ``<outbox>/<order_id>.json`` (default outbox:
-``settings.var_dir / "print-outbox"``), holding the sheet's storage key, the address, the state
+Each job is one JSON state file, ``<outbox>/<order_id>.json`` (the deployment's outbox is
+``var_dir / "print-outbox"``, ``include.print_vendors``), holding the sheet's storage key, the address, the state
 and its history. Whoever prints the sheet (at home, or at a shop without an API) records what
 happened with the functions below or the CLI:
 
-    python -m fulfillment.vendors.local list [--state submitted]
-    python -m fulfillment.vendors.local printed ORDER_ID
-    python -m fulfillment.vendors.local shipped ORDER_ID --tracking 1Z999 [--url URL] [--carrier UPS]
-    python -m fulfillment.vendors.local failed ORDER_ID --reason "paper jam"
+    bitbuddies print-outbox list [--state submitted]      (the configured outbox)
+    bitbuddies print-outbox printed ORDER_ID
+    bitbuddies print-outbox shipped ORDER_ID --tracking 1Z999 [--url URL] [--carrier UPS]
+    bitbuddies print-outbox failed ORDER_ID --reason "paper jam"
+    python -m fulfillment.vendors.local --outbox DIR list  (any outbox folder)
 
 Writes are atomic (temp file + rename) under an exclusive lock, so the DAG polling ``status``
 never reads half a file and two people marking the same job cannot interleave.
@@ -41,12 +42,6 @@ _NEXT_STATES = {
 }
 
 
-def default_outbox() -> Path:
-    from include.settings import get_settings
-
-    return get_settings().var_dir / "print-outbox"
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -54,8 +49,8 @@ def _now() -> str:
 class LocalOutboxVendor(PrintVendor):
     name = VENDOR_NAME
 
-    def __init__(self, outbox_dir: Path | None = None) -> None:
-        self.outbox_dir = Path(outbox_dir) if outbox_dir is not None else default_outbox()
+    def __init__(self, outbox_dir: Path) -> None:
+        self.outbox_dir = Path(outbox_dir)
 
     # -- the vendor interface -------------------------------------------------------------
 
@@ -183,9 +178,12 @@ def _job(record: dict) -> VendorJob:
     )
 
 
-def main(argv: list[str] | None = None, vendor: LocalOutboxVendor | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fulfillment.vendors.local", description="The local print outbox.")
-    parser.add_argument("--outbox", type=Path, default=None, help="outbox folder (default: var/print-outbox)")
+def main(argv: list[str] | None = None, vendor: LocalOutboxVendor | None = None, prog: str | None = None) -> int:
+    """The outbox CLI on ``vendor`` (``bitbuddies print-outbox`` passes the configured one) or on
+    the folder given with ``--outbox``."""
+    parser = argparse.ArgumentParser(prog=prog or "python -m fulfillment.vendors.local", description="The local print outbox.")
+    if vendor is None:
+        parser.add_argument("--outbox", type=Path, required=True, help="outbox folder")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="list print jobs")
     listing.add_argument("--state", choices=[state.value for state in VendorJobState])

@@ -69,13 +69,6 @@ class PrintfulVendor(PrintVendor):
             timeout=timeout_seconds,
         )
 
-    @classmethod
-    def from_settings(cls) -> PrintfulVendor:
-        from include.settings import get_settings
-
-        settings = get_settings()
-        return cls(settings.printful_api_url, settings.printful_api_key, settings.printful_sticker_variant_id)
-
     def close(self) -> None:
         self._client.close()
 

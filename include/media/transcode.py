@@ -26,7 +26,7 @@ Why these settings (measured on 2 cores, 120 frames at 512 px, see bench/bench_t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -43,12 +43,15 @@ from include.media.runner import (
     source_input_options,
 )
 
-__all__ = ["WEB_FORMATS", "OUTPUT_NAMES", "CONTENT_TYPES", "EncodedAsset", "MediaError", "build_command",
+__all__ = ["WEB_FORMATS", "OUTPUT_NAMES", "WALK_FORMATS", "WALK_OUTPUT_NAMES", "CONTENT_TYPES", "EncodedAsset", "MediaError", "build_command",
            "transcode"]
 
 WEB_FORMATS = ("webm", "webp", "gif", "poster")
 
 OUTPUT_NAMES = {"webm": "buddy.webm", "webp": "buddy.webp", "gif": "buddy.gif", "poster": "poster.png"}
+# The walk loop: the two formats the embed widget and the extension play.
+WALK_FORMATS = ("webm", "webp")
+WALK_OUTPUT_NAMES = {"webm": "walk.webm", "webp": "walk.webp"}
 CONTENT_TYPES = {"webm": "video/webm", "webp": "image/webp", "gif": "image/gif", "poster": "image/png"}
 
 # See the module docstring for why these values.
@@ -142,8 +145,7 @@ def build_command(fmt: str, src: str, fps: int) -> list[str]:
 
 
 def _encode_one(fmt: str, src: str, fps: int,
-                open_output: Callable[[str], AbstractContextManager[BinaryIO]]) -> EncodedAsset:
-    name = OUTPUT_NAMES[fmt]
+                open_output: Callable[[str], AbstractContextManager[BinaryIO]], name: str) -> EncodedAsset:
     argv = build_command(fmt, src, fps)
     started = time.perf_counter()
     with open_output(name) as sink:
@@ -157,9 +159,10 @@ def _encode_one(fmt: str, src: str, fps: int,
 
 
 def transcode(src: str, open_output: Callable[[str], AbstractContextManager[BinaryIO]], fps: int,
-              formats: Sequence[str] = WEB_FORMATS, parallel: int = 2) -> dict[str, EncodedAsset]:
+              formats: Sequence[str] = WEB_FORMATS, parallel: int = 2,
+              names: Mapping[str, str] = OUTPUT_NAMES) -> dict[str, EncodedAsset]:
     """Encode the RGBA clip at ``src`` into each of ``formats``, streaming each result into
-    ``open_output(filename)``; up to ``parallel`` encoders run at once.
+    ``open_output(names[format])``; up to ``parallel`` encoders run at once.
 
     Returns the encoded assets keyed by format. The first failure cancels encoders not yet
     started and is raised (a :class:`MediaError` carrying ffmpeg's stderr tail); encoders
@@ -172,7 +175,7 @@ def transcode(src: str, open_output: Callable[[str], AbstractContextManager[Bina
         raise ValueError("parallel must be at least 1")
     formats = list(dict.fromkeys(formats))
     with ThreadPoolExecutor(max_workers=min(parallel, len(formats) or 1), thread_name_prefix="transcode") as pool:
-        futures = {pool.submit(_encode_one, fmt, src, fps, open_output): fmt for fmt in formats}
+        futures = {pool.submit(_encode_one, fmt, src, fps, open_output, names[fmt]): fmt for fmt in formats}
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()

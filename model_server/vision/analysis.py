@@ -20,6 +20,7 @@ import numpy as np
 
 from model_server.vision._pose import detect_pose
 from model_server.vision.errors import NO_USABLE_SUBJECT, SUBJECT_TOO_SMALL, VisionError
+from model_server.vision.quality import MAX_BOX_FILL, MIN_EDGE_ALIGNMENT, box_fill, edge_alignment
 
 # Detection runs on a downscaled copy: pose works at 256 px internally, GrabCut is O(pixels).
 POSE_WORK_SIDE = 640
@@ -311,7 +312,9 @@ def analyze(rgb: np.ndarray) -> Analysis:
     if found is not None:
         return _analyze_person(rgb, found)
     mask = salient_object_mask(rgb)
-    if mask is None:
+    # A subject's outline follows the photo's contours and is not a box: a chunk of sky cut
+    # along nothing (a rocket's launch pad) is no character.
+    if mask is None or edge_alignment(rgb, mask) < MIN_EDGE_ALIGNMENT or box_fill(mask) > MAX_BOX_FILL:
         raise VisionError(NO_USABLE_SUBJECT, NO_SUBJECT_MESSAGE)
     box = _mask_box(mask)
     h, w = rgb.shape[:2]

@@ -11,8 +11,9 @@ from __future__ import annotations
 INVALID_IMAGE = "invalid_image"
 NO_USABLE_SUBJECT = "no_usable_subject"
 SUBJECT_TOO_SMALL = "subject_too_small"
+POOR_CUTOUT = "poor_cutout"  # the cut-out failed the quality checks (model_server/vision/quality.py)
 NSFW = "nsfw"
-ERROR_CODES = frozenset({INVALID_IMAGE, NO_USABLE_SUBJECT, SUBJECT_TOO_SMALL, NSFW})
+ERROR_CODES = frozenset({INVALID_IMAGE, NO_USABLE_SUBJECT, SUBJECT_TOO_SMALL, POOR_CUTOUT, NSFW})
 
 
 class VisionError(Exception):

@@ -9,14 +9,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MOTIONS = ("bounce", "wave", "jump", "dance", "sway")
+MOTIONS = ("idle", "bounce", "wave", "jump", "dance", "sway", "walk")
 STYLES = ("classic", "pastel", "bold", "comic")
 DEFAULT_MOTION = "bounce"
 DEFAULT_STYLE = "classic"
 
 # Word -> canonical value. Matched on whole words, so "highway" does not mean "hi".
 _MOTION_WORDS = {
-    "bounce": "bounce", "bouncing": "bounce", "bouncy": "bounce", "idle": "bounce", "breathe": "bounce",
+    "bounce": "bounce", "bouncing": "bounce", "bouncy": "bounce", "idle": "idle", "breathe": "idle",
+    "breathing": "idle", "stand": "idle", "standing": "idle",
+    "walk": "walk", "walking": "walk", "walks": "walk", "stroll": "walk", "strolling": "walk",
     "wave": "wave", "waving": "wave", "waves": "wave", "hi": "wave", "hello": "wave", "hey": "wave",
     "greet": "wave", "greeting": "wave", "greets": "wave", "bye": "wave", "goodbye": "wave",
     "jump": "jump", "jumping": "jump", "jumps": "jump", "hop": "jump", "hopping": "jump", "hops": "jump",

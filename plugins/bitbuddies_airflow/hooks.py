@@ -14,21 +14,10 @@ from functools import cached_property
 from airflow.sdk import BaseHook
 
 from include.model_queue import AsyncQueueClient, QueueClient
+from include.stages import MODEL_IDS
 
 DEFAULT_CONN_ID = "bitbuddies_models"
 
-# Model ids of the local model server, per pipeline stage.
-DEFAULT_MODELS = {
-    "moderate": "bitbuddies/moderate",
-    "analyze": "bitbuddies/analyze",
-    "cartoonize": "bitbuddies/cartoonize",
-    "expand_full_body": "bitbuddies/expand-full-body",
-    "segment_image": "bitbuddies/segment-image",
-    "animate": "bitbuddies/animate",
-    "segment_video": "bitbuddies/segment-video",
-    # Sleeps or fails on request: for tests and benchmarks of the waiting machinery.
-    "selftest": "bitbuddies/selftest",
-}
 
 
 def _base_url(conn) -> str:
@@ -60,7 +49,7 @@ class ModelProviderHook(BaseHook):
 
     def model_id(self, stage: str) -> str:
         models = (self.connection.extra_dejson or {}).get("models", {})
-        return models.get(stage) or DEFAULT_MODELS[stage]
+        return models.get(stage) or MODEL_IDS[stage]  # the local model server's (include/stages.py)
 
     def get_client(self) -> QueueClient:
         return QueueClient(self.base_url, self.connection.password or None)

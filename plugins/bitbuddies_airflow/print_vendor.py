@@ -19,7 +19,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from fulfillment.vendors import VendorError, VendorJob, VendorJobState, get_vendor
+from fulfillment.vendors import VendorError, VendorJob, VendorJobState
+from include.print_vendors import get_vendor
 
 MAX_BACKOFF_SECONDS = 300.0
 

@@ -1,8 +1,8 @@
 """The money side of a generation run in Airflow: the failure refund, the re-run guard, alerts.
 
-- ``refund_failed_run`` is the DAG-level ``on_failure_callback``: it refunds the generation (the
-  same ledger keys as the ``refund_token`` task, so whichever runs first refunds and the other
-  changes nothing), marks it failed and alerts. Callbacks run at most once in Airflow 3.3, which
+- ``refund_failed_run`` is the DAG-level ``on_failure_callback``: it settles the generation
+  (``include.settlement``: failed and refunded in one transaction, as the ``refund_token`` task
+  does, so whichever runs first settles and the other changes nothing) and alerts. Callbacks run at most once in Airflow 3.3, which
   is why the task and the reconciliation DAG exist too; the run still ends failed.
 - ``refuse_finished_generation`` runs before every paid task (``pre_execute``): a generation that
   already ended (failed and refunded, or succeeded) is never worked on again. An operator who
@@ -17,12 +17,10 @@ import logging
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from include import alerts, generations, ledger
+from include import alerts, generations
+from include.settlement import settle_failed_generation
 
 log = logging.getLogger(__name__)
-
-GENERIC_FAILURE = "Something went wrong while making your buddy."
-
 
 def _generation_id(context) -> str | None:
     run = context.get("dag_run")
@@ -39,25 +37,13 @@ def send_alert(generation_id: str, *, failed_task: str | None, error: str | None
         log.exception("alert for generation %s failed", generation_id)
 
 
-def settle_failure(generation_id: str) -> bool:
-    """Refund (idempotent) and mark failed, in that order: the user never sees a failure without its refund state.
-
-    Returns whether the generation's charges are refunded now. A succeeded generation is left alone.
-    """
-    if generations.get(generation_id).status == "succeeded":
-        return False
-    ledger.refund_generation(generation_id)
-    generation = generations.mark_failed(generation_id, GENERIC_FAILURE, None)
-    return generation.refund_state == "refunded"
-
-
 def refund_failed_run(context) -> None:
     """DAG-level on_failure_callback (runs in the dag-processor)."""
     gid = _generation_id(context)
     if not gid:
         return
     try:
-        refunded = settle_failure(gid)
+        refunded = settle_failed_generation(gid)
     except Exception:  # noqa: BLE001 - the task and the reconciliation DAG retry what this misses
         log.exception("refund of failed generation %s in the failure callback failed", gid)
         refunded = False

@@ -4,7 +4,7 @@ They report progress and record the first failure's message for the user; they a
 (Airflow runs callbacks at most once). What must happen, the refund and the final failed state,
 is done by the ``refund_token`` task, not here.
 
-They also publish the live progress events (include/events.py): ``stage_started`` /
+They also publish the live progress events (include/event_publisher.py): ``stage_started`` /
 ``stage_finished`` (with the stage's duration, which feeds the remaining-time estimate),
 ``retry``, and the terminal ``succeeded`` / ``failed`` event once the outcome is settled, with
 the operator's alert for a failure. Publishing is bounded and never raises; a lost terminal
@@ -17,7 +17,7 @@ import logging
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from include import alerts, events, generations
+from include import alerts, event_publisher, events, generations
 from include.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def report_stage(context) -> None:
         stage = events.stage_of(ti.task_id)
         if stage:
             # Also runs when a deferred task resumes: the key makes that a repeat, stored once.
-            events.publish(
+            event_publisher.publish(
                 gid,
                 "stage_started",
                 {"stage": stage, "task": ti.task_id, "try_number": ti.try_number},
@@ -55,7 +55,7 @@ def report_stage_finished(context) -> None:
         return
     started = getattr(ti, "start_date", None)
     duration = (utcnow() - started).total_seconds() if started else None
-    events.publish(
+    event_publisher.publish(
         gid,
         "stage_finished",
         {"stage": stage, "task": ti.task_id, "try_number": ti.try_number, "duration_seconds": duration},
@@ -68,7 +68,7 @@ def report_retry(context) -> None:
     if not gid:
         return
     ti = context["ti"]
-    events.publish(
+    event_publisher.publish(
         gid,
         "retry",
         {"stage": events.stage_of(ti.task_id), "task": ti.task_id, "try_number": ti.try_number,
@@ -102,14 +102,14 @@ def report_outcome(context) -> None:
         return
     if generation.status == "failed":
         refunded = generation.refund_state == "refunded"
-        events.publish(gid, "refund", {"refunded": refunded}, key="refund")
+        event_publisher.publish(gid, "refund", {"refunded": refunded}, key="refund")
         try:
             alerts.generation_failed(
                 gid, generation.failed_task, generation.error or "unknown error", refunded, task_url(context, generation.failed_task)
             )
         except Exception:  # noqa: BLE001 - the DAG's failure callback and the reconciliation alert too
             log.exception("Could not raise the alert for %s", gid)
-    events.publish(gid, generation.status, events.terminal_data(generation))
+    event_publisher.publish(gid, generation.status, events.terminal_data(generation))
 
 
 def user_message(task_id: str, exc: BaseException | None) -> str:

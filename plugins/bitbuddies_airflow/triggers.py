@@ -9,7 +9,7 @@ decides), ``error`` (the provider refused the poll for good: unknown job, bad ke
 ``timeout``.
 
 While the job waits in the provider's queue, a change of its position is published as the
-generation's ``queue_position`` event (include/events.py), fire-and-forget in its own task: a
+generation's ``queue_position`` event (include/event_publisher.py), fire-and-forget in its own task: a
 slow or unreachable API never delays a poll, and a repeat (two triggerers) is stored once.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from include import events
+from include import event_publisher
 from include.model_queue import JobState, ProviderError, ProviderRejected, backoff_delay
 
 # Longest pause between polls while the provider is in trouble: long outages are ridden out,
@@ -116,7 +116,7 @@ class ModelJobTrigger(BaseTrigger):
         job = hashlib.sha1(self.status_url.encode()).hexdigest()[:12]
         data = {"stage": self.stage, "position": position}
         task = asyncio.create_task(
-            events.apublish(self.generation_id, "queue_position", data, key=f"queue_position:{self.stage}:{job}:{position}")
+            event_publisher.apublish(self.generation_id, "queue_position", data, key=f"queue_position:{self.stage}:{job}:{position}")
         )
         # Held until done: the event loop keeps only weak references to tasks.
         self._publishing.add(task)

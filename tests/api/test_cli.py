@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from api import cli
 from api.main import app
-from include import events, generations, ledger
+from api import sse
+from include import event_publisher, events, generations, ledger
 from include.settings import get_settings
 from tests.api import images
 from tests.api.support import auth, make_user
@@ -74,12 +75,12 @@ def test_progress_line_counts_stages():
 def test_progress_bar_shows_stage_percent_queue_and_eta():
     out = io.StringIO()
     bar = cli.ProgressBar(out, width=10)
-    event = events.ReceivedEvent("4", "queue_position", '{"stage": "animate", "position": 3, "percent": 40, "eta_seconds": 95}')
+    event = sse.ReceivedEvent("4", "queue_position", '{"stage": "animate", "position": 3, "percent": 40, "eta_seconds": 95}')
     bar.update(event)
     assert bar.line().startswith("[####------]  40%  animate  queue position 3  ETA 1:3")
-    bar.update(events.ReceivedEvent("5", "stage_started", '{"stage": "segment_video", "percent": 70, "eta_seconds": null}'))
+    bar.update(sse.ReceivedEvent("5", "stage_started", '{"stage": "segment_video", "percent": 70, "eta_seconds": null}'))
     assert "queue" not in bar.line() and "ETA" not in bar.line() and "segment_video" in bar.line()
-    bar.update(events.ReceivedEvent("6", "retry", '{"stage": "segment_video", "error": "The segment video step failed: boom"}'))
+    bar.update(sse.ReceivedEvent("6", "retry", '{"stage": "segment_video", "error": "The segment video step failed: boom"}'))
     assert " 70%" in bar.line() and "retrying after: The segment video step failed: boom" in bar.line()
     assert out.getvalue().count("\r") == 3
 
@@ -181,12 +182,12 @@ def play_pipeline(outcome: str, after_connect: LiveAPI | None = None) -> threadi
         while after_connect is not None and not after_connect.stream_requests and time.monotonic() < deadline:
             time.sleep(0.02)  # publish live, to a connected stream
         for stage in ("charge", "moderate", "analyze", "animate"):
-            assert events.publish(gid, "stage_started", {"stage": stage, "try_number": 1}, key=f"stage_started:{stage}:1")
+            assert event_publisher.publish(gid, "stage_started", {"stage": stage, "try_number": 1}, key=f"stage_started:{stage}:1")
             if stage == "animate":
                 for position in (2, 1, None):
-                    assert events.publish(gid, "queue_position", {"stage": stage, "position": position}, key=f"queue:{position}")
+                    assert event_publisher.publish(gid, "queue_position", {"stage": stage, "position": position}, key=f"queue:{position}")
             data = {"stage": stage, "try_number": 1, "duration_seconds": 2.0}
-            assert events.publish(gid, "stage_finished", data, key=f"stage_finished:{stage}:1")
+            assert event_publisher.publish(gid, "stage_finished", data, key=f"stage_finished:{stage}:1")
             time.sleep(0.05)
         if outcome == "succeeded":
             generation = generations.mark_succeeded(gid, {k: generations.asset_key(gid, k) for k in generations.ASSET_FILES})
@@ -194,8 +195,8 @@ def play_pipeline(outcome: str, after_connect: LiveAPI | None = None) -> threadi
             ledger.charge_generation(gid)
             ledger.refund_generation(gid)
             generation = generations.mark_failed(gid, "Your photo was rejected by the content filter.", "moderate")
-            assert events.publish(gid, "refund", {"refunded": True}, key="refund")
-        assert events.publish(gid, generation.status, events.terminal_data(generation))
+            assert event_publisher.publish(gid, "refund", {"refunded": True}, key="refund")
+        assert event_publisher.publish(gid, generation.status, events.terminal_data(generation))
 
     thread = threading.Thread(target=pipeline, daemon=True)
     thread.start()
@@ -376,3 +377,19 @@ def test_keys_create_list_revoke(client, capsys):
 def test_client_commands_need_a_key(monkeypatch, capsys):
     monkeypatch.delenv("BITBUDDIES_API_KEY", raising=False)
     assert cli.main(["me"]) == 2 and "No API key" in capsys.readouterr().err
+
+
+def test_print_outbox_runs_the_local_vendor_cli_on_the_configured_outbox(tmp_path, monkeypatch, capsys):
+    from fulfillment.vendors import ShippingAddress
+    from fulfillment.vendors.local import LocalOutboxVendor
+    from include.print_vendors import local_outbox_dir
+
+    monkeypatch.setenv("BITBUDDIES_VAR_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    address = ShippingAddress(name="Ada", address1="1 Main St", city="Springfield", zip="12345", country_code="US")
+    LocalOutboxVendor(local_outbox_dir()).submit("ord-9", "orders/ord-9/sheet.pdf", address)
+    assert cli.main(["print-outbox", "shipped", "ord-9", "--tracking", "TRK9"]) == 0
+    assert cli.main(["print-outbox", "list", "--state", "shipped"]) == 0
+    assert "ord-9\tshipped" in capsys.readouterr().out
+    assert (tmp_path / "print-outbox" / "ord-9.json").exists()
+    get_settings.cache_clear()

@@ -8,6 +8,9 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from bitbuddies_airflow.operators import ModelJobOperator
+from include.generations import GENERATE_DAG_ID
+from include.settings import get_settings
+from include.stages import MEDIA_POOL, MODEL_STAGES, STAGE_NAMES, model_pool
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
@@ -35,32 +38,39 @@ def test_house_rules(dagbag):
         for t in dag.tasks:
             if t.owner in (None, "", "airflow"):
                 problems.append(f"{dag_id}.{t.task_id}: no owner")
-            if t.retries < 1 and not getattr(t, "business_only", False):
+            if t.retries < 1:
                 problems.append(f"{dag_id}.{t.task_id}: no retries")
     assert not problems, "\n".join(problems)
 
 
 def test_generation_dag_is_the_pipeline(dagbag):
-    dag = dagbag.dags["bitbuddies_generate"]
+    dag = dagbag.dags[GENERATE_DAG_ID]
     assert dag.schedule is None or str(dag.timetable.summary).lower() in ("none", "null")
     assert set(dag.params) >= {"generation_id", "user_id", "prompt", "upload_path"}
-    stages = ["moderate", "analyze", "cartoonize", "expand_full_body", "segment_image", "animate", "segment_video"]
-    for stage in stages:
-        task = dag.get_task(stage)
-        assert isinstance(task, ModelJobOperator), stage
-        assert task.pool.startswith("model_"), f"{stage} is not rate-limited by a provider pool"
+    # Every model stage of include/stages.py is a ModelJobOperator with its declared pool and waits.
+    assert list(MODEL_STAGES) == ["moderate", "analyze", "cartoonize", "expand_full_body", "segment_image", "animate", "segment_video"]
+    for stage in MODEL_STAGES.values():
+        task = dag.get_task(stage.name)
+        assert isinstance(task, ModelJobOperator), stage.name
+        assert task.stage == stage.name
+        assert task.pool == model_pool(get_settings().model_provider), f"{stage.name} is not rate-limited by the provider's pool"
+        waits = stage.waits
+        assert (task.poll_interval, task.job_timeout, task.grace) == (waits.poll_interval, waits.job_timeout, waits.grace)
+    # Every declared stage is a task (charge is charge_token), so progress names real tasks.
+    task_ids = {t.task_id for t in dag.tasks}
+    assert all(name in task_ids or f"{name}_token" in task_ids for name in STAGE_NAMES)
     # The pipeline order, as PRODUCT.md lists it.
     order = ["charge_token", "photo_url", "moderate", "analyze", "cartoonize", "choose_body"]
     for up, down in zip(order, order[1:]):
         assert down in dag.get_task(up).downstream_task_ids, f"{up} -> {down}"
     assert {"expand_full_body", "segment_image"} <= dag.get_task("choose_body").downstream_task_ids
     assert dag.get_task("segment_image").trigger_rule == "none_failed_min_one_success"
-    assert dag.get_task("transcode").pool == "media_cpu"
+    assert dag.get_task("transcode").pool == MEDIA_POOL
     assert "publish" in dag.get_task("transcode").downstream_task_ids
 
 
 def test_refund_covers_every_task_and_the_run_still_fails(dagbag):
-    dag = dagbag.dags["bitbuddies_generate"]
+    dag = dagbag.dags[GENERATE_DAG_ID]
     refund = dag.get_task("refund_token")
     # A teardown runs once everything else is done, whatever happened, and does not decide the run's
     # state: a failed generation's run ends failed even though its refund succeeded.

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from include.generations import GENERATE_DAG_ID
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -51,10 +52,16 @@ def dag_run_state(stack, gid: str, timeout: float = 90) -> str:
     headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
     deadline = time.time() + timeout
     while True:
-        run = httpx.get(f"{stack.cfg.airflow_url}/api/v2/dags/bitbuddies_generate/dagRuns/{gid}", headers=headers).json()
+        run = httpx.get(f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns/{gid}", headers=headers).json()
         if run["state"] in ("success", "failed") or time.time() > deadline:
             return run["state"]
         time.sleep(1)
+
+
+def task_instance(stack, gid: str, task_id: str) -> dict:
+    headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
+    url = f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns/{gid}/taskInstances/{task_id}"
+    return httpx.get(url, headers=headers, timeout=30).json()
 
 
 def decode_alpha(webm: bytes) -> np.ndarray:
@@ -89,7 +96,7 @@ def test_photo_becomes_a_transparent_animated_buddy(stack, api, make_user):
 
     share = api.get(done["share_url"].replace(stack.cfg.api_url, ""))
     assert share.status_code == 200 and "video/webm" in share.text
-    for name in ("buddy.webm", "buddy.webp", "buddy.gif", "poster.png"):
+    for name in ("buddy.webm", "buddy.webp", "buddy.gif", "poster.png", "walk.webm", "walk.webp"):
         assert api.get(done["share_url"].replace(stack.cfg.api_url, "") + f"/{name}").status_code == 200, name
 
 
@@ -117,8 +124,16 @@ def test_a_photo_without_a_subject_fails_fast_with_a_clear_message(stack, api, m
     y, x = np.mgrid[0:600, 0:800]
     noise = np.random.default_rng(1).normal(0, 3, (600, 800, 3))
     wall = np.clip(np.dstack([200 + x / 40, 190 + y / 30, np.full(x.shape, 170.0)]) + noise, 0, 255).astype(np.uint8)
+    started = time.monotonic()
     gen = submit(api, key, jpeg_bytes(wall), "bounce")
     done = wait_for_generation(api, key, gen["id"])
+    elapsed = time.monotonic() - started
     assert done["status"] == "failed"
     assert "person or character" in done["error"]
     assert done["refund_state"] == "refunded" and balance(api, key) == 1
+    # Fast: a business error is not retried. analyze failed on its first try (3 retries with 2-8 s
+    # backoff would show as try 4), and the whole generation ended within a bound generous enough
+    # for a loaded shared machine (an idle one takes ~15 s).
+    analyze = task_instance(stack, gen["id"], "analyze")
+    assert (analyze["state"], analyze["try_number"]) == ("failed", 1), analyze
+    assert elapsed < 150, f"took {elapsed:.0f} s"

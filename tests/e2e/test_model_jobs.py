@@ -25,11 +25,12 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from include.generations import GENERATE_DAG_ID
 from tests.e2e.conftest import wait_for_generation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-DAG_ID = "bitbuddies_generate"
+DAG_ID = GENERATE_DAG_ID
 MODEL_STAGES = ("moderate", "analyze", "cartoonize", "expand_full_body", "segment_image", "animate", "segment_video")
 
 

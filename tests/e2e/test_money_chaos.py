@@ -29,12 +29,13 @@ import psutil
 import pytest
 from skimage import data
 
+from include.generations import GENERATE_DAG_ID
 from ops.stack import environment
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
-DAG = "bitbuddies_generate"
+DAG = GENERATE_DAG_ID
 
 
 def auth(key: str) -> dict[str, str]:

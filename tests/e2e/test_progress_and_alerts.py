@@ -21,8 +21,8 @@ from PIL import Image
 from skimage import data
 
 from api import cli
-from include import events
-from include.generations import STAGES
+from api import sse
+from include.stages import STAGE_NAMES
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -36,15 +36,15 @@ def small_astronaut() -> bytes:
     return jpeg_bytes(np.asarray(Image.fromarray(data.astronaut()).resize((384, 384))))
 
 
-def read_events(stack, key: str, gid: str, last_event_id: int | None = None) -> list[events.ReceivedEvent]:
+def read_events(stack, key: str, gid: str, last_event_id: int | None = None) -> list[sse.ReceivedEvent]:
     headers = auth(key) | ({"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {})
     url = f"{stack.cfg.api_url}/api/generations/{gid}/events"
     with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as response:
         assert response.status_code == 200
-        return list(events.parse_sse(response.iter_lines()))
+        return list(sse.parse_sse(response.iter_lines()))
 
 
-def as_tuples(received: list[events.ReceivedEvent]) -> list[tuple]:
+def as_tuples(received: list[sse.ReceivedEvent]) -> list[tuple]:
     return [(e.id, e.event, e.data) for e in received]
 
 
@@ -65,7 +65,7 @@ def test_cli_follows_a_generation_live_and_its_stream_replays_in_order(stack, ma
     assert [int(e.id) for e in replay] == list(range(1, len(replay) + 1))
     assert replay[-1].event == "succeeded" and [e.event for e in replay].count("succeeded") == 1
     started = list(dict.fromkeys(e.json()["stage"] for e in replay if e.event == "stage_started"))
-    assert started == [s for s in STAGES if s in started], started
+    assert started == [s for s in STAGE_NAMES if s in started], started
     assert {"charge", "moderate", "cartoonize", "animate", "transcode", "publish"} <= set(started)
     finished = [e.json() for e in replay if e.event == "stage_finished"]
     assert finished and all(f["duration_seconds"] > 0 for f in finished)

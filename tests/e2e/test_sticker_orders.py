@@ -19,13 +19,14 @@ import pytest
 from skimage import data
 
 from fulfillment.geometry import MIN_ARTWORK_DPI, MIN_CUT_CLEARANCE_MM
+from include.orders import ORDER_DAG_ID
 from ops.stack import environment
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 from tests.fulfillment.test_sheet import decode_qr_codes, images_with_dpi, segment_distance, stroked_paths
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-DAG = "bitbuddies_sticker_order"
+DAG = ORDER_DAG_ID
 ADDRESS = {"name": "Ada Lovelace", "address1": "12 St James's Square", "city": "London", "zip": "SW1Y 4JH", "country_code": "GB"}
 
 
@@ -75,7 +76,7 @@ def wait_for_order(api, key: str, order_id: str, statuses: set[str], timeout: fl
 
 def local_vendor(stack, *args: str) -> None:
     """The print shop moves the job with the local vendor's CLI, in the stack's environment."""
-    subprocess.run([sys.executable, "-m", "fulfillment.vendors.local", *args], env=environment(stack.cfg), check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "api.cli", "print-outbox", *args], env=environment(stack.cfg), check=True, capture_output=True)
 
 
 def run_state(stack, order_id: str, timeout: float = 120) -> str:

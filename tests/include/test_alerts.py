@@ -10,7 +10,7 @@ import pytest
 
 from include import alerts
 from include.db import session_scope
-from include.models import Alert, Generation
+from include.models import Alert, Generation, utcnow
 from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
 from tests.fakes.pushover_server import FakePushover
 
@@ -119,3 +119,18 @@ def test_an_alert_whose_creator_died_before_sending_is_sent(pushover, generation
     (sent,) = alerts.redeliver_undelivered(older_than=timedelta(0))
     assert sent.channel == "pushover" and sent.delivered_at is not None
     assert [m["message"] for m in pushover.messages] == ["m"]
+
+
+def test_a_stalled_generation_raises_one_alert_naming_the_stuck_task(pushover, generation):
+    with session_scope() as session:
+        gen = session.get(Generation, generation)
+    last = utcnow() - timedelta(minutes=4)
+    link = "http://127.0.0.1:8080/dags/bitbuddies_generate/runs/x"
+    for _ in range(3):  # the reconciliation DAG finds it stalled on each of its runs
+        alerts.generation_stalled(gen, last, {"animate": "queued"}, link)
+    (row,) = alert_rows()
+    assert row.key == f"generation_stalled:{generation}" and row.kind == "generation_stalled"
+    assert len(pushover.messages) == 1
+    sent = pushover.messages[0]
+    assert "no progress for 4 min" in sent["message"] and "Stuck: animate (queued)" in sent["message"]
+    assert sent["title"] == "BitBuddies: generation stuck at animate" and sent["url"] == link

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from include.db import create_database, drop_database, get_engine, reset_engine
 from include.migrations import migrate
 from include.settings import get_settings
-from tests.include import test_ledger
+from tests.include import test_ledger, test_settlement
 from tests.services import postgres_server_url
 
 
@@ -76,6 +76,7 @@ LEDGER_CASES = [
     test_ledger.test_concurrent_charges_of_different_generations_never_overdraw,
     test_ledger.test_refund_twice_refunds_once_and_never_more_than_the_charge,
     test_ledger.test_concurrent_refunds_pay_back_exactly_once,
+    test_settlement.test_concurrent_settlements_and_a_racing_publish_never_refund_a_delivered_buddy,
 ]
 
 

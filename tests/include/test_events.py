@@ -1,8 +1,7 @@
-"""include/events.py: the event store (seq, keys, terminal), estimates, fan-out, SSE parsing, publishing."""
+"""include/events.py: the event store (seq, keys, terminal) and the estimates."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import pytest
@@ -100,76 +99,3 @@ def test_stage_of_maps_task_ids():
     assert events.stage_of("charge_token") == "charge"
     assert events.stage_of("segment_video") == "segment_video"
     assert events.stage_of("photo_url") is None
-
-
-def test_sse_round_trip(generation):
-    event = events.record(generation, "queue_position", {"position": 3}, key="q")
-    (parsed,) = list(events.parse_sse(event.sse().decode().splitlines(keepends=True) + [": keep-alive\n", "\n"]))
-    assert parsed.id == "1" and parsed.event == "queue_position"
-    assert parsed.json()["position"] == 3 and parsed.json()["generation_id"] == generation
-
-
-def test_bus_delivers_to_the_generation_subscribers_only():
-    async def scenario():
-        bus = events.EventBus()
-        mine, other = bus.subscribe("a" * 32), bus.subscribe("b" * 32)
-        from include.models import utcnow
-
-        await bus.published(events.Event("a" * 32, 1, "retry", {}, utcnow()))
-        assert mine.queue.qsize() == 1 and other.queue.qsize() == 0
-        bus.unsubscribe(mine)
-        bus.unsubscribe(other)
-        assert bus.subscriber_count == 0
-
-    asyncio.run(scenario())
-
-
-def test_stream_replays_then_ends_at_terminal(generation):
-    events.record(generation, "stage_started", {"stage": "charge"}, key="s:charge")
-    mark_succeeded(generation, {})
-
-    async def collect():
-        return [chunk async for chunk in events.stream(events.EventBus(), generation, 0, heartbeat_seconds=0.2)]
-
-    chunks = asyncio.run(collect())
-    assert chunks[0] == events.STREAM_OPENING  # subscribed: the reconnection delay, then the history
-    assert [e.event for e in events.parse_sse(b"".join(chunks).decode().splitlines(True))] == ["stage_started", "succeeded"]
-
-
-def test_stream_goes_live_and_fills_gaps_from_the_store(generation):
-    async def scenario():
-        bus = events.EventBus()
-        received = []
-
-        async def consume():
-            async for chunk in events.stream(bus, generation, 0, heartbeat_seconds=5):
-                received.extend(events.parse_sse(chunk.decode().splitlines(True)))
-
-        consumer = asyncio.create_task(consume())
-        await asyncio.sleep(0.2)
-        first = await asyncio.to_thread(events.record, generation, "stage_started", {"stage": "charge"}, "s1")
-        await bus.published(first)
-        # Stored but its notification lost: the next one reveals the gap, filled from the store.
-        await asyncio.to_thread(events.record, generation, "stage_finished", {"stage": "charge", "duration_seconds": 1}, "f1")
-        await asyncio.to_thread(mark_succeeded, generation, {})
-        last = await asyncio.to_thread(events.ensure_terminal_event, generation)
-        await bus.published(last)
-        await bus.published(first)  # a duplicate (NOTIFY echo) is ignored
-        await asyncio.wait_for(consumer, 5)
-        return received
-
-    received = asyncio.run(scenario())
-    assert [(e.id, e.event) for e in received] == [("1", "stage_started"), ("2", "stage_finished"), ("3", "succeeded")]
-
-
-def test_publish_never_raises_and_gives_up_quickly(monkeypatch, generation):
-    import time
-
-    monkeypatch.setenv("BITBUDDIES_EVENTS_PUBLISH_URL", "http://127.0.0.1:9")  # nothing listens there
-    from include.settings import get_settings
-
-    get_settings.cache_clear()
-    started = time.monotonic()
-    assert events.publish(generation, "retry", {"error": "x"}) is False
-    assert asyncio.run(events.apublish(generation, "retry", {"error": "x"})) is False
-    assert time.monotonic() - started < 2 * events.PUBLISH_BUDGET_SECONDS + 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from include import generations
+from include import events, generations
 from include.db import session_scope
-from include.models import Generation
+from include.models import Generation, utcnow
 from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
 
 ASSETS = {kind: generations.asset_key("g", kind) for kind in generations.ASSET_FILES}
@@ -71,10 +73,10 @@ def test_failure_never_overwrites_success_and_stages_never_revive(gid):
 
 
 def test_pending_triggers_and_mark_triggered(gid):
-    assert [g.id for g in generations.pending_triggers()] == [gid]
-    first = generations.mark_triggered(gid).triggered_at
-    assert generations.pending_triggers() == []
-    assert generations.mark_triggered(gid).triggered_at == first
+    assert [g.id for g in generations.OUTBOX.pending()] == [gid]
+    first = generations.OUTBOX.mark_triggered(gid).triggered_at
+    assert generations.OUTBOX.pending() == []
+    assert generations.OUTBOX.mark_triggered(gid).triggered_at == first
 
 
 def test_record_error_keeps_the_generation_running_until_mark_failed(gid):
@@ -86,3 +88,28 @@ def test_record_error_keeps_the_generation_running_until_mark_failed(gid):
     failed = g.mark_failed(gid, "Something went wrong while making your buddy.", None)
     assert failed.status == "failed"
     assert failed.error == "The animate step failed: boom" and failed.failed_task == "animate"
+
+
+def _age(gid: str, minutes: float) -> None:
+    """Pretend the generation was created and last updated ``minutes`` ago."""
+    with session_scope() as session:
+        generation = session.get(Generation, gid)
+        generation.created_at = generation.updated_at = utcnow() - timedelta(minutes=minutes)
+        session.add(generation)
+
+
+def test_stalled_finds_unfinished_generations_without_recent_progress(gid):
+    cutoff = utcnow() - timedelta(minutes=3)
+    assert generations.stalled(cutoff) == []  # just created
+    _age(gid, 10)
+    ((found, last),) = generations.stalled(cutoff)
+    assert found.id == gid and last < cutoff
+    events.record(gid, "queue_position", {"position": 2}, key="queue:2")  # a sign of progress
+    assert generations.stalled(cutoff) == []
+
+
+def test_a_finished_generation_is_never_stalled(gid):
+    _age(gid, 10)
+    generations.mark_succeeded(gid, ASSETS)
+    _age(gid, 10)
+    assert generations.stalled(utcnow() - timedelta(minutes=3)) == []

@@ -207,7 +207,7 @@ def test_a_succeeded_generation_is_never_refunded(fresh_app_db):
 def test_reconciliation_finds_failed_unrefunded_and_stuck_generations(fresh_app_db):
     from datetime import UTC, datetime, timedelta
 
-    from include import generations
+    from include import generations, settlement
 
     user, _ = make_user(tokens=5)
     failed = new_generation(user.id)
@@ -228,8 +228,8 @@ def test_reconciliation_finds_failed_unrefunded_and_stuck_generations(fresh_app_
     found = ledger.unsettled_generations(stuck_before=datetime.now(UTC) - timedelta(hours=1))
     assert sorted(found) == sorted([failed, stuck])
     for gid in found:
-        ledger.settle_stuck_or_failed(gid, "too slow")
-        ledger.settle_stuck_or_failed(gid, "too slow")  # a second pass changes nothing
+        settlement.settle_failed_generation(gid, "too slow")
+        settlement.settle_failed_generation(gid, "too slow")  # a second pass changes nothing
     assert generations.get(stuck).status == "failed" and generations.get(stuck).refund_state == "refunded"
     assert ledger.unsettled_generations(stuck_before=datetime.now(UTC) - timedelta(hours=1)) == []
     assert ledger.balance(user.id) == 5 - 2  # the fresh one still holds its token, the succeeded one paid

@@ -128,9 +128,9 @@ def test_checkout_of_something_else_or_unpaid_changes_nothing(order, fake_airflo
 def test_a_paid_order_whose_trigger_failed_is_left_for_the_trigger_loop(order):
     with AirflowClient(base_url="http://127.0.0.1:9", username="admin", password="admin", timeout=1) as down:
         orders.on_checkout_completed(checkout_session(order), down)
-    assert [o.id for o in orders.pending_triggers()] == [order.id]
-    orders.mark_triggered(order.id)
-    assert orders.pending_triggers() == []
+    assert [o.id for o in orders.OUTBOX.pending()] == [order.id]
+    orders.OUTBOX.mark_triggered(order.id)
+    assert orders.OUTBOX.pending() == []
 
 
 def test_dev_autopay_is_explicit_and_refused_in_production(order, monkeypatch):
@@ -269,6 +269,6 @@ def test_an_unpaid_order_is_never_refunded(order):
 def test_the_trigger_loop_starts_paid_orders_left_behind(order, fake_airflow):
     orders.mark_paid(order.id, "stripe", "pi_1")
     with AirflowClient(base_url=fake_airflow.url, username="admin", password="admin") as client:
-        assert orders.trigger_pending(client) == 1
-        assert orders.trigger_pending(client) == 0
+        assert orders.OUTBOX.trigger_pending(client) == 1
+        assert orders.OUTBOX.trigger_pending(client) == 0
     assert list(fake_airflow.runs) == [(orders.ORDER_DAG_ID, order.id)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 
 import numpy as np
@@ -41,16 +40,29 @@ def astronaut_jpeg(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def chain(server: ModelServerProcess, astronaut_jpeg) -> dict:
+    """moderate -> analyze -> cartoonize -> [expand] -> segment-image, each stage reading the
+    previous one's output URL as the DAG passes them on. Run once per module (the stages are too
+    slow to run twice); whichever test asks first runs it, so each test runs alone as well."""
+    photo = astronaut_jpeg.read_bytes()
+    results = {"moderation": run(server, "bitbuddies/moderate",
+                                 {"image_url": "data:image/jpeg;base64," + base64.b64encode(photo).decode()})}
+    analysis = results["analysis"] = run(server, "bitbuddies/analyze", {"image_url": astronaut_jpeg.as_uri()})
+    cartoon = results["cartoon"] = run(server, "bitbuddies/cartoonize", {"image_url": analysis["image"]["url"], "prompt": "bold"})
+    image_url = cartoon["image"]["url"]
+    if analysis["cut_off"]:
+        image_url = run(server, "bitbuddies/expand-full-body", {"image_url": image_url, "prompt": "bold"})["image"]["url"]
+    results["segmented"] = run(server, "bitbuddies/segment-image", {"image_url": image_url})
+    return results
+
+
 @pytest.mark.slow
-def test_moderate_analyze_cartoonize_segment_chain(server: ModelServerProcess, astronaut_jpeg) -> None:
+def test_moderate_analyze_cartoonize_segment_chain(server: ModelServerProcess, chain: dict) -> None:
     from model_server.vision.imageio import read_png_meta
 
-    photo = astronaut_jpeg.read_bytes()
-    moderation = run(server, "bitbuddies/moderate",
-                     {"image_url": "data:image/jpeg;base64," + base64.b64encode(photo).decode()})
+    moderation, analysis = chain["moderation"], chain["analysis"]
     assert moderation["nsfw"] is False and isinstance(moderation["labels"], list)
-
-    analysis = run(server, "bitbuddies/analyze", {"image_url": astronaut_jpeg.as_uri()})
     assert analysis["subject"] == "person"
     assert (analysis["width"], analysis["height"]) == (512, 512)
     assert analysis["rotation"] == 0
@@ -59,16 +71,10 @@ def test_moderate_analyze_cartoonize_segment_chain(server: ModelServerProcess, a
     analyzed_png = download(server, analysis["image"])
     assert read_png_meta(analyzed_png)["subject"] == "person"
 
-    # Each stage reads the previous stage's output URL, as the DAG passes them on.
-    cartoon = run(server, "bitbuddies/cartoonize", {"image_url": analysis["image"]["url"], "prompt": "bold"})
-    cartoon_png = download(server, cartoon["image"])
+    cartoon_png = download(server, chain["cartoon"]["image"])
     assert read_png_meta(cartoon_png)["subject"] == "person", "the analysis meta travels with the image"
-    image_url = cartoon["image"]["url"]
-    if analysis["cut_off"]:
-        expanded = run(server, "bitbuddies/expand-full-body", {"image_url": image_url, "prompt": "bold"})
-        image_url = expanded["image"]["url"]
 
-    segmented = run(server, "bitbuddies/segment-image", {"image_url": image_url})
+    segmented = chain["segmented"]
     with Image.open(io.BytesIO(download(server, segmented["image"]))) as img:
         assert img.mode == "RGBA"
         alpha = np.asarray(img)[..., 3]
@@ -77,21 +83,11 @@ def test_moderate_analyze_cartoonize_segment_chain(server: ModelServerProcess, a
         mask = np.asarray(mask_img.convert("L"), dtype=np.float32) / 255.0
     assert 0.05 < mask.mean() < 0.8, "the astronaut fills a part of the photo, not all or none of it"
 
-    SEGMENTED["cutout_url"] = segmented["image"]["url"]
-
-
-# The chain test leaves its cut-out here for the animation test (stages are too slow to run twice).
-SEGMENTED: dict[str, str] = {}
-
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("model_server.vision.matting") is None,
-                    reason="model_server.vision.matting has not landed: animate and segment-video not exercised")
-def test_animate_then_segment_video(server: ModelServerProcess) -> None:
-    if "cutout_url" not in SEGMENTED:
-        pytest.skip("needs the cut-out of test_moderate_analyze_cartoonize_segment_chain")
+def test_animate_then_segment_video(server: ModelServerProcess, chain: dict) -> None:
     animation = run(server, "bitbuddies/animate",
-                    {"image_url": SEGMENTED["cutout_url"], "prompt": "wave", "duration": 1, "fps": 8, "size": 128})
+                    {"image_url": chain["segmented"]["image"]["url"], "prompt": "wave", "duration": 1, "fps": 8, "size": 128})
     assert animation["num_frames"] == 8 and animation["fps"] == 8
     assert animation["motion"] == "wave"  # read from the prompt
     chosen = run(server, "bitbuddies/animate",
@@ -99,8 +95,10 @@ def test_animate_then_segment_video(server: ModelServerProcess) -> None:
     assert chosen["motion"] == "jump"  # the motion chosen in the web app wins over the prompt
     assert animation["video"]["file_name"].endswith(".mkv")
     assert animation["key_color"].startswith("#") and len(animation["key_color"]) == 7
+    assert animation["walk_video"]["file_name"] == "walk.mkv", "every buddy gets a walk loop"
     keyed = run(server, "bitbuddies/segment-video",
-                {"video_url": animation["video"]["url"], "key_color": animation["key_color"]})
+                {"video_url": animation["video"]["url"], "key_color": animation["key_color"],
+                 "walk_video_url": animation["walk_video"]["url"]})
     assert keyed["num_frames"] == 8 and keyed["fps"] == 8
 
     from include.media.frames import read_frames_video
@@ -110,6 +108,10 @@ def test_animate_then_segment_video(server: ModelServerProcess) -> None:
     frames = read_frames_video(str(video_path), rgba=True)
     assert frames.shape == (8, 128, 128, 4)
     assert frames[..., 3].min() == 0 and frames[..., 3].max() == 255, "the key colour became transparent"
+    walk_path = server.var_dir / "model_server" / "files" / keyed["walk_video"]["url"].split("/files/")[1]
+    walk = read_frames_video(str(walk_path), rgba=True)
+    assert walk.shape == (8, 128, 128, 4) and walk[..., 3].max() == 255
+    assert np.abs(walk[..., 3].astype(int) - frames[..., 3]).mean() > 1, "the walk is its own loop"
 
 
 def test_no_subject_fails_as_a_business_error(server: ModelServerProcess) -> None:

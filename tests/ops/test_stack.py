@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ops.stack import (
+    EMBEDDED_EXECUTOR,
     ROOT,
     S3_CONN_ID,
     StackConfig,
@@ -28,7 +29,7 @@ def production(tmp_path: Path) -> StackConfig:
 
 def test_embedded_profile_is_unchanged_by_the_production_fields(tmp_path):
     env = environment(StackConfig(var_dir=tmp_path))
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == EMBEDDED_EXECUTOR
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
     assert "BITBUDDIES_DATABASE_URL" not in env and "BITBUDDIES_STORAGE_URL" not in env
     assert not any(name.startswith("worker-") for name in process_specs(StackConfig(var_dir=tmp_path)))
@@ -43,6 +44,9 @@ def test_production_profile_uses_postgres_celery_and_s3(tmp_path):
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/0"
     assert env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] == "bb_42_"
     assert env["BITBUDDIES_DATABASE_URL"].endswith("/bb_42_app")
+    # Tasks in flight never exceed the workers' slots, so queued-too-long means lost (40 s).
+    assert env["AIRFLOW__CORE__PARALLELISM"] == str(cfg.default_worker_concurrency + cfg.media_worker_concurrency)
+    assert env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] == "40"
     assert env["BITBUDDIES_STORAGE_URL"] == f"s3://{S3_CONN_ID}@bitbuddies/assets"
     conn = json.loads(env[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"])
     assert conn["conn_type"] == "aws" and conn["extra"]["endpoint_url"] == env["BITBUDDIES_S3_ENDPOINT_URL"] == cfg.s3_url

@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 from bitbuddies_airflow.print_vendor import PrintJobTrigger, WaitForPrintOperator
 from fulfillment.vendors.base import ShippingAddress
 from fulfillment.vendors.local import LocalOutboxVendor
+from include.print_vendors import local_outbox_dir
 from include import orders
 from include.db import session_scope
 from include.models import Generation
@@ -29,7 +30,7 @@ def submitted(fresh_app_db):
         session.add(generation)
     order = orders.create_order(user.id, [generation.id], "A4", 1, ADDRESS)
     orders.mark_paid(order.id, orders.DEV_AUTOPAY, None)
-    vendor = LocalOutboxVendor()
+    vendor = LocalOutboxVendor(local_outbox_dir())
     job = vendor.submit(order.id, orders.sheet_key(order.id), ShippingAddress(**ADDRESS))
     orders.mark_submitted(order.id, job)
     return order.id, vendor, job

@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from bitbuddies_airflow import refunds
 from include import generations, ledger
+from include.settlement import settle_failed_generation
 from include.db import session_scope
 from include.models import Generation, LedgerEntry
 from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
@@ -36,7 +37,7 @@ def test_callback_and_refund_task_together_refund_once_and_alert(fresh_app_db, m
     user_id, gid = paid_generation()
     generations.record_error(gid, "The animate step failed: boom", "animate")
     refunds.refund_failed_run(context(gid))
-    assert refunds.settle_failure(gid) is True  # the refund_token task, after the callback
+    assert settle_failed_generation(gid) is True  # the refund_token task, after the callback
     assert len(refunds_of(gid)) == 1 and ledger.balance(user_id) == 1
     generation = generations.get(gid)
     assert generation.status == "failed" and generation.refund_state == "refunded" and "animate" in generation.error
@@ -66,13 +67,13 @@ def test_clearing_a_finished_run_refuses_before_any_paid_work(fresh_app_db, fini
     user_id, gid = paid_generation()
     refunds.refuse_finished_generation(context(gid, "charge_token"))  # still running: allowed
     if finish == "failed":
-        refunds.settle_failure(gid)
+        settle_failed_generation(gid)
     else:
         generations.mark_succeeded(gid, {"webm": "generations/x/buddy.webm"})
     with pytest.raises(AirflowFailException, match=f"already {finish}.*Submit a new generation"):
         refunds.refuse_finished_generation(context(gid, "charge_token"))
     # The cleared run's refund teardown then changes nothing.
-    refunds.settle_failure(gid)
+    settle_failed_generation(gid)
     assert ledger.balance(user_id) == (1 if finish == "failed" else 0)
     assert len(refunds_of(gid)) == (1 if finish == "failed" else 0)
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from bitbuddies_airflow import reporting
-from include import alerts, events, generations
+from include import alerts, event_publisher, generations
 from include.db import session_scope
 from include.models import Alert, Generation, utcnow
 from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
@@ -17,7 +17,7 @@ from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
 @pytest.fixture
 def published(monkeypatch):
     calls = []
-    monkeypatch.setattr(events, "publish", lambda gid, type, data=None, key=None: calls.append((type, data, key)) or True)
+    monkeypatch.setattr(event_publisher, "publish", lambda gid, type, data=None, key=None: calls.append((type, data, key)) or True)
     return calls
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from bitbuddies_airflow import hooks
 from bitbuddies_airflow.triggers import ModelJobTrigger
-from include import events
+from include import event_publisher
 from include.model_queue import AsyncQueueClient
 from tests.plugins.fake_queue import BASE, FakeQueue, FakeJob
 
@@ -60,7 +60,7 @@ def published(monkeypatch):
         await asyncio.sleep(30)
         return True
 
-    monkeypatch.setattr(events, "apublish", hanging_apublish)
+    monkeypatch.setattr(event_publisher, "apublish", hanging_apublish)
     return calls
 
 

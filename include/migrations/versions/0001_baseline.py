@@ -1,5 +1,7 @@
-"""Baseline: the schema as the models declared it before migrations (users, generations, the
-token ledger, Stripe events, sticker orders and their events, generation events, alerts).
+"""baseline schema
+
+The schema as the models declared it before migrations: users, generations, the token ledger,
+Stripe events, sticker orders and their events, generation events, alerts.
 
 Revision ID: 0001
 Revises: 

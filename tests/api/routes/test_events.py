@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from include import events
+from api.sse import parse_sse
 from include.db import reset_engine
 from include.migrations import migrate
 from include.db import session_scope
@@ -43,7 +43,7 @@ def read_stream(client, gid, key, last_event_id=None):
     with client.stream("GET", f"/api/generations/{gid}/events", headers=headers) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        return list(events.parse_sse(response.iter_lines()))
+        return list(parse_sse(response.iter_lines()))
 
 
 def publish_stages(client, gid, stages):
@@ -175,7 +175,7 @@ def test_an_event_published_to_one_api_process_reaches_a_subscriber_of_another(p
         def subscribe_to_b():
             with httpx.stream("GET", f"{b}/api/generations/{gen.id}/events", headers=auth(key), timeout=30) as response:
                 connected.set()
-                for event in events.parse_sse(response.iter_lines()):
+                for event in parse_sse(response.iter_lines()):
                     received.append((event, time.monotonic()))
 
         subscriber = threading.Thread(target=subscribe_to_b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from api.assets import asset_version
 from include import generations, storage
 from include.db import session_scope
 from include.models import Generation
@@ -11,8 +12,8 @@ from tests.api.support import make_user
 FILES = {"webm": b"\x1aE\xdf\xa3 vp9 alpha", "webp": b"RIFF....WEBP", "gif": b"GIF89a...", "poster": b"\x89PNG...."}
 
 
-def published_generation(prompt: str = "a <happy> pirate") -> Generation:
-    user, _ = make_user()
+def published_generation(prompt: str = "a <happy> pirate", user=None) -> Generation:
+    user = user or make_user()[0]
     with session_scope() as session:
         generation = Generation(user_id=user.id, prompt=prompt, upload_path="uploads/x/photo.jpg")
         session.add(generation)
@@ -30,11 +31,15 @@ def test_share_page_plays_the_webm_with_image_fallbacks_and_og_tags(client):
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     page = response.text
     base = f"{get_settings().public_base_url}/b/{generation.slug}"
+
+    def url(kind: str, name: str) -> str:
+        return f"{base}/{name}?v={asset_version(generation, kind)}"
+
     assert "<video" in page and "autoplay loop muted playsinline" in page
-    assert f'<source src="{base}/buddy.webm" type="video/webm">' in page
-    assert f'<source srcset="{base}/buddy.webp" type="image/webp">' in page
-    assert f'src="{base}/buddy.gif"' in page
-    assert f'<meta property="og:image" content="{base}/poster.png">' in page
+    assert f'<source src="{url("webm", "buddy.webm")}" type="video/webm">' in page
+    assert f'<source srcset="{url("webp", "buddy.webp")}" type="image/webp">' in page
+    assert f'src="{url("gif", "buddy.gif")}"' in page
+    assert f'<meta property="og:image" content="{url("poster", "poster.png")}">' in page
     assert "a &lt;happy&gt; pirate" in page and "<happy>" not in page  # the prompt is escaped
 
 
@@ -60,5 +65,5 @@ def test_public_assets_stream_with_content_types_and_cache_headers(client):
         response = client.get(f"/b/{generation.slug}/{name}")
         assert response.status_code == 200, name
         assert response.headers["content-type"] == content_type and response.content == data
-        assert "immutable" in response.headers["cache-control"]
+        assert "immutable" not in response.headers["cache-control"]  # unversioned: short-lived
     assert client.get(f"/b/{generation.slug}/photo.jpg").status_code == 404

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fulfillment.vendors import ShippingAddress, VendorError, VendorJobState, get_vendor
+from fulfillment.vendors import ShippingAddress, VendorError, VendorJobState
 from fulfillment.vendors.local import LocalOutboxVendor, main
 
 ADDRESS = ShippingAddress(name="Ada Lovelace", address1="12 St James's Sq", city="London", zip="SW1Y 4JH", country_code="GB")
@@ -88,14 +88,6 @@ def test_cli_outbox_flag(tmp_path, capsys):
     LocalOutboxVendor(tmp_path).submit("ord-7", "k.pdf", ADDRESS)
     assert main(["--outbox", str(tmp_path), "list"]) == 0
     assert "ord-7\tsubmitted" in capsys.readouterr().out
-
-
-def test_default_vendor_is_local_under_var_dir():
-    from include.settings import get_settings
-
-    vendor = get_vendor()
-    assert isinstance(vendor, LocalOutboxVendor)
-    assert vendor.outbox_dir == get_settings().var_dir / "print-outbox"
 
 
 def test_address_validation():

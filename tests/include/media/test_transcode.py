@@ -11,7 +11,7 @@ from PIL import Image, ImageSequence
 
 from include.media import transcode as transcode_module
 from include.media.frames import probe_frames, read_frames_video, write_frames_video
-from include.media.transcode import WEB_FORMATS, MediaError, build_command, transcode
+from include.media.transcode import WALK_FORMATS, WALK_OUTPUT_NAMES, WEB_FORMATS, MediaError, build_command, transcode
 
 from .conftest import alpha_iou, moving_disc_clip
 
@@ -227,6 +227,14 @@ def test_only_requested_formats_are_encoded(short_source, tmp_path):
     assets = transcode(short_source, sinks, 12, formats=("poster", "webm"))
     assert list(assets) == ["poster", "webm"]
     assert set(sinks.chunk_sizes) == {"poster.png", "buddy.webm"}
+
+
+def test_walk_loop_is_encoded_as_webm_and_webp_under_its_own_names(short_source, tmp_path):
+    sinks = RecordingSinks(tmp_path)
+    assets = transcode(short_source, sinks, 12, formats=WALK_FORMATS, names=WALK_OUTPUT_NAMES)
+    assert {fmt: a.name for fmt, a in assets.items()} == {"webm": "walk.webm", "webp": "walk.webp"}
+    assert (tmp_path / "walk.webm").read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
+    assert (tmp_path / "walk.webp").read_bytes()[8:12] == b"WEBP"
 
 
 def test_ffmpeg_failure_raises_media_error_with_stderr_and_closes_writers(tmp_path):

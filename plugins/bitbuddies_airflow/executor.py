@@ -1,0 +1,156 @@
+"""``RecoveringLocalExecutor``: Airflow's LocalExecutor that notices its dead workers at once.
+
+The embedded profile's executor (``[core] executor =
+bitbuddies_airflow.executor.RecoveringLocalExecutor``; the plugins folder is on every Airflow
+process's path). Airflow 3.3's LocalExecutor keeps no record of which worker process holds which
+task, so a worker killed with its task (OOM killer, ``kill -9``) loses it:
+
+- a task the worker had taken but not started stays ``queued`` for ever: the scheduler's
+  stuck-in-queued handling asks ``revoke_task``, which the LocalExecutor does not implement, and
+  skips it;
+- a running task (the worker is the task's supervisor) waits for the 300 s heartbeat timeout.
+
+Here each worker reports the task it takes (its pid beside the task's key) on the result queue
+before it starts it, and the scheduler's executor loop (every scheduler loop, well under a second)
+reaps dead workers: a task a dead worker held and did not finish is reported failed, so the
+scheduler retries it at once (``handle_failure``: up for retry, the DAG's 2 s retry delay). The
+retry's ``ModelJobOperator`` re-attaches to the job kept in ``task_state_store``: no model job is
+submitted again and the ledger is not touched (its keys are per generation).
+
+- A worker's task runner (its forked child, in its own process group) dies with the worker
+  (``PR_SET_PDEATHSIG``): a retry never runs beside an orphan of the try before it.
+- ``revoke_task`` (called for a task ``queued`` past ``[scheduler] task_queued_timeout``, e.g. a
+  worker hung with it) kills the worker holding the task and forgets it; the scheduler then
+  schedules the task again.
+- Idle workers wait for the queue without holding its read lock (Airflow's ``SimpleQueue.get``
+  holds it while blocked), so killing an idle worker cannot leave every other worker waiting for a
+  lock nobody will release.
+
+The window between a worker taking a task and reporting it is a few microseconds; a worker killed
+in it leaves the task ``queued`` until ``task_queued_timeout`` (ops/stack.py sets it for the
+embedded profile).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+from multiprocessing.reduction import ForkingPickler
+from typing import Any
+
+from airflow.executors import local_executor
+from airflow.executors.local_executor import LocalExecutor
+from airflow.utils.state import TaskInstanceState
+
+# The marker a worker puts on the result queue when it takes a workload: (key, TAKEN, pid).
+TAKEN = "bitbuddies:taken"
+PR_SET_PDEATHSIG = 1
+# What a worker reports when it starts a workload (LocalExecutor's workload.running_state).
+RUNNING_STATES = {TaskInstanceState.RUNNING, "running"}
+
+
+def _die_with_parent() -> None:
+    """In a child forked by a worker (the task runner): be killed when the worker dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: orphans are left to the heartbeat timeout
+        return
+    if os.getppid() == 1:  # the worker died before prctl: nobody will send the signal
+        os._exit(1)
+
+
+class ReportingQueue:
+    """The worker's view of the activity queue: ``get`` waits for a message without holding the
+    queue's read lock, takes it under the lock, and reports the take before returning it."""
+
+    def __init__(self, queue, output) -> None:
+        self._queue = queue
+        self._output = output
+
+    def get(self):
+        queue = self._queue
+        while True:
+            queue._reader.poll(None)  # wakes every idle worker; one of them wins the message below
+            with queue._rlock:
+                if not queue._reader.poll(0):
+                    continue
+                message = queue._reader.recv_bytes()
+            workload = ForkingPickler.loads(message)
+            if workload is not None:
+                self._output.put((workload.key, TAKEN, os.getpid()))
+            return workload
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
+def _run_worker(logger_name, input, output, unread_messages, team_conf):
+    os.register_at_fork(after_in_child=_die_with_parent)
+    local_executor._run_worker(logger_name, ReportingQueue(input, output), output, unread_messages, team_conf)
+
+
+class RecoveringLocalExecutor(LocalExecutor):
+    """LocalExecutor that fails (for a retry) what a dead worker held and implements revoke_task."""
+
+    def start(self) -> None:
+        self._held: dict[int, Any] = {}  # worker pid -> key of the workload it runs
+        super().start()
+
+    def _spawn_worker(self):
+        # LocalExecutor._spawn_worker with this module's worker function.
+        proc = multiprocessing.Process(
+            target=_run_worker,
+            kwargs={
+                "logger_name": self.log.name,
+                "input": self.activity_queue,
+                "output": self.result_queue,
+                "unread_messages": self._unread_messages,
+                "team_conf": self.conf,
+            },
+        )
+        proc.start()
+        self.workers[proc.pid] = proc
+
+    def _read_results(self):
+        while not self.result_queue.empty():
+            key, state, info = self.result_queue.get()
+            if state == TAKEN:
+                self._held[info] = key
+                continue
+            if state not in RUNNING_STATES:  # the worker is done with it
+                for pid, held in list(self._held.items()):
+                    if held == key:
+                        del self._held[pid]
+            self.change_state(key, state)
+
+    def _check_workers(self):
+        dead = [pid for pid, proc in self.workers.items() if not proc.is_alive()]
+        if dead:
+            # Whatever a dead worker wrote before it died is in the queue already: read it first,
+            # so a task it finished is not mistaken for one it lost.
+            self._read_results()
+            for pid in dead:
+                self._lost(pid, f"worker {pid} exited with {self.workers[pid].exitcode}")
+        super()._check_workers()
+
+    def _lost(self, pid: int, why: str) -> None:
+        key = self._held.pop(pid, None)
+        if key is None:
+            return
+        self.log.warning("Task %s lost (%s): reporting it failed so that it is retried", key, why)
+        self.change_state(key, TaskInstanceState.FAILED, info=f"{why} while holding the task")
+
+    def revoke_task(self, *, ti) -> None:
+        key = ti.key
+        for pid, held in list(self._held.items()):
+            if held == key:
+                del self._held[pid]
+                self.log.warning("Revoking %s: killing worker %d, which holds it", key, pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.running.discard(key)
+        self.queued_tasks.pop(key, None)

@@ -1,0 +1,43 @@
+"""The generation DAG's own tasks, run against a fake model provider: what the DAG file wires in.
+
+The NSFW gate lives in the DAG (``moderate``'s ``check_result``): these tests take the real
+``moderate`` task from the DAG file, so removing or loosening the gate there fails them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.exceptions import AirflowFailException
+
+from include.generations import GENERATE_DAG_ID
+from tests.dags.test_dag_integrity import DAGS
+from tests.plugins.test_operators import make_context, queue  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def dag():
+    return DagBag(dag_folder=str(DAGS / "generate_buddy.py")).dags[GENERATE_DAG_ID]
+
+
+def moderate_task(dag):
+    # The DAG's own operator and gate; only its input (an XComArg from photo_url, rendered at run
+    # time) is replaced by a plain URL so the task can run outside a DAG run.
+    task = copy.copy(dag.get_task("moderate"))
+    task.inputs = {"image_url": "http://photos.example/p.jpg"}
+    return task
+
+
+def test_the_dags_moderate_task_fails_an_nsfw_photo_without_retry(dag, queue):
+    queue.next_job = {"states": ["COMPLETED"], "result": {"nsfw": True, "score": 0.97}}
+    with pytest.raises(AirflowFailException, match="nudity"):
+        moderate_task(dag).execute(make_context())
+    assert len(queue.submissions) == 1
+
+
+def test_the_dags_moderate_task_passes_a_clean_photo(dag, queue):
+    queue.next_job = {"states": ["COMPLETED"], "result": {"nsfw": False, "score": 0.01}}
+    result = moderate_task(dag).execute(make_context())
+    assert result["nsfw"] is False
