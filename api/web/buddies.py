@@ -24,7 +24,8 @@ from api.presenters import asset_urls
 from api.routes.generations import submit_generation
 from api.web.core import CsrfChecked, MaybeUser, PageUser, owned_or_404, redirect, render
 from include import ledger, storage
-from include.generations import STAGES, share_url
+from include.generations import share_url
+from include.stages import STAGE_NAMES
 from include.models import Generation, User
 from include.settings import get_settings
 from model_server.vision.prompt import DEFAULT_MOTION, MOTIONS
@@ -129,7 +130,7 @@ def buddy_page(request: Request, user: PageUser, session: SessionDep, generation
         share=share_url(generation),
         embed_snippet=f'<script src="{base}/embed.js" data-buddy="{generation.slug}" async></script>',
         has_photo=storage.exists(generation.upload_path),
-        stages=[(s, STAGE_LABELS[s]) for s in STAGES],
+        stages=[(s, STAGE_LABELS.get(s, s.replace("_", " ").capitalize())) for s in STAGE_NAMES],
         motion_label=MOTION_LABELS.get(generation.motion or "", None),
     )
 
