@@ -206,5 +206,5 @@ def pay(request: Request, user: PageUser, session: SessionDep, airflow: AirflowD
     if orders.autopay_enabled():
         order = orders.autopay(order.id)
         if order.status == "paid" and order.triggered_at is None:
-            orders.trigger(airflow, order)  # on failure the API's trigger loop starts it later
+            orders.OUTBOX.trigger(airflow, order)  # on failure the API's trigger loop starts it later
     return redirect(request, f"/orders/{order.id}")
