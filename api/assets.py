@@ -62,6 +62,11 @@ def asset_version(generation: Generation, kind: str) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:12]
 
 
+def stored_chunks(key: str) -> Iterator[bytes]:
+    """A whole stored file, read in chunks (never whole in memory)."""
+    return _chunks(key, 0, storage.size(key))
+
+
 def stream_asset(
     request: Request, generation: Generation, name: str, cache_control: str | None = None
 ) -> Response:

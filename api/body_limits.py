@@ -20,12 +20,11 @@ import asyncio
 import json
 
 from fastapi import HTTPException, status
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.security import hash_api_key
+from include import accounts
 from include.db import get_engine
-from include.models import User
 from include.settings import get_settings
 
 WEBHOOK_BODY_BYTES = 1024 * 1024
@@ -81,8 +80,8 @@ def _key_is_valid(authorization: str) -> bool:
     if scheme.lower() != "bearer" or not key.strip():
         return False
     with Session(get_engine()) as session:
-        found = session.exec(select(User.id).where(User.api_key_hash == hash_api_key(key.strip()), User.deleted_at.is_(None))).first()
-    return found is not None
+        user = accounts.user_for_api_key(session, key.strip())
+        return user is not None and user.deleted_at is None
 
 
 def _unauthorized(authorization: str | None) -> HTTPException:

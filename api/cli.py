@@ -6,10 +6,14 @@
     bitbuddies user delete EMAIL                (buddies, files, orders' addresses; the ledger stays, anonymised)
     bitbuddies ledger audit                     (every money invariant; exit 1 on any violation)
     bitbuddies alerts list [--limit N]          (operator alerts, newest first)
-    bitbuddies generate PHOTO --prompt TEXT [--api URL] [--key KEY]
+    bitbuddies generate PHOTO --prompt TEXT [--motion M] [--api URL] [--key KEY]
+    bitbuddies me | list [--limit N] | download ID [--format F] [--out DIR]
+    bitbuddies keys create NAME | keys list | keys revoke ID
 
-``db`` and ``user`` work on the application DB directly (run them where the DB is);
-``generate`` goes through the HTTP API like any client and shows a live progress bar from the
+``db`` and ``user`` work on the application DB directly (run them where the DB is); the others
+go through the HTTP API like any client, with ``--key`` or ``$BITBUDDIES_API_KEY``.
+``download`` shows a rich progress bar where the output is a terminal and plain lines where it
+is not (a log, a pipe). ``generate`` shows a live progress bar from the
 generation's event stream (``GET /api/generations/{id}/events``), reconnecting with
 ``Last-Event-ID`` when the stream drops; it polls the generation only when the API has no stream.
 """
@@ -50,29 +54,19 @@ def db_init() -> int:
 
 
 def user_create(email: str, tokens: int) -> int:
-    from sqlalchemy.exc import IntegrityError
-
-    from api.security import hash_api_key, new_api_key
-    from include import ledger
-    from include.db import session_scope
+    from include import accounts
     from include.migrations import migrate
-    from include.models import User
 
     if tokens < 0:
         print("--tokens must be 0 or more", file=sys.stderr)
         return 2
     migrate()
-    api_key = new_api_key()
     try:
-        with session_scope() as session:
-            user = User(email=email.strip().lower(), api_key_hash=hash_api_key(api_key))
-            session.add(user)
-            session.flush()
-    except IntegrityError:
-        print(f"A user with email {email} already exists.", file=sys.stderr)
+        user = accounts.create_user(email, password=None, tokens=tokens)
+    except accounts.AccountError as exc:
+        print(exc.message, file=sys.stderr)
         return 1
-    if tokens:
-        ledger.grant(user.id, tokens, key=f"signup-grant:{user.id}")
+    api_key = accounts.create_api_key(user.id, "default").key
     print(f"Created user {user.id} <{user.email}> with {tokens} token(s).", file=sys.stderr)
     print(api_key)  # alone on stdout, so scripts can capture it
     return 0
@@ -272,6 +266,7 @@ def generate(
     out: TextIO = sys.stdout,
     poll_seconds: float = POLL_SECONDS,
     timeout_seconds: float = 3600,
+    motion: str = "",
 ) -> int:
     """Submit the photo, then show live progress from the event stream (polling if there is none)."""
     headers = {"Authorization": f"Bearer {api_key}"}
@@ -281,7 +276,7 @@ def generate(
             "/api/generations",
             headers=headers,
             files={"image": (photo.name, image, content_type)},
-            data={"prompt": prompt},
+            data={"prompt": prompt, "motion": motion},
         )
     if response.status_code != 202:
         print(f"Refused ({response.status_code}): {_detail(response)}", file=out)
@@ -326,6 +321,119 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:300]
 
 
+# --- client commands: me, list, download, keys --------------------------------------------
+
+DOWNLOAD_FILES = {"webm": "buddy.webm", "webp": "buddy.webp", "gif": "buddy.gif", "png": "poster.png"}
+
+
+class ApiRefused(Exception):
+    """The API answered with an error; the message is its ``detail``."""
+
+
+def _checked(response: httpx.Response, *expected: int) -> httpx.Response:
+    if response.status_code not in (expected or (200,)):
+        raise ApiRefused(f"{response.status_code}: {_detail(response)}")
+    return response
+
+
+def me(http: httpx.Client, out: TextIO = sys.stdout) -> int:
+    body = _checked(http.get("/api/me")).json()
+    print(f"{body['email']}  (user {body['id']})  {body['balance']} token(s)", file=out)
+    return 0
+
+
+def list_buddies(http: httpx.Client, limit: int, out: TextIO = sys.stdout) -> int:
+    rows = _checked(http.get("/api/generations", params={"limit": limit})).json()["data"]
+    if not rows:
+        print("No buddies yet.", file=out)
+        return 0
+    print(f"{'id':<32}  {'status':<9}  {'created':<16}  prompt", file=out)
+    for row in rows:
+        created = row["created_at"][:16].replace("T", " ")
+        print(f"{row['id']:<32}  {row['status']:<9}  {created:<16}  {row['prompt'][:60]}", file=out)
+    return 0
+
+
+def download(http: httpx.Client, gid: str, formats: list[str], out_dir: Path, out: TextIO = sys.stdout) -> int:
+    """Save the buddy's files into ``out_dir``: a rich progress bar on a terminal, plain lines otherwise."""
+    generation = _checked(http.get(f"/api/generations/{gid}")).json()
+    if generation["status"] != "succeeded":
+        print(f"Buddy {gid} is {generation['status']}; only finished buddies have files.", file=out)
+        return 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [(DOWNLOAD_FILES[f], out_dir / f"{gid}-{DOWNLOAD_FILES[f]}") for f in formats]
+    if out.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=Console(file=out)) as progress:
+            for name, path in targets:
+                task = progress.add_task(name, total=None)
+                _save(http, gid, name, path, lambda total, done, t=task: progress.update(t, total=total, completed=done))
+    else:
+        for name, path in targets:
+            size = _save(http, gid, name, path, lambda total, done: None)
+            print(f"saved {path} ({size} bytes)", file=out)
+    return 0
+
+
+def _save(http: httpx.Client, gid: str, name: str, path: Path, report) -> int:
+    """Stream one asset into ``path`` (written under a temporary name, renamed when complete)."""
+    partial = path.with_name(path.name + ".part")
+    done = 0
+    with http.stream("GET", f"/api/generations/{gid}/assets/{name}") as response:
+        if response.status_code != 200:
+            response.read()
+            raise ApiRefused(f"{name}: {response.status_code}: {_detail(response)}")
+        total = int(response.headers.get("content-length") or 0) or None
+        with partial.open("wb") as sink:
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
+                done += len(chunk)
+                report(total, done)
+    partial.replace(path)
+    return done
+
+
+def keys_create(http: httpx.Client, name: str, out: TextIO = sys.stdout) -> int:
+    body = _checked(http.post("/api/keys", json={"name": name}), 201).json()
+    print(f"Created key {body['id']} \"{body['name']}\"; it is shown only now:", file=sys.stderr)
+    print(body["key"], file=out)  # alone on stdout, so scripts can capture it
+    return 0
+
+
+def keys_list(http: httpx.Client, out: TextIO = sys.stdout) -> int:
+    print(f"{'id':>5}  {'name':<24}  {'key':<14}  {'created':<16}  state", file=out)
+    for key in _checked(http.get("/api/keys")).json():
+        state = "revoked" if key["revoked_at"] else "active"
+        print(f"{key['id']:>5}  {key['name'][:24]:<24}  {key['prefix'] + '...':<14}  {key['created_at'][:16].replace('T', ' '):<16}  {state}", file=out)
+    return 0
+
+
+def keys_revoke(http: httpx.Client, key_id: int, out: TextIO = sys.stdout) -> int:
+    _checked(http.delete(f"/api/keys/{key_id}"), 204)
+    print(f"Revoked key {key_id}.", file=out)
+    return 0
+
+
+def run_client(args: argparse.Namespace, api_key: str, base_url: str) -> int:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=base_url, timeout=60, headers=headers) as http:
+        if args.command == "me":
+            return me(http)
+        if args.command == "list":
+            return list_buddies(http, args.limit)
+        if args.command == "download":
+            formats = list(DOWNLOAD_FILES) if args.format == "all" else [args.format]
+            return download(http, args.id, formats, args.out)
+        if args.keys_command == "create":
+            return keys_create(http, args.name)
+        if args.keys_command == "list":
+            return keys_list(http)
+        return keys_revoke(http, args.id)
+
+
 def print_outbox(argv: list[str]) -> int:
     """The local print vendor's CLI on the configured outbox (``fulfillment/vendors/local.py``)."""
     from fulfillment.vendors.local import LocalOutboxVendor
@@ -364,8 +472,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="make a buddy from a photo through the API")
     gen.add_argument("photo", type=Path)
     gen.add_argument("--prompt", required=True)
-    gen.add_argument("--api", default=None, help="API base URL (default: settings.public_base_url)")
-    gen.add_argument("--key", default=None, help="API key (default: $BITBUDDIES_API_KEY)")
+    gen.add_argument("--motion", default="", help="bounce, wave, jump, dance or sway (default: read from the prompt)")
+    clients = [gen, commands.add_parser("me", help="you and your token balance")]
+    listing = commands.add_parser("list", help="your buddies, newest first")
+    listing.add_argument("--limit", type=int, default=20)
+    fetch = commands.add_parser("download", help="save a buddy's files")
+    fetch.add_argument("id")
+    fetch.add_argument("--format", choices=[*DOWNLOAD_FILES, "all"], default="all")
+    fetch.add_argument("--out", type=Path, default=Path("."), help="folder (default: the current one)")
+    keys = commands.add_parser("keys", help="your API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser("create", help="create a key and print it (once)").add_argument("name")
+    key_commands.add_parser("list", help="list your keys")
+    key_commands.add_parser("revoke", help="revoke a key at once").add_argument("id", type=int)
+    for client in [*clients, listing, fetch, keys]:
+        client.add_argument("--api", default=None, help="API base URL (default: settings.public_base_url)")
+        client.add_argument("--key", default=None, help="API key (default: $BITBUDDIES_API_KEY)")
     return parser
 
 
@@ -388,13 +510,22 @@ def main(argv: list[str] | None = None) -> int:
     if not api_key:
         print("No API key: pass --key or set BITBUDDIES_API_KEY.", file=sys.stderr)
         return 2
+    base_url = args.api or get_settings().public_base_url
+    if args.command != "generate":
+        try:
+            return run_client(args, api_key, base_url)
+        except ApiRefused as exc:
+            print(f"Refused ({exc})", file=sys.stderr)
+            return 1
+        except httpx.HTTPError as exc:
+            print(f"Cannot reach the API at {base_url}: {exc}", file=sys.stderr)
+            return 1
     if not args.photo.is_file():
         print(f"No such photo: {args.photo}", file=sys.stderr)
         return 2
-    base_url = args.api or get_settings().public_base_url
     try:
         with httpx.Client(base_url=base_url, timeout=60) as http:
-            return generate(args.photo, args.prompt, api_key, http)
+            return generate(args.photo, args.prompt, api_key, http, motion=args.motion)
     except httpx.HTTPError as exc:
         print(f"\nCannot reach the API at {base_url}: {exc}", file=sys.stderr)
         return 1

@@ -2,7 +2,7 @@
 
 Collects the routers (``/api/...`` with API-key auth, the public ``/b/...`` share pages,
 the ``/g/...`` generation pages, the embedding endpoints ``/embed.js``, ``/oembed``,
-``/extension.zip``)
+``/extension.zip``, the web app's pages in ``api/web``)
 and, for the life of the process, runs the loop that triggers DAG runs for generations
 submitted while Airflow was unreachable.
 """
@@ -25,8 +25,8 @@ from api.deps import SUBMIT_TRIGGER_TIMEOUT_SECONDS, ErrorBody
 from api.routes import embed, events, generations, share, users
 from api.routes import print_webhook, sticker_orders
 from api.routes import tokens, webhooks
-from api.routes import generation_page
-from api import event_stream
+from api.routes import generation_page, keys
+from api import event_stream, web
 from api.triggering import run_trigger_loop
 from include import quotas
 from include.airflow_client import AirflowClient
@@ -65,6 +65,7 @@ api_router.include_router(webhooks.router)
 api_router.include_router(sticker_orders.router)
 api_router.include_router(print_webhook.router)
 api_router.include_router(events.router)
+api_router.include_router(keys.router)
 
 
 @contextlib.asynccontextmanager
@@ -108,6 +109,7 @@ def create_app() -> FastAPI:
     app.include_router(embed.router)
     app.include_router(generation_page.router)
     app.include_router(events.internal_router)
+    web.mount(app)
 
     @app.exception_handler(RequestValidationError)
     async def readable_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from include.settings import Settings
 from include.user_messages import is_plain_text
+from include.stages import MOTIONS
 
 MAX_PROMPT_CHARS = 500
 # Pillow format -> file extension of the stored photo. MPO is how Pillow reports the JPEGs
@@ -69,6 +70,16 @@ def validate_prompt(prompt: str | None) -> str:
         )
     if not is_plain_text(cleaned):
         raise _reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "The prompt contains control characters.")
+    return cleaned
+
+
+def validate_motion(motion: str | None) -> str | None:
+    """The chosen motion, or None to let the pipeline read it from the prompt."""
+    cleaned = (motion or "").strip().lower()
+    if not cleaned:
+        return None
+    if cleaned not in MOTIONS:
+        raise _reject(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Unknown motion {cleaned!r}: choose one of {', '.join(MOTIONS)}.")
     return cleaned
 
 

@@ -62,7 +62,7 @@ def publish_demo_buddy(var_dir: Path) -> str:
     get_settings.cache_clear()
     migrate()
     with session_scope() as session:
-        user = User(email="bench@example.com", api_key_hash="0" * 64)
+        user = User(email="bench@example.com")
         session.add(user)
         session.flush()
         generation = Generation(user_id=user.id, prompt="walk along", upload_path="uploads/bench/photo.jpg")

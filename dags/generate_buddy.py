@@ -84,6 +84,8 @@ def reject_nsfw(result: dict) -> None:
         "generation_id": Param(type="string", minLength=32, maxLength=32, description="Generation id (from the API)"),
         "user_id": Param(type="integer", minimum=1, description="Owner of the generation"),
         "prompt": Param("bounce happily", type="string", minLength=1, maxLength=500),
+        # The motion chosen in the web app; empty: the animate stage reads it from the prompt.
+        "motion": Param("", type="string", maxLength=16),
         "upload_path": Param(type="string", minLength=1, description="Storage key of the uploaded photo"),
     },
 )
@@ -124,7 +126,7 @@ def bitbuddies_generate():
         "or ti.xcom_pull(task_ids='cartoonize', key='image_url') }}",
     )
     segment_image.trigger_rule = "none_failed_min_one_success"
-    animate = model_stage("animate", image_url=segment_image.output["image_url"], prompt=prompt)
+    animate = model_stage("animate", image_url=segment_image.output["image_url"], prompt=prompt, motion="{{ params.motion }}")
     segment_video = model_stage(
         "segment_video",
         video_url=animate.output["video_url"],

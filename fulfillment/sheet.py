@@ -413,3 +413,26 @@ def _draw_cut_line(
     canvas.drawPath(_outline_path(canvas, artwork.cut, origin), stroke=1, fill=0)
     canvas.restoreState()
 
+
+
+def render_preview(
+    stickers: Sequence[Sticker], size: SheetSize = "A4", copies: int = 1, width_px: int = 600, order_label: str = "PREVIEW"
+) -> bytes:
+    """A PNG of the order's first sheet as it will print at home, for the order form.
+
+    It is ``render_sheet``'s own first page (the print-at-home variant) rasterised, so the
+    preview cannot drift from the PDF.
+    """
+    import pypdfium2 as pdfium
+
+    pdf = render_sheet(stickers, size, "home", order_label, copies, sheet_numbers=[1])
+    document = pdfium.PdfDocument(pdf)
+    try:
+        page = document[0]
+        scale = width_px / page.get_width()
+        image = page.render(scale=scale).to_pil()
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "PNG", optimize=True)
+        return buffer.getvalue()
+    finally:
+        document.close()

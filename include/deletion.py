@@ -95,7 +95,7 @@ def delete_user(user_id: int) -> None:
             session.add(order)
         _delete_owned_rows(session, user_id)
         user.email = f"deleted-{user_id}-{secrets.token_hex(4)}@deleted.invalid"
-        user.api_key_hash = secrets.token_hex(32)  # no key hashes to a random value
+        user.password_hash = None  # its API keys and sessions went with the owned rows
         user.deleted_at = utcnow()
         session.add(user)
         deleted_ids = [g.id for g in generations]

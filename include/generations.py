@@ -192,6 +192,7 @@ def dag_run_conf(generation: Generation) -> dict[str, object]:
         "generation_id": generation.id,
         "user_id": generation.user_id,
         "prompt": generation.prompt,
+        "motion": generation.motion or "",
         "upload_path": generation.upload_path,
     }
 

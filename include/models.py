@@ -63,8 +63,9 @@ class UserBase(SQLModel):
 
 class User(UserBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    # sha256 hex of the API key; the key itself is shown once and never stored.
-    api_key_hash: str = Field(max_length=64, unique=True, index=True)
+    # argon2id hash (pwdlib) of the web app password; None for users made by an operator
+    # (`bitbuddies user create`), who sign in to the API with a key only.
+    password_hash: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Set when the user deleted their account (include/deletion.py): the row stays, anonymised,
     # because the ledger's money rows point at it; it can no longer sign in.
@@ -76,6 +77,55 @@ class UserPublic(UserBase):
     balance: int
 
 
+class ApiKey(SQLModel, table=True):
+    """One named API key of a user (several per user); include/accounts.py owns these rows.
+
+    Only the key's sha256 is stored (the key is shown once); ``prefix`` (its first characters)
+    lets its owner tell keys apart. A revoked key stays listed with ``revoked_at`` set and is
+    refused at once.
+    """
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(max_length=100)
+    key_hash: str = Field(max_length=64, unique=True, index=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ApiKeyCreate(SQLModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ApiKeyPublic(SQLModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str  # the key itself: shown in this answer only
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: the cookie carries a random token, the table only its sha256.
+
+    Signing out deletes the row, so a copied cookie stops working at once.
+    """
+
+    __tablename__ = "web_session"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
 # --- generations -------------------------------------------------------------------------
 
 
@@ -85,6 +135,9 @@ class GenerationBase(SQLModel):
 
 class Generation(GenerationBase, table=True):
     __table_args__ = (UniqueConstraint("user_id", "idempotency_key", name="uq_generation_user_idempotency_key"),)
+
+    # The motion the person chose (model_server/vision/prompt.py MOTIONS); None: read from the prompt.
+    motion: str | None = Field(default=None, max_length=16)
 
     id: str = Field(default_factory=new_generation_id, primary_key=True, max_length=32)
     user_id: int = Field(foreign_key="user.id", index=True)
@@ -126,6 +179,7 @@ class GenerationAssets(SQLModel):
 
 class GenerationPublic(GenerationBase):
     id: str
+    motion: str | None = None
     status: Literal["queued", "running", "succeeded", "failed"]
     share_title: str | None = None
     stage: str | None

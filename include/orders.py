@@ -251,8 +251,8 @@ def start_checkout(order: StickerOrder, customer_email: str | None) -> StickerOr
         ],
         metadata={"order_id": order.id},
         idempotency_key=f"checkout:sticker-order:{order.id}",
-        success_url=f"{base}/?order={order.id}&checkout=success",
-        cancel_url=f"{base}/?order={order.id}&checkout=cancelled",
+        success_url=f"{base}/orders/{order.id}?checkout=success",
+        cancel_url=f"{base}/orders/{order.id}?checkout=cancelled",
         customer_email=customer_email,
     )
     return attach_checkout(order.id, checkout["id"], checkout["url"])

@@ -123,8 +123,8 @@ def checkout_token_pack(user_id: int, email: str | None, pack_id: str, request_k
         ],
         metadata={"pack": pack.id, "tokens": str(pack.tokens)},
         idempotency_key=f"checkout:tokens:{user_id}:{request_key}",
-        success_url=f"{base}/?checkout=success&session_id={{CHECKOUT_SESSION_ID}}",
-        cancel_url=f"{base}/?checkout=cancelled",
+        success_url=f"{base}/tokens/return?session_id={{CHECKOUT_SESSION_ID}}",
+        cancel_url=f"{base}/tokens?checkout=cancelled",
         customer_email=email,
     )
 

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     limit_event_streams: int = 20
     limit_sticker_orders_per_day: int = 10
 
+    # Web app: free tokens for a new account (granted once through the ledger).
+    signup_tokens: int = 3
+
     # Generation.
     animation_seconds: float = 5.0
     animation_fps: int = 24

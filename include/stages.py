@@ -70,3 +70,9 @@ MODEL_IDS: dict[str, str] = {stage.name: stage.model_id for stage in (*MODEL_STA
 def model_pool(provider: str) -> str:
     """The pool of the model provider ``provider`` (setting ``model_provider``)."""
     return f"{MODEL_POOL_PREFIX}{provider}"
+
+
+# The motions the animate stage knows (model_server/vision/motions.py has their clips): a person
+# may choose one (web app, API ``motion``), else the prompt's words pick it (vision/prompt.py).
+MOTIONS = ("idle", "bounce", "wave", "jump", "dance", "sway", "walk")
+DEFAULT_MOTION = "bounce"

@@ -41,6 +41,7 @@ class PromptedImageInput(ImageInput):
 
 
 class AnimateInput(PromptedImageInput):
+    motion: str = ""  # one of model_server.vision.prompt.MOTIONS; empty: read from the prompt
     duration: float = Field(5.0, gt=0, le=30)
     fps: int = Field(24, ge=1, le=60)
     size: int = Field(512, ge=64, le=2048)
@@ -184,7 +185,7 @@ def run_animate(ctx: JobContext, inp: AnimateInput) -> dict[str, Any]:
     from model_server.vision.errors import INVALID_IMAGE, VisionError
     from model_server.vision.imageio import read_png_meta
     from model_server.vision.matting import composite_on_key, pick_key_color
-    from model_server.vision.prompt import parse_prompt
+    from model_server.vision.prompt import MOTIONS, parse_prompt
 
     data = ctx.fetch(inp.image_url)
     # decode_image flattens transparency onto white; the animation needs the cut-out's alpha.
@@ -194,7 +195,7 @@ def run_animate(ctx: JobContext, inp: AnimateInput) -> dict[str, Any]:
     except (UnidentifiedImageError, OSError) as exc:
         raise VisionError(INVALID_IMAGE, "We couldn't read the cut-out image.") from exc
     meta = read_png_meta(data)
-    motion = parse_prompt(inp.prompt).motion
+    motion = inp.motion if inp.motion in MOTIONS else parse_prompt(inp.prompt).motion
     ctx.log(f"Animating {motion!r}: {inp.duration} s at {inp.fps} fps, {inp.size} px")
     # Every buddy also gets a walk loop (the embed widget walks it across a page); one rig serves both.
     loops = animate_loops(rgba, meta, (motion, WALK), inp.duration, inp.fps, inp.size)

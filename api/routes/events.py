@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import api_key_scheme, get_current_user
+from api.deps import SESSION_COOKIE, api_key_scheme, authenticate
 from api import event_stream
 from include import events, quotas
 from include.db import session_scope
@@ -40,13 +40,13 @@ def get_event_bus(request: Request) -> event_stream.EventBus:
 
 EventBusDep = Annotated[event_stream.EventBus, Depends(get_event_bus)]
 
-def _admit(credentials: HTTPAuthorizationCredentials | None, generation_id: str) -> quotas.StreamSlot:
+def _admit(credentials: HTTPAuthorizationCredentials | None, session_token: str | None, generation_id: str) -> quotas.StreamSlot:
     # One thread hop holding one pooled connection, released before the stream starts: a stream
     # lasts minutes, and sync dependencies would hold a connection across several threadpool
     # hops, which deadlocks the pool when hundreds of clients connect at once. It runs on the
     # streams' pool, not the requests' one.
     with session_scope() as session:
-        user = get_current_user(session, credentials)
+        user = authenticate(session, credentials, session_token)
         generation = session.get(Generation, generation_id)
         if generation is None or generation.user_id != user.id or generation.deleted_at is not None:
             raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Generation not found.")
@@ -76,15 +76,17 @@ def _last_event_id(value: str | None) -> int:
     responses={200: {"content": {"text/event-stream": {}}, "description": "The generation's progress as Server-Sent Events"}},
 )
 async def generation_events(
+    request: Request,
     bus: EventBusDep,
     generation_id: str,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Progress of one of the caller's generations: ``id:`` counts up per generation, ``event:``
-    is the type, ``data:`` JSON (stage, percent, eta_seconds, queue position, error, refund)."""
+    is the type, ``data:`` JSON (stage, percent, eta_seconds, queue position, error, refund).
+    A browser's ``EventSource`` (which cannot send the header) is authenticated by its session cookie."""
     after = _last_event_id(last_event_id)
-    slot = await event_stream.in_stream_pool(_admit, credentials, generation_id)
+    slot = await event_stream.in_stream_pool(_admit, credentials, request.cookies.get(SESSION_COOKIE), generation_id)
     return StreamingResponse(
         _release_after(slot, event_stream.stream(bus, generation_id, after)),
         media_type="text/event-stream",

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from api import uploads
 from api.assets import stream_asset
-from api.deps import AirflowDep, ErrorBody, CurrentUser, SessionDep, api_key_scheme, get_current_user
+from api.deps import AirflowDep, BrowserOrApiUser, CurrentUser, ErrorBody, SessionDep, api_key_scheme, authenticate
 from api.presenters import generation_public
 from api.triggering import trigger_generation
 from include import deletion, ledger, quotas, storage
@@ -24,6 +24,7 @@ from include.generations import upload_key
 from include.models import Generation, GenerationPublic, GenerationsPublic, GenerationUpdate, User, new_generation_id
 from include.user_messages import is_plain_text
 from include.settings import get_settings
+from include.stages import MOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ async def create_generation(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key_scheme)],
     image: Annotated[UploadFile, File(description="The photo: JPEG, PNG or WebP")],
     prompt: Annotated[str, Form(description="What the buddy should be like (1-500 characters)")] = "",
+    motion: Annotated[str, Form(description=f"One of {', '.join(MOTIONS)}; empty: read from the prompt")] = "",
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=255, description="Same key, same generation")
     ] = None,
@@ -78,45 +80,62 @@ async def create_generation(
     in the transaction that stores the generation (``ledger.create_paid_generation``); the
     pipeline's ``charge_token`` task then finds that charge under the same ledger key.
     """
+    def caller() -> User:
+        with Session(get_engine(), expire_on_commit=False) as session:
+            return authenticate(session, credentials)
+
+    user = await asyncio.to_thread(caller)
+    return generation_public(await submit_generation(airflow, user, image, prompt, motion, idempotency_key))
+
+
+async def submit_generation(
+    airflow: AirflowClient, user: User, image: UploadFile, prompt: str, motion: str, idempotency_key: str | None
+) -> Generation:
+    """Submit a photo for ``user`` (the API and the web app's create page): validate, store, charge, trigger.
+
+    Raises HTTPException with the user-facing message (``quotas.LimitExceeded`` over a per-user
+    limit) when anything is refused; nothing is then stored or charged.
+    """
     # Blocking work in thread hops (sync dependencies would each take a hop through an event loop
     # busy with SSE streams); decoding on its own pool, so heavy photos cannot take the threads
     # that store progress events.
     settings = get_settings()
-    accepted = await asyncio.to_thread(_accept, credentials, image, prompt, idempotency_key, settings)
-    if isinstance(accepted, GenerationPublic):
+    accepted = await asyncio.to_thread(_accept, user, image, prompt, motion, idempotency_key, settings)
+    if isinstance(accepted, Generation):
         return accepted  # the same Idempotency-Key: the same generation
-    user, cleaned_prompt, data = accepted
+    cleaned_prompt, chosen_motion, data = accepted
     photo = await uploads.decode(data, settings)
-    return await asyncio.to_thread(_store_and_start, airflow, user, cleaned_prompt, photo, idempotency_key)
+    return await asyncio.to_thread(_store_and_start, airflow, user, cleaned_prompt, chosen_motion, photo, idempotency_key)
 
 
 def _accept(
-    credentials: HTTPAuthorizationCredentials | None,
-    image: UploadFile,
-    prompt: str,
-    idempotency_key: str | None,
-    settings,
-) -> GenerationPublic | tuple[User, str, bytes]:
-    """Auth, replay of an idempotent request, per-user limits, prompt; the photo's bytes."""
+    user: User, image: UploadFile, prompt: str, motion: str, idempotency_key: str | None, settings
+) -> Generation | tuple[str, str | None, bytes]:
+    """Replay of an idempotent request, per-user limits, prompt and motion; the photo's bytes."""
     with Session(get_engine(), expire_on_commit=False) as session:
-        user = get_current_user(session, credentials)
         if idempotency_key:
             existing = _by_idempotency_key(session, user, idempotency_key)
             if existing is not None:
-                return generation_public(existing)
+                return existing
         quotas.count_upload(user.id)  # every attempt counts, refused ones too
         quotas.check_generations_in_flight(session, user.id)
         cleaned_prompt = uploads.validate_prompt(prompt)
+        chosen_motion = uploads.validate_motion(motion)
         data = uploads.read_photo(image.file, settings)
         available = ledger.balance(user.id, session)
         if available < ledger.TOKENS_PER_GENERATION:
             raise _no_tokens(available)
-        return user, cleaned_prompt, data
+        return cleaned_prompt, chosen_motion, data
 
 
 def _store_and_start(
-    airflow: AirflowClient, user: User, cleaned_prompt: str, photo: uploads.ValidatedPhoto, idempotency_key: str | None
-) -> GenerationPublic:
+    airflow: AirflowClient,
+    user: User,
+    cleaned_prompt: str,
+    chosen_motion: str | None,
+    photo: uploads.ValidatedPhoto,
+    idempotency_key: str | None,
+) -> Generation:
     with Session(get_engine(), expire_on_commit=False) as session:
         generation_id = new_generation_id()
         photo_key = upload_key(generation_id, photo.extension)
@@ -129,6 +148,7 @@ def _store_and_start(
             id=generation_id,
             user_id=user.id,
             prompt=cleaned_prompt,
+            motion=chosen_motion,
             upload_path=photo_key,
             idempotency_key=idempotency_key or None,
         )
@@ -143,10 +163,10 @@ def _store_and_start(
             if winner is None:
                 raise
             # A concurrent request with the same key got there first: answer with its generation.
-            return generation_public(winner)
+            return winner
 
         trigger_generation(airflow, generation)
-        return generation_public(session.get(Generation, generation.id))
+        return session.get(Generation, generation.id)
 
 
 @router.get("", response_model=GenerationsPublic)
@@ -164,7 +184,7 @@ def list_generations(session: SessionDep, user: CurrentUser, offset: int = 0, li
 
 
 @router.get("/{generation_id}", response_model=GenerationPublic)
-def read_generation(session: SessionDep, user: CurrentUser, generation_id: str) -> GenerationPublic:
+def read_generation(session: SessionDep, user: BrowserOrApiUser, generation_id: str) -> GenerationPublic:
     return generation_public(_owned_generation(session, user, generation_id))
 
 
@@ -199,7 +219,7 @@ def delete_generation(user: CurrentUser, generation_id: str) -> None:
 
 @router.get("/{generation_id}/assets/{name}", response_class=StreamingResponse)
 def download_asset(
-    request: Request, session: SessionDep, user: CurrentUser, generation_id: str, name: str
+    request: Request, session: SessionDep, user: BrowserOrApiUser, generation_id: str, name: str
 ) -> Response:
     """An asset of one of the caller's generations (buddy.webm, buddy.webp, buddy.gif, poster.png,
     walk.webm, walk.webp when it has a walk loop); answers Range requests."""

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import AirflowDep, CurrentUser
+from api.deps import AirflowDep, BrowserOrApiUser, CurrentUser
 from include import orders, payments, quotas, storage
 from include.models import (
     StickerOrder,
@@ -117,7 +117,7 @@ def read_sticker_order(user: CurrentUser, order_id: str) -> StickerOrderPublic:
 
 @router.get("/{order_id}/sheet.pdf", response_class=StreamingResponse)
 def download_sheet(
-    user: CurrentUser,
+    user: BrowserOrApiUser,
     order_id: str,
     variant: Annotated[Literal["print", "home"], Query(description="print: as sent to the print shop; home: to print yourself")] = "print",
 ) -> StreamingResponse:

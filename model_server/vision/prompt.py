@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MOTIONS = ("idle", "bounce", "wave", "jump", "dance", "sway", "walk")
+from include.stages import DEFAULT_MOTION, MOTIONS
+
 STYLES = ("classic", "pastel", "bold", "comic")
-DEFAULT_MOTION = "bounce"
 DEFAULT_STYLE = "classic"
 
 # Word -> canonical value. Matched on whole words, so "highway" does not mean "hi".

@@ -28,19 +28,18 @@ def fresh_app_db(tmp_path, monkeypatch):
 
 def make_user(email: str = "ada@example.com", tokens: int = 0):
     """A user with ``tokens`` granted; returns (user, api_key)."""
-    from api.security import hash_api_key, new_api_key
-    from include import ledger
-    from include.db import session_scope
-    from include.models import User
+    from include import accounts
 
-    api_key = new_api_key()
-    with session_scope() as session:
-        user = User(email=email, api_key_hash=hash_api_key(api_key))
-        session.add(user)
-        session.flush()
+    user = accounts.create_user(email, tokens=0)
     if tokens:
-        ledger.grant(user.id, tokens, key=f"test-grant:{user.id}")
-    return user, api_key
+        ledger_grant(user.id, tokens)
+    return user, accounts.create_api_key(user.id, "test").key
+
+
+def ledger_grant(user_id: int, tokens: int) -> None:
+    from include import ledger
+
+    ledger.grant(user_id, tokens, key=f"test-grant:{user_id}")
 
 
 def auth(api_key: str) -> dict[str, str]:

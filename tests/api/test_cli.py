@@ -301,6 +301,84 @@ def test_generate_shows_the_api_refusal(client, fresh_app_db, capsys, tmp_path):
     assert "Refused (402): No tokens left" in out.getvalue()
 
 
+# --- client commands: me, list, download, keys ---------------------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _finished(user_id: int) -> str:
+    from include import storage
+    from include.db import session_scope
+    from include.generations import asset_key
+    from include.models import Generation
+
+    generation = Generation(user_id=user_id, prompt="a happy pirate", upload_path="uploads/x/photo.jpg", status="succeeded")
+    for kind in ("webm", "webp", "gif", "poster"):
+        with storage.open_write(asset_key(generation.id, kind)) as out:
+            out.write(kind.encode() * 50_000)
+        generation.assets[kind] = asset_key(generation.id, kind)
+    with session_scope() as session:
+        session.add(generation)
+    return generation.id
+
+
+def test_me_and_list(client, capsys):
+    user, key = make_user("me@example.com", tokens=2)
+    client.headers["Authorization"] = f"Bearer {key}"
+    out = io.StringIO()
+    assert cli.list_buddies(client, 10, out) == 0 and "No buddies yet." in out.getvalue()
+    gid = _finished(user.id)
+    assert cli.me(client, out) == 0 and "me@example.com" in out.getvalue() and "2 token(s)" in out.getvalue()
+    out = io.StringIO()
+    cli.list_buddies(client, 10, out)
+    assert out.getvalue().splitlines()[1].split()[:2] == [gid, "succeeded"]
+
+
+def test_download_saves_every_format_with_plain_lines_or_a_progress_bar(client, tmp_path):
+    user, key = make_user("dl@example.com")
+    client.headers["Authorization"] = f"Bearer {key}"
+    gid = _finished(user.id)
+    plain = io.StringIO()
+    assert cli.download(client, gid, list(cli.DOWNLOAD_FILES), tmp_path / "plain", plain) == 0
+    assert plain.getvalue().count("saved ") == 4 and "\x1b[" not in plain.getvalue()
+    assert (tmp_path / "plain" / f"{gid}-buddy.webm").read_bytes() == b"webm" * 50_000
+    terminal = Terminal()
+    assert cli.download(client, gid, ["gif"], tmp_path / "tty", terminal) == 0
+    assert "buddy.gif" in terminal.getvalue() and "saved " not in terminal.getvalue()
+    assert (tmp_path / "tty" / f"{gid}-buddy.gif").stat().st_size == 150_000
+    assert not list((tmp_path / "tty").glob("*.part"))
+    other, other_key = make_user("other@example.com")
+    client.headers["Authorization"] = f"Bearer {other_key}"
+    with pytest.raises(cli.ApiRefused, match="404"):
+        cli.download(client, gid, ["gif"], tmp_path / "x", io.StringIO())
+
+
+def test_keys_create_list_revoke(client, capsys):
+    _, key = make_user("keys@example.com")
+    client.headers["Authorization"] = f"Bearer {key}"
+    out = io.StringIO()
+    assert cli.keys_create(client, "ci", out) == 0
+    new_key = out.getvalue().strip()
+    assert new_key.startswith("bb_") and "\n" not in new_key
+    listing = io.StringIO()
+    cli.keys_list(client, listing)
+    rows = listing.getvalue().splitlines()[1:]
+    assert [r.split()[1] for r in rows] == ["ci", "test"] and all(r.endswith("active") for r in rows)
+    key_id = int(rows[0].split()[0])
+    assert cli.keys_revoke(client, key_id, io.StringIO()) == 0
+    assert client.get("/api/me", headers=auth(new_key)).status_code == 401
+    with pytest.raises(cli.ApiRefused, match="404"):
+        cli.keys_revoke(client, 999, io.StringIO())
+
+
+def test_client_commands_need_a_key(monkeypatch, capsys):
+    monkeypatch.delenv("BITBUDDIES_API_KEY", raising=False)
+    assert cli.main(["me"]) == 2 and "No API key" in capsys.readouterr().err
+
+
 def test_print_outbox_runs_the_local_vendor_cli_on_the_configured_outbox(tmp_path, monkeypatch, capsys):
     from fulfillment.vendors import ShippingAddress
     from fulfillment.vendors.local import LocalOutboxVendor

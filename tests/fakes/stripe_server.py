@@ -9,6 +9,8 @@ which is what ``include.payments`` does when ``BITBUDDIES_STRIPE_API_BASE`` is s
 - ``POST /v1/refunds`` (``payment_intent`` and optional ``amount``; a PaymentIntent can never be
   refunded beyond what was paid: 400 ``charge_already_refunded`` / ``amount_too_large``);
 - ``GET /v1/events/{id}``;
+- ``GET /pay/{session}``: the hosted Checkout page a browser is sent to (``url``); its "Pay"
+  button completes the session like ``complete_session`` and redirects to ``success_url``;
 - ``Authorization: Bearer sk_...`` on every call (401 otherwise), errors as ``{"error": {...}}``;
 - Stripe's ``Idempotency-Key`` semantics on POSTs: the same key with the same parameters replays
   the first answer (status and body, header ``Idempotent-Replayed: true``); the same key with
@@ -264,6 +266,8 @@ class FakeStripe(LocalHTTPFake):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode() if length else ""
                 path, _, query = self.path.partition("?")
+                if path.startswith("/pay/"):
+                    return self._checkout_page(method, path.removeprefix("/pay/"))
                 params = decode_form(raw if method == "POST" else query)
                 status, body, replayed = fake.handle(
                     method, path, self.headers.get("Authorization"), self.headers.get("Idempotency-Key"), params
@@ -277,6 +281,34 @@ class FakeStripe(LocalHTTPFake):
                     self.send_header("Idempotent-Replayed", "true")
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _checkout_page(self, method: str, session_id: str) -> None:
+                """The hosted Checkout page a customer's browser is sent to: "Pay" completes the
+                session (the signed webhook is delivered first, as Stripe does) and redirects to
+                the session's success_url, "Cancel" to its cancel_url."""
+                session = fake.sessions.get(session_id)
+                if session is None:
+                    self.send_error(404)
+                    return
+                if method == "POST":
+                    fake.complete_session(session_id)
+                    location = session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id)
+                    self.send_response(303)
+                    self.send_header("Location", location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                amount = f"{session['amount_total'] / 100:.2f} {session['currency'].upper()}"
+                page = (
+                    "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Checkout (test)</title></head>"
+                    f"<body><main><h1>Pay {amount}</h1><form method='post'><button type='submit'>Pay</button></form>"
+                    f"<p><a href='{session['cancel_url']}'>Cancel</a></p></main></body></html>"
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
 
             def do_GET(self) -> None:
                 self._serve("GET")

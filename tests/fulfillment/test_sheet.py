@@ -8,10 +8,13 @@ lets the content stream be read to tie each cut path to the CutContour colour an
 from __future__ import annotations
 
 import ctypes
+import io
+import time
 import math
 import re
 
 import numpy as np
+from PIL import Image
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 import pytest
@@ -216,3 +219,17 @@ def test_bad_orders_are_refused(stickers, kwargs, message):
 def test_a_poster_that_is_not_an_image_is_refused(stickers):
     with pytest.raises(ValueError, match="not a readable image"):
         render_sheet([Sticker(b"not a png", stickers[0].share_url, "x")])
+
+
+def test_preview_is_the_home_sheets_first_page_rasterised(stickers):
+    from fulfillment.sheet import render_preview
+
+    started = time.perf_counter()
+    png = render_preview(stickers, "A4", copies=2, width_px=500)
+    elapsed = time.perf_counter() - started
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.width == 500
+    assert abs(image.height / image.width - 297 / 210) < 0.01  # A4 portrait
+    pixels = np.asarray(image.convert("L"))
+    assert (pixels < 128).mean() > 0.01, "the preview shows the stickers' artwork and QR codes"
+    assert elapsed < 20, f"a preview took {elapsed:.1f} s"

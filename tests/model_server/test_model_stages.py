@@ -89,6 +89,10 @@ def test_animate_then_segment_video(server: ModelServerProcess, chain: dict) -> 
     animation = run(server, "bitbuddies/animate",
                     {"image_url": chain["segmented"]["image"]["url"], "prompt": "wave", "duration": 1, "fps": 8, "size": 128})
     assert animation["num_frames"] == 8 and animation["fps"] == 8
+    assert animation["motion"] == "wave"  # read from the prompt
+    chosen = run(server, "bitbuddies/animate",
+                 {"image_url": chain["segmented"]["image"]["url"], "prompt": "wave", "motion": "jump", "duration": 1, "fps": 8, "size": 128})
+    assert chosen["motion"] == "jump"  # the motion chosen in the web app wins over the prompt
     assert animation["video"]["file_name"].endswith(".mkv")
     assert animation["key_color"].startswith("#") and len(animation["key_color"]) == 7
     assert animation["walk_video"]["file_name"] == "walk.mkv", "every buddy gets a walk loop"

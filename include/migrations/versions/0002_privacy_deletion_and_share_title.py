@@ -40,16 +40,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Downgrade schema."""
-    with op.batch_alter_table('user', schema=None) as batch_op:
-        batch_op.drop_column('deleted_at')
+    """Downgrade schema.
 
-    with op.batch_alter_table('sticker_order', schema=None) as batch_op:
-        batch_op.drop_column('vendor_error')
-
-    with op.batch_alter_table('generation', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_generation_deleted_at'))
-        batch_op.drop_column('files_purged_at')
-        batch_op.drop_column('deleted_at')
-        batch_op.drop_column('share_title')
-
+    Plain DROP COLUMN (SQLite 3.35+), not batch mode: a batch rebuild of "user" is refused by the
+    foreign keys of the ledger rows that point at it.
+    """
+    op.drop_column('user', 'deleted_at')
+    op.drop_column('sticker_order', 'vendor_error')
+    op.drop_index(op.f('ix_generation_deleted_at'), table_name='generation')
+    op.drop_column('generation', 'files_purged_at')
+    op.drop_column('generation', 'deleted_at')
+    op.drop_column('generation', 'share_title')

@@ -22,16 +22,9 @@ def no_model_server(monkeypatch, fresh_app_db):
 
 
 def owner_key(generation: Generation) -> str:
-    from api.security import hash_api_key, new_api_key
-    from include.db import session_scope
-    from include.models import User
+    from include import accounts
 
-    key = new_api_key()
-    with session_scope() as session:
-        user = session.get(User, generation.user_id)
-        user.api_key_hash = hash_api_key(key)
-        session.add(user)
-    return key
+    return accounts.create_api_key(generation.user_id, "test").key
 
 
 def test_deleting_a_buddy_makes_its_share_page_gone_and_its_files_404(client):

@@ -45,16 +45,10 @@ def test_share_page_plays_the_webm_with_image_fallbacks_and_og_tags(client):
 
 
 def test_the_owner_may_show_a_title_which_is_escaped(client):
-    from api.security import hash_api_key, new_api_key
+    from include import accounts
 
     generation = published_generation()
-    key = new_api_key()
-    with session_scope() as session:
-        from include.models import User
-
-        user = session.get(User, generation.user_id)
-        user.api_key_hash = hash_api_key(key)
-        session.add(user)
+    key = accounts.create_api_key(generation.user_id, "test").key
     headers = {"Authorization": f"Bearer {key}"}
     updated = client.patch(f"/api/generations/{generation.id}", json={"share_title": "Captain <Ada>"}, headers=headers)
     assert updated.status_code == 200 and updated.json()["share_title"] == "Captain <Ada>"
