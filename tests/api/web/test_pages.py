@@ -234,3 +234,22 @@ def test_order_form_shows_errors_per_field_and_places_the_order(browser_client, 
     assert order.status == "paid" and order.payment_provider == "dev_autopay"
     assert ("bitbuddies_sticker_order", order_id) in fake_airflow.runs
     assert "Payment received." in browser_client.get(f"/orders/{order_id}").text or "Marked paid" in browser_client.get(f"/orders/{order_id}").text
+
+
+def test_the_owner_deletes_a_buddy_from_its_page(browser_client, other_browser):
+    sign_up(browser_client, "gil@example.com")
+    generation = finished_buddy(_user("gil@example.com").id)
+    page = browser_client.get(f"/buddies/{generation.id}").text
+    assert f'action="/buddies/{generation.id}/delete"' in page and "Delete buddy" in page
+    # Without the form's CSRF token nothing happens; another person gets the same 404 as for nothing.
+    assert browser_client.post(f"/buddies/{generation.id}/delete").status_code == 403
+    sign_up(other_browser, "hal@example.com")
+    assert other_browser.post(f"/buddies/{generation.id}/delete", data={"csrf_token": csrf(other_browser, "/")}).status_code == 404
+    assert browser_client.get(f"/b/{generation.slug}").status_code == 200
+
+    deleted = browser_client.post(f"/buddies/{generation.id}/delete", data={"csrf_token": csrf(browser_client, "/")}, follow_redirects=False)
+    assert deleted.status_code in (302, 303) and deleted.headers["location"].endswith("/buddies")
+    assert browser_client.get(f"/buddies/{generation.id}").status_code == 404
+    assert browser_client.get(f"/b/{generation.slug}").status_code == 410
+    assert generation.id not in browser_client.get("/buddies").text
+    assert not storage.exists(generation.upload_path)
