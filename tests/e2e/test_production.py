@@ -47,7 +47,10 @@ from tests.services import postgres_server_url, redis_server_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
-GENERATIONS = 20
+# Every buddy's transcode now also encodes its walk loop (WebM + WebP) on the one media worker:
+# 8 concurrent generations keep both default-queue workers busy through the kill and finish in
+# CI's budget beside the session's own stack; bench.bench_production measures 20 and more.
+GENERATIONS = 8
 DAG = GENERATE_DAG_ID
 MEDIA_TASKS = {"transcode"}
 MODEL_STAGES = {"moderate", "analyze", "cartoonize", "expand_full_body", "segment_image", "animate", "segment_video"}
@@ -148,7 +151,7 @@ def ledger_audit(stack: Stack) -> subprocess.CompletedProcess:
     )
 
 
-def test_twenty_generations_survive_a_killed_worker(production_stack):
+def test_concurrent_generations_survive_a_killed_worker(production_stack):
     stack = production_stack
     cfg = stack.cfg
     key = create_user(stack, tokens=GENERATIONS)
@@ -175,7 +178,7 @@ def test_twenty_generations_survive_a_killed_worker(production_stack):
         stack.start_one("worker-default-2", celery_worker_argv("default", "worker-default-2", cfg.default_worker_concurrency))
         print(f"killed worker-default while it ran {victim['task_id']} of {victim['dag_run_id']}")
 
-        done = [wait_for_generation(api, key, gid, timeout=900) for gid in gids]
+        done = [wait_for_generation(api, key, gid, timeout=1200) for gid in gids]
         assert [g["status"] for g in done] == ["succeeded"] * GENERATIONS, [g for g in done if g["status"] != "succeeded"]
         assert api.get("/api/me", headers=auth).json()["balance"] == 0
     wait_for_runs_to_finish(stack, headers, gids)
