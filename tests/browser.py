@@ -94,6 +94,28 @@ def launch_with_extension(playwright_driver, user_data_dir: Path, extension_dir:
     )
 
 
+# A <video>'s current frame read back as a page script draws it (CORS-clean assets: no taint): the
+# share of fully transparent and of fully opaque pixels, the top-left corner's alpha, the frame's
+# width and the playback time it was drawn at.
+VIDEO_ALPHA = """(video) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(video, 0, 0);
+  const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  let transparent = 0, opaque = 0;
+  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] === 0) transparent++; else if (pixels[i] === 255) opaque++; }
+  const total = pixels.length / 4;
+  return {transparent: transparent / total, opaque: opaque / total, corner: pixels[3], width: canvas.width, time: video.currentTime};
+}"""
+
+
+def video_alpha(video) -> dict:
+    """The alpha of the frame a <video> shows now (``video``: a Playwright locator of it; CSS
+    locators reach into open shadow roots, e.g. ``page.locator("bit-buddy video:not([hidden])")``)."""
+    return video.evaluate(VIDEO_ALPHA)
+
+
 def screenshot(page, name: str, *, full_page: bool = True) -> Path:
     """Save a screenshot under var/screenshots/NAME.png for a reviewer; returns the path."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)

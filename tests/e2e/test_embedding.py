@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from tests.browser import DESKTOP, browser, playwright_driver, screenshot  # noqa: F401  (fixtures)
+from tests.browser import DESKTOP, browser, playwright_driver, screenshot, video_alpha  # noqa: F401  (fixtures)
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 from tests.fakes.static_site import serve_pages
 
@@ -48,20 +48,6 @@ VIDEO_PLAYING = """(selector) => {
   const video = host && host.shadowRoot && host.shadowRoot.querySelector('video:not([hidden])');
   return !!video && video.readyState >= 3 && !video.paused && video.currentTime > 0;
 }"""
-# The alpha channel of the playing video, as a page script draws it (CORS-clean: no taint).
-VIDEO_ALPHA = """(selector) => {
-  const video = document.querySelector(selector).shadowRoot.querySelector('video:not([hidden])');
-  const canvas = document.createElement('canvas');
-  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
-  const context = canvas.getContext('2d');
-  context.drawImage(video, 0, 0);
-  const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-  let transparent = 0, opaque = 0;
-  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] === 0) transparent++; else if (pixels[i] === 255) opaque++; }
-  return {transparent: transparent / (pixels.length / 4), opaque: opaque / (pixels.length / 4), corner: pixels[3]};
-}"""
-
-
 SHOWN_CLIP = """() => {
   const root = document.querySelector('bit-buddy').shadowRoot;
   const video = root.querySelector('video:not([hidden])');
@@ -120,7 +106,7 @@ def test_widget_walks_on_another_sites_page_transparent_and_without_globals(brow
         assert round(box["width"]) == round(box["height"]) == 120, box  # (a moving box has sub-pixel sizes)
         assert abs(box["bottom"] - DESKTOP["height"]) <= 1  # standing on the viewport's bottom edge
 
-        alpha = page.evaluate(VIDEO_ALPHA, "bit-buddy")
+        alpha = video_alpha(page.locator("bit-buddy video:not([hidden])"))
         assert alpha["corner"] == 0 and alpha["transparent"] > 0.2 and alpha["opaque"] > 0.1, alpha
         # Around the character, the page's own colour shows through the video.
         shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
@@ -190,7 +176,7 @@ def test_widget_is_polite_under_hostile_css_reduced_motion_and_for_unknown_buddi
         page.wait_for_function(VIDEO_PLAYING, arg="bit-buddy", timeout=30000)
         box = page.evaluate(BUDDY_BOX)
         assert round(box["width"]) == round(box["height"]) == 120 and abs(box["bottom"] - DESKTOP["height"]) <= 1, box
-        assert page.evaluate(VIDEO_ALPHA, "bit-buddy")["transparent"] > 0.2
+        assert video_alpha(page.locator("bit-buddy video:not([hidden])"))["transparent"] > 0.2
         screenshot(page, "embed-widget-hostile-css", full_page=False)
 
         # It walks with the walk loop where the buddy has one, and idles with the idle loop.

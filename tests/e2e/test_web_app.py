@@ -23,27 +23,13 @@ import pypdfium2 as pdfium
 import pytest
 from skimage import data
 
-from tests.browser import DESKTOP, PHONE, browser, playwright_driver, screenshot  # noqa: F401  (fixtures)
+from tests.browser import DESKTOP, PHONE, browser, playwright_driver, screenshot, video_alpha  # noqa: F401  (fixtures)
 from tests.e2e.conftest import jpeg_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 PASSWORD = "tangerine bicycle orbit"
 SIGNATURES = {"WebM video": b"\x1a\x45\xdf\xa3", "WebP animation": b"RIFF", "GIF": b"GIF8", "PNG still": b"\x89PNG"}
-# How a test reads the <video>'s current frame back: the share of transparent and of opaque pixels.
-ALPHA_PROBE = """(video) => {
-  const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
-  const context = canvas.getContext("2d");
-  context.drawImage(video, 0, 0);
-  const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-  let clear = 0, solid = 0;
-  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] === 0) clear++; else if (pixels[i] === 255) solid++; }
-  const total = pixels.length / 4;
-  return {clear: clear / total, solid: solid / total, width: canvas.width, time: video.currentTime};
-}"""
-
-
 def shoot(page, name: str) -> None:
     """The page at phone and desktop width (full page), for a reviewer."""
     for label, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
@@ -123,10 +109,10 @@ def test_a_person_makes_a_buddy_and_orders_stickers_in_the_browser(stack, browse
         video = page.locator("#buddy-video")
         video.wait_for(state="visible", timeout=480_000)
         page.wait_for_function("() => { const v = document.getElementById('buddy-video'); return v.readyState >= 2 && v.currentTime > 0.2; }", timeout=30_000)
-        frame = page.eval_on_selector("#buddy-video", ALPHA_PROBE)
+        frame = video_alpha(page.locator("#buddy-video"))
         assert frame["width"] >= 256
-        assert frame["clear"] > 0.2, f"the buddy's background should be transparent: {frame}"
-        assert frame["solid"] > 0.02, f"the buddy itself should be opaque: {frame}"
+        assert frame["transparent"] > 0.2, f"the buddy's background should be transparent: {frame}"
+        assert frame["opaque"] > 0.02, f"the buddy itself should be opaque: {frame}"
         page.get_by_label("Dark").check()
         assert "bg-dark" in page.locator("#stage").get_attribute("class")
         page.get_by_label("Photo").check()
