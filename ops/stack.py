@@ -92,6 +92,10 @@ class StackConfig:
 
 # LocalExecutor that retries at once what a dead worker held (plugins/bitbuddies_airflow/executor.py).
 EMBEDDED_EXECUTOR = "bitbuddies_airflow.executor.RecoveringLocalExecutor"
+# CeleryExecutor that requeues a task queued past task_queued_timeout only when no live worker
+# holds it (plugins/bitbuddies_airflow/celery_executor.py): a slow start on a loaded machine is
+# waited for, a dead worker's task is rescheduled.
+PRODUCTION_EXECUTOR = "bitbuddies_airflow.celery_executor.RecoveringCeleryExecutor"
 # Backstops for a task lost where no process exit reveals it (a hung worker, a worker orphaned by a
 # dead scheduler): each state is noticed within timeout + check interval (45 s), retried after the
 # DAG's 2 s retry delay, so a lost stage runs again within 60 s. A crashed scheduler's queued tasks
@@ -228,7 +232,7 @@ def production_environment(cfg: StackConfig) -> dict[str, str]:
     }
     return {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cfg.airflow_db_url,
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CORE__EXECUTOR": PRODUCTION_EXECUTOR,
         # As many tasks in flight as the workers have slots: a task then waits for a slot as
         # `scheduled`, not `queued` in the broker, and a task `queued` past task_queued_timeout was
         # lost by its worker (killed between receiving and starting it), not merely waiting.

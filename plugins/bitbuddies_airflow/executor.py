@@ -13,9 +13,16 @@ task, so a worker killed with its task (OOM killer, ``kill -9``) loses it:
 Here each worker reports the task it takes (its pid beside the task's key) on the result queue
 before it starts it, and the scheduler's executor loop (every scheduler loop, well under a second)
 reaps dead workers: a task a dead worker held and did not finish is reported failed, so the
-scheduler retries it at once (``handle_failure``: up for retry, the DAG's 2 s retry delay). The
+scheduler retries it at once. The
 retry's ``ModelJobOperator`` re-attaches to the job kept in ``task_state_store``: no model job is
 submitted again and the ledger is not touched (its keys are per generation).
+
+- A lost try is retried without the DAG's retry delay (2 s, doubling per try: a back-off meant for
+  a failing provider, not for a dead process): the executor writes ``retry_delay_override = 0``
+  (the per-try override Airflow's retry policies use, cleared when the next try starts) on the
+  task instance before it reports the failure, and a worker whose task runner was killed by a
+  signal (its supervisor alive: OOM killer, ``kill -9``) reports the try up for retry with a delay
+  of 0 through the Execution API's retry call instead of ``finish``.
 
 - A worker's task runner (its forked child, in its own process group) dies with the worker
   (``PR_SET_PDEATHSIG``): a retry never runs beside an orphan of the try before it.
@@ -34,6 +41,7 @@ embedded profile).
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -42,6 +50,7 @@ from typing import Any
 
 from airflow.executors import local_executor
 from airflow.executors.local_executor import LocalExecutor
+from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 
 # The marker a worker puts on the result queue when it takes a workload: (key, TAKEN, pid).
@@ -86,8 +95,38 @@ class ReportingQueue:
         return getattr(self._queue, name)
 
 
+def _retry_killed_runners_at_once() -> None:
+    """In a worker: a task runner killed by a signal is reported up for retry with no delay."""
+    from datetime import datetime, timezone
+
+    from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+
+    report = ActivitySubprocess.update_task_state_if_needed
+
+    def update_task_state_if_needed(self) -> None:
+        code = self._exit_code
+        if (
+            self._pending_terminal_state_msg is None
+            and code is not None
+            and code < 0
+            and self.final_state == TaskInstanceState.UP_FOR_RETRY
+        ):
+            self.client.task_instances.retry(
+                id=self.id,
+                end_date=datetime.now(tz=timezone.utc),
+                rendered_map_index=self._rendered_map_index,
+                retry_delay_seconds=0,
+                retry_reason=f"task runner killed by signal {-code}",
+            )
+            return
+        report(self)
+
+    ActivitySubprocess.update_task_state_if_needed = update_task_state_if_needed
+
+
 def _run_worker(logger_name, input, output, unread_messages, team_conf):
     os.register_at_fork(after_in_child=_die_with_parent)
+    _retry_killed_runners_at_once()
     local_executor._run_worker(logger_name, ReportingQueue(input, output), output, unread_messages, team_conf)
 
 
@@ -139,7 +178,8 @@ class RecoveringLocalExecutor(LocalExecutor):
         key = self._held.pop(pid, None)
         if key is None:
             return
-        self.log.warning("Task %s lost (%s): reporting it failed so that it is retried", key, why)
+        self.log.warning("Task %s lost (%s): reporting it failed so that it is retried at once", key, why)
+        _retry_without_delay(key, why)
         self.change_state(key, TaskInstanceState.FAILED, info=f"{why} while holding the task")
 
     def revoke_task(self, *, ti) -> None:
@@ -154,3 +194,29 @@ class RecoveringLocalExecutor(LocalExecutor):
                     pass
         self.running.discard(key)
         self.queued_tasks.pop(key, None)
+
+
+def _retry_without_delay(key, why: str) -> None:
+    """The lost try's retry is due at once: ``next_retry_datetime`` reads the task instance's
+    ``retry_delay_override`` before the DAG's retry delay and back-off."""
+    if not isinstance(key, TaskInstanceKey):
+        return
+    from sqlalchemy import update
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    try:
+        with create_session() as session:
+            session.execute(
+                update(TaskInstance)
+                .where(
+                    TaskInstance.dag_id == key.dag_id,
+                    TaskInstance.task_id == key.task_id,
+                    TaskInstance.run_id == key.run_id,
+                    TaskInstance.map_index == key.map_index,
+                )
+                .values(retry_delay_override=0.0, retry_reason=why[:500])
+            )
+    except Exception:  # the retry then waits for the DAG's retry delay: late, not lost
+        logging.getLogger(__name__).exception("Could not clear the retry delay of %s", key)

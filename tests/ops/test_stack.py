@@ -38,7 +38,7 @@ def test_embedded_profile_is_unchanged_by_the_production_fields(tmp_path):
 def test_production_profile_uses_postgres_celery_and_s3(tmp_path):
     cfg = production(tmp_path)
     env = environment(cfg)
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "bitbuddies_airflow.celery_executor.RecoveringCeleryExecutor"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://postgres@127.0.0.1:5432/bb_42_airflow"
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://postgres@127.0.0.1:5432/bb_42_airflow"
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/0"

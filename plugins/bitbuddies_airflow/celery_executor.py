@@ -1,0 +1,59 @@
+"""``RecoveringCeleryExecutor``: the CeleryExecutor that requeues a queued task only when it is lost.
+
+The production profile's executor (``[core] executor =
+bitbuddies_airflow.celery_executor.RecoveringCeleryExecutor``). A Celery worker killed between
+receiving a task and starting it leaves the message unacknowledged in Redis until the visibility
+timeout (hours, ``task_acks_late``); the scheduler's stuck-in-queued check (``[scheduler]
+task_queued_timeout``, 40 s) revokes and reschedules such a task, which brings it back within a
+minute.
+
+On a loaded machine a live worker can also hold a task past that timeout (it received it; forking
+the pool process and starting the task runner took longer). Revoking it then is worse than
+waiting: the worker drops the task, it goes round the scheduler again, and the third time it
+"sticks" the scheduler fails it (``num_stuck_in_queued_retries``). So before revoking, this
+executor asks the workers (Celery's ``query_task`` broadcast, a few seconds at most) whether one
+of them holds the task's message, reserved or active. If one does, the task is not lost: it is
+left queued, its ``queued_dttm`` moved to now so that it is looked at again one timeout later,
+and the scheduler is told this executor does not revoke it this time (``NotImplementedError``,
+which the scheduler skips; the other stuck tasks of this round are looked at on its next check).
+A worker that is dead, hung or too stopped to answer within the wait holds nothing: the task is
+revoked and rescheduled as Airflow does.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.celery.executors.celery_executor import CeleryExecutor
+from airflow.utils import timezone
+
+# How long the workers have to answer whether they hold a task.
+QUERY_TIMEOUT_S = 3.0
+
+
+class RecoveringCeleryExecutor(CeleryExecutor):
+    """CeleryExecutor whose ``revoke_task`` leaves alone a task a live worker holds."""
+
+    def revoke_task(self, *, ti) -> None:
+        key = self.get_task_key(ti) if self.supports_task_instance_uuid else ti.key
+        result = self.workloads.get(key)
+        holder = self._holder(result.task_id) if result is not None else None
+        if holder is not None:
+            self.log.warning(
+                "%s queued past task_queued_timeout, but %s holds it (%s): not revoked, looked at again later",
+                ti.key,
+                *holder,
+            )
+            ti.queued_dttm = timezone.utcnow()
+            raise NotImplementedError("held by a live worker")
+        super().revoke_task(ti=ti)
+
+    def _holder(self, celery_task_id: str) -> tuple[str, str] | None:
+        """(worker, 'reserved' or 'active') of the live worker holding the task's message, or None."""
+        try:
+            replies = self.celery_app.control.inspect(timeout=QUERY_TIMEOUT_S).query_task(celery_task_id) or {}
+        except Exception:
+            self.log.exception("Could not ask the workers about %s: treating it as lost", celery_task_id)
+            return None
+        for worker, tasks in replies.items():
+            if celery_task_id in (tasks or {}):
+                return worker, tasks[celery_task_id][0]
+        return None
