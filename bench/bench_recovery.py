@@ -83,28 +83,36 @@ def _epoch(value: str | None) -> float | None:
     return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp() if value else None
 
 
+RUN_END = "select end_date from dag_run where dag_id = ? and run_id = ?"
+
+
 def timeline(stack: Stack, gid: str, task_id: str, killed_at: float) -> dict:
     """Seconds after the kill: the lost task's next try queued, running and done, then each later
-    task's run time and the run's end (the embedded profile's SQLite metadata DB, read-only)."""
+    task's share (from the end of the task before it to its own end, deferral and scheduling
+    included) and the run's end (the embedded profile's SQLite metadata DB, read-only)."""
     db = sqlite3.connect(f"file:{stack.cfg.airflow_home / 'airflow.db'}?mode=ro", uri=True, timeout=30)
     try:
+        deadline = time.time() + 60  # the refund teardown runs after the generation is reported done
+        while (run_end := db.execute(RUN_END, (DAG_ID, gid)).fetchone()[0]) is None and time.time() < deadline:
+            time.sleep(0.5)
         rows = db.execute(
             "select task_id, try_number, queued_dttm, start_date, end_date from task_instance "
             "where dag_id = ? and run_id = ? and start_date is not null order by start_date",
             (DAG_ID, gid),
         ).fetchall()
-        run_end = _epoch(db.execute("select end_date from dag_run where dag_id = ? and run_id = ?", (DAG_ID, gid)).fetchone()[0])
+        run_end = _epoch(run_end)
     finally:
         db.close()
     out: dict = {"stages_after": {}}
-    after = False
-    for task, _try, queued, start, end in rows:
+    previous = None  # end of the task before: each later task's share runs from there to its end
+    for task, _try, queued, start, end in sorted(rows, key=lambda r: r[4] or "~"):
         queued, start, end = _epoch(queued), _epoch(start), _epoch(end)
         if task == task_id:
             out |= {"retry_queued": queued - killed_at, "retry_running": start - killed_at, "task_done": end - killed_at}
-            after = True
-        elif after and start and end and start >= killed_at:
-            out["stages_after"][task] = end - start
+            previous = end
+        elif previous is not None and end is not None:
+            out["stages_after"][task] = end - previous
+            previous = end
     out["run_done"] = run_end - killed_at if run_end else None
     return out
 
@@ -162,8 +170,7 @@ def main() -> int:
                     break
                 time.sleep(0.25)
             took = time.time() - killed_at
-            time.sleep(1.5)  # let the teardown finish before the next generation
-            when = timeline(stack, gid, task_id, killed_at)
+            when = timeline(stack, gid, task_id, killed_at)  # waits for the run's end (its teardown)
             results.append((window, state["status"], retried, took))
             rows.append({"run": i + 1, "window": window, "status": state["status"], "load": load, "succeeded": took, **when})
             after = ", ".join(f"{t} {s:.1f}" for t, s in when["stages_after"].items())

@@ -11,8 +11,8 @@ On a loaded machine a live worker can also hold a task past that timeout (it rec
 the pool process and starting the task runner took longer). Revoking it then is worse than
 waiting: the worker drops the task, it goes round the scheduler again, and the third time it
 "sticks" the scheduler fails it (``num_stuck_in_queued_retries``). So before revoking, this
-executor asks the workers (Celery's ``query_task`` broadcast, a few seconds at most) whether one
-of them holds the task's message, reserved or active. If one does, the task is not lost: it is
+executor asks the workers (Celery's ``query_task`` broadcast, 3 s, one for every stuck task of a
+check) whether one of them holds the task's message, reserved or active. If one does, the task is not lost: it is
 left queued, its ``queued_dttm`` moved to now so that it is looked at again one timeout later,
 and the scheduler is told this executor does not revoke it this time (``NotImplementedError``,
 which the scheduler skips; the other stuck tasks of this round are looked at on its next check).
@@ -21,6 +21,8 @@ revoked and rescheduled as Airflow does.
 """
 
 from __future__ import annotations
+
+import time
 
 from airflow.providers.celery.executors.celery_executor import CeleryExecutor
 from airflow.utils import timezone
@@ -47,13 +49,22 @@ class RecoveringCeleryExecutor(CeleryExecutor):
         super().revoke_task(ti=ti)
 
     def _holder(self, celery_task_id: str) -> tuple[str, str] | None:
-        """(worker, 'reserved' or 'active') of the live worker holding the task's message, or None."""
+        """(worker, 'reserved' or 'active') of the live worker holding the task's message, or None.
+
+        One broadcast answers for every task this executor has in flight, kept for the rest of
+        the scheduler's stuck-in-queued round: a killed worker leaves several tasks lost at once,
+        and the scheduler would otherwise wait out the answer time once for each of them."""
+        asked_at, asked, held = getattr(self, "_asked", (0.0, set(), {}))
+        if time.monotonic() - asked_at > QUERY_TIMEOUT_S * 2 or celery_task_id not in asked:
+            asked = {r.task_id for r in self.workloads.values()} | {celery_task_id}
+            held = self._ask_workers(asked)
+            self._asked = (time.monotonic(), asked, held)
+        return held.get(celery_task_id)
+
+    def _ask_workers(self, celery_task_ids: set[str]) -> dict[str, tuple[str, str]]:
         try:
-            replies = self.celery_app.control.inspect(timeout=QUERY_TIMEOUT_S).query_task(celery_task_id) or {}
+            replies = self.celery_app.control.inspect(timeout=QUERY_TIMEOUT_S).query_task(*celery_task_ids) or {}
         except Exception:
-            self.log.exception("Could not ask the workers about %s: treating it as lost", celery_task_id)
-            return None
-        for worker, tasks in replies.items():
-            if celery_task_id in (tasks or {}):
-                return worker, tasks[celery_task_id][0]
-        return None
+            self.log.exception("Could not ask the workers which tasks they hold: treating the stuck ones as lost")
+            return {}
+        return {task_id: (worker, info[0]) for worker, tasks in replies.items() for task_id, info in (tasks or {}).items()}
