@@ -12,10 +12,11 @@ the pool process and starting the task runner took longer). Revoking it then is 
 waiting: the worker drops the task, it goes round the scheduler again, and the third time it
 "sticks" the scheduler fails it (``num_stuck_in_queued_retries``). So before revoking, this
 executor asks the workers (Celery's ``query_task`` broadcast, 3 s, one for every stuck task of a
-check) whether one of them holds the task's message, reserved or active. If one does, the task is not lost: it is
-left queued, its ``queued_dttm`` moved to now so that it is looked at again one timeout later,
-and the scheduler is told this executor does not revoke it this time (``NotImplementedError``,
-which the scheduler skips; the other stuck tasks of this round are looked at on its next check).
+check) whether one of them holds the task's message, reserved or active. If one does, the task is
+not lost: it is left queued, its ``queued_dttm`` moved on so that the stuck check takes it up again
+15 s later (the task's "queued at" then reads that much later than it was), and the scheduler is
+told this executor does not revoke it this time (``NotImplementedError``, which the scheduler
+skips; the other stuck tasks of this round are taken up on its next check, 5 s later).
 A worker that is dead, hung or too stopped to answer within the wait holds nothing: the task is
 revoked and rescheduled as Airflow does.
 """
@@ -23,12 +24,16 @@ revoked and rescheduled as Airflow does.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
+from airflow.configuration import conf
 from airflow.providers.celery.executors.celery_executor import CeleryExecutor
 from airflow.utils import timezone
 
 # How long the workers have to answer whether they hold a task.
 QUERY_TIMEOUT_S = 3.0
+# How soon a task a live worker held is asked about again.
+RECHECK_S = 15.0
 
 
 class RecoveringCeleryExecutor(CeleryExecutor):
@@ -44,7 +49,10 @@ class RecoveringCeleryExecutor(CeleryExecutor):
                 ti.key,
                 *holder,
             )
-            ti.queued_dttm = timezone.utcnow()
+            # Stuck again (for the scheduler's query) RECHECK_S from now: a worker that dies with
+            # it after this answer is found out within RECHECK_S plus a check interval.
+            timeout = conf.getfloat("scheduler", "task_queued_timeout")
+            ti.queued_dttm = timezone.utcnow() - timedelta(seconds=max(timeout - RECHECK_S, 0))
             raise NotImplementedError("held by a live worker")
         super().revoke_task(ti=ti)
 
