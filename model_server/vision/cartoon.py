@@ -301,12 +301,12 @@ def expand_full_body(cartoon_rgb: np.ndarray, meta: dict) -> tuple[np.ndarray, d
     # Legs first (behind), then the hips over their tops, then the torso down to the waist.
     leg_top = waist_y + 0.1 * shoulder_w
     new_landmarks = dict(meta.get("landmarks", {}))
-    thigh_w = hip_half * 0.98
+    thigh_w = hip_half * 0.8  # the legs apart below the seat: a gap the mesh keeps open
     for side, sign in (("left", 1.0), ("right", -1.0)):
         hip = np.array([cx + sign * 0.5 * hip_half, leg_top])
         knee = np.array([hip[0] + sign * 0.03 * shoulder_w, leg_top + 0.5 * leg_len])
         ankle = np.array([hip[0] + sign * 0.06 * shoulder_w, leg_top + leg_len])
-        leg = _tapered(shape, [hip, knee, ankle], [thigh_w, 0.3 * shoulder_w, 0.24 * shoulder_w])
+        leg = _tapered(shape, [hip, knee, ankle], [thigh_w, 0.25 * shoulder_w, 0.2 * shoulder_w])
         _paint(canvas, cover, leg, trouser, sign, max(2, int(0.07 * shoulder_w)))
         toe = ankle + [sign * 0.32 * shoulder_w, foot_h * 0.35]
         foot = np.zeros(shape, np.uint8)
