@@ -6,9 +6,10 @@ which snaps the outline to real edges; the pose detector run on the cartoon itse
 fallback, as it often finds no one in flat colours with drawn legs. The landmarks are a second,
 always available seed: face, neck, torso and arms are sure subject (no hole in
 a face whose skin matches the wall), their surroundings probably subject. Other subjects:
-GrabCut from the analysed box. Regions
-drawn by the cartoon stage (``meta["drawn"]``, e.g. the expanded legs) are always foreground.
-Then: the largest component, holes filled, and a 1-2 px anti-aliased edge.
+GrabCut from the analysed box (the box probably subject, only what lies outside it background).
+Regions drawn by the cartoon stage (``meta["drawn"]``, e.g. the expanded legs) are always
+foreground. Then: the largest component, holes filled, the outline band re-decided at full size
+by GrabCut's colour models (``_refine_edge``), and a 1-2 px anti-aliased edge.
 """
 
 from __future__ import annotations
