@@ -191,7 +191,7 @@ def _skeleton(lm: dict, visibility: dict, alpha: np.ndarray) -> tuple[list[Bone]
     across = (ls - rs) / 2
     torso = np.array([ls, rs, hip_mid - across, hip_mid + across])
     middle = torso.mean(axis=0)
-    regions = {"torso": middle + 0.95 * (torso - middle), "head_centre": (nose + neck * 0.25) / 1.25,
+    regions = {"torso": middle + 0.95 * (torso - middle), "hips": (lh, rh), "head_centre": (nose + neck * 0.25) / 1.25,
                "head_radius": max(0.35 * shoulder_w, 0.6 * float(np.linalg.norm(nose - neck)))}
     return bones, shoulder_w, regions
 
@@ -230,6 +230,13 @@ def _blending(bones: list[Bone]) -> np.ndarray:
     for j, bone in enumerate(bones):
         if bone.parent is not None:
             related[j, bone.parent] = related[bone.parent, j] = True
+    # The thighs meet the torso at the hips (the pelvis between them is short): a seam there
+    # would open the seat of the trousers whenever a leg swings.
+    names = [b.name for b in bones]
+    if "spine" in names:
+        for j, name in enumerate(names):
+            if name.endswith("_hip"):
+                related[j, names.index("spine")] = related[names.index("spine"), j] = True
     return related
 
 
@@ -245,8 +252,10 @@ def _weights(vertices: np.ndarray, bones: list[Bone], regions: dict, band: float
         elif bone.name == "neck" and "head_centre" in regions:
             dist[:, j] = np.maximum(0.0, np.linalg.norm(vertices - regions["head_centre"], axis=1) - regions["head_radius"])
         elif bone.name == "pelvis" and len(bones) > 1:
-            # The hips: the bottom of the torso, between the thighs' tops.
-            dist[:, j] = _segment_distance(vertices, bone.head, bone.head) + 0.5 * band
+            # The hips: the bottom of the torso along the line between the thighs' tops, so the
+            # seat between them follows the pelvis and not one leg or the other.
+            ends = regions.get("hips", (bone.head, bone.head))
+            dist[:, j] = _segment_distance(vertices, *ends) + 0.5 * band
         else:
             dist[:, j] = _segment_distance(vertices, bone.head, bone.tail)
     finite = np.isfinite(dist)
