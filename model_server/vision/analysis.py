@@ -333,6 +333,13 @@ def salient_object_mask(rgb: np.ndarray) -> np.ndarray | None:
     return full.astype(bool)
 
 
+def _work_size_edge_alignment(rgb: np.ndarray, mask: np.ndarray) -> float:
+    """``edge_alignment`` of a salient mask at the size it was found (its outline is only that exact)."""
+    small, _ = _resize_long_side(rgb, SALIENCY_WORK_SIDE)
+    sh, sw = small.shape[:2]
+    return edge_alignment(small, cv2.resize(mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0)
+
+
 def analyze(rgb: np.ndarray) -> Analysis:
     """Find, straighten and validate the subject of an RGB photo."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -343,7 +350,7 @@ def analyze(rgb: np.ndarray) -> Analysis:
     mask = salient_object_mask(rgb)
     # A subject's outline follows the photo's contours and is not a box: a chunk of sky cut
     # along nothing (a rocket's launch pad) is no character.
-    if mask is None or edge_alignment(rgb, mask) < MIN_EDGE_ALIGNMENT or box_fill(mask) > MAX_BOX_FILL:
+    if mask is None or _work_size_edge_alignment(rgb, mask) < MIN_EDGE_ALIGNMENT or box_fill(mask) > MAX_BOX_FILL:
         raise VisionError(NO_USABLE_SUBJECT, NO_SUBJECT_MESSAGE)
     box = _mask_box(mask)
     h, w = rgb.shape[:2]
