@@ -349,6 +349,8 @@ def build_rig(rgba: np.ndarray, meta: dict) -> Rig:
     band = BLEND_BAND * (scale_len if len(bones) > 1 else height)
     names = [b.name for b in bones]
     arms = _arm_masks(alpha, bones, regions, scale_len) if "spine" in names else {}
+    # An arm too small to mesh on its own (a few pixels inside the frame) stays painted on the body.
+    arms = {side: m for side, m in arms.items() if m.sum() >= 6 * spacing * spacing}
     # The arms are layers of their own over the body, each turning about its shoulder like a
     # paper doll's (no skin blended with the torso to stretch and flip): an arm lying against the
     # body turns without dragging the body's skin with it (a sleeve raised over the head no
