@@ -7,6 +7,11 @@ stay open). Bones come from the pose landmarks: pelvis (the root), spine, head, 
 arms, thighs and shins; a subject without a pose (a toy, a pet) gets the pelvis alone, so the
 same renderer squashes and sways it as one piece.
 
+The arms are meshes of their own drawn over the body, each skinned to its upper and lower arm
+only, so it turns about the shoulder like a paper doll's and never drags the body's skin along;
+the body keeps the torso, the head and the shoulders, and what an arm covered on it is painted
+over (``texture_atlas``: the cut-out beside the body alone, indexed by ``Rig.uv``).
+
 Skinning is linear blend skinning with smooth weights: each bone claims a region (the torso
 quadrilateral for the spine, a disc for the head, a segment for a limb) and a vertex's weight
 falls off with its distance to that region as ``1 / (d^2 + e^2)^2``, normalised over its
