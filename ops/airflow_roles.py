@@ -31,7 +31,8 @@ FAB_AUTH_MANAGER = "ops.airflow_auth.BitBuddiesFabAuthManager"
 
 def api_role_permissions() -> list[tuple[str, str]]:
     """(FAB action, FAB resource) pairs of the API's role: exactly these, nothing more."""
-    permissions = []
+    # FAB gives every custom role its home page whenever it syncs permissions (Website.can_read).
+    permissions = [("can_read", "Website")]
     for dag_id in API_DAGS:
         permissions += [
             ("can_read", f"DAG:{dag_id}"),
