@@ -477,7 +477,13 @@ class Stack:
         for dag_id in dag_ids:
             while True:
                 self.check_alive()
-                resp = httpx.get(f"{self.cfg.airflow_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10)
+                try:
+                    resp = httpx.get(f"{self.cfg.airflow_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10)
+                except httpx.TimeoutException:
+                    # A busy api-server (one worker, a task start holding it) is not a dead one.
+                    if time.time() > deadline:
+                        raise
+                    continue
                 if resp.status_code == 200:
                     if resp.json().get("is_paused"):
                         httpx.patch(
