@@ -26,7 +26,6 @@ from ops.airflow_roles import API_DAGS, API_ROLE, API_USER, api_role_permissions
 from ops.stack import ROOT
 from tests.services import postgres_server_url
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 COMPOSE_ENV = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())["x-bitbuddies-env"]
 
@@ -102,6 +101,8 @@ def user_roles(db_url: str) -> dict[str, set[str]]:
     return users
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_the_compose_init_makes_the_api_user_who_triggers_but_cannot_pause(deployment):
     run(deployment.env, "-m", "ops.init_deployment")
 
@@ -119,3 +120,36 @@ def test_the_compose_init_makes_the_api_user_who_triggers_but_cannot_pause(deplo
         assert fab.is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN, details=dag, user=api_user)
         assert not fab.is_authorized_dag(method="PUT", details=dag, user=api_user)
     assert not fab.is_authorized_dag(method="GET", details=DagDetails(id="bitbuddies_purge_expired_files"), user=api_user)
+
+
+def test_an_init_over_an_older_set_up_takes_away_what_the_role_no_longer_holds(monkeypatch):
+    """The role in the database as an older init left it (with edit on a DAG, i.e. pausing): the
+    init adds what is missing and deletes what is beyond ops/airflow_roles.py, by Airflow's CLI."""
+    import json
+
+    from ops import init_deployment
+
+    held = {("can_edit", f"DAG:{API_DAGS[0]}"), ("can_read", f"DAG:{API_DAGS[0]}"), ("can_read", "Website")}
+    calls: list[tuple[str, ...]] = []
+
+    def cli(*args: str) -> str:
+        calls.append(args)
+        if args[:2] == ("roles", "list") and "--permission" in args:
+            rows = [{"name": API_ROLE, "resource": resource, "action": action} for action, resource in sorted(held)]
+            rows.append({"name": "Admin", "resource": "DAGs", "action": "can_edit,can_read"})
+            return "2026-01-01T00:00:00Z [warning  ] a warning Airflow logs to stdout\n" + json.dumps(rows)
+        if args[:2] == ("roles", "list"):
+            return json.dumps([{"name": "Admin"}, {"name": API_ROLE}])
+        if args[:2] == ("users", "list"):
+            return json.dumps([{"username": API_USER}])
+        return ""
+
+    monkeypatch.setattr(init_deployment, "airflow", cli)
+    init_deployment.create_api_user()
+    changes = [c for c in calls if c[:2] in {("roles", "add-perms"), ("roles", "del-perms")}]
+    wanted = set(api_role_permissions())
+    added = {(c[-1], r) for c in changes if c[1] == "add-perms" for r in c[4:-2]}
+    deleted = {(c[-1], r) for c in changes if c[1] == "del-perms" for r in c[4:-2]}
+    assert added == wanted - held and deleted == {("can_edit", f"DAG:{API_DAGS[0]}")}
+    assert all(c[2] == API_ROLE for c in changes)
+    assert not any(c[:2] in {("roles", "create"), ("users", "create")} for c in calls)  # both exist
