@@ -81,10 +81,11 @@ PARAMS = {
         "bounce happily", type="string", minLength=1, maxLength=500, title="Prompt",
         description="What the buddy should be like (1-500 characters).",
     ),
-    # The motion chosen in the web app; empty: the animate stage reads it from the prompt.
+    # The motion chosen in the web app; none: the animate stage reads it from the prompt. (Null,
+    # not "": the UI counts an empty string as a missing value.)
     "motion": Param(
-        "", type="string", enum=["", *MOTIONS], title="Motion",
-        values_display={"": "read it from the prompt", **{m: m for m in MOTIONS}},
+        None, type=["null", "string"], enum=[None, *MOTIONS], title="Motion",
+        values_display={"None": "read it from the prompt", **{m: m for m in MOTIONS}},
     ),
     "email": Param(
         None, type=["null", "string"], pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", maxLength=320, title="User's email",
@@ -178,7 +179,7 @@ def bitbuddies_generate():
         "or ti.xcom_pull(task_ids='cartoonize', key='image_url') }}",
     )
     segment_image.trigger_rule = "none_failed_min_one_success"
-    animate = model_stage("animate", image_url=segment_image.output["image_url"], prompt=prompt, motion="{{ params.motion }}")
+    animate = model_stage("animate", image_url=segment_image.output["image_url"], prompt=prompt, motion="{{ params.motion or '' }}")
     segment_video = model_stage(
         "segment_video",
         video_url=animate.output["video_url"],

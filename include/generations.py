@@ -197,7 +197,7 @@ def dag_run_conf(generation: Generation) -> dict[str, object]:
         "generation_id": generation.id,
         "user_id": generation.user_id,
         "prompt": generation.prompt,
-        "motion": generation.motion or "",
+        "motion": generation.motion,  # None: read from the prompt
         "upload_path": generation.upload_path,
     }
 
