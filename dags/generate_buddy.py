@@ -35,8 +35,9 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from bitbuddies_airflow.notifiers import GenerationFailedNotifier
 from bitbuddies_airflow.operators import ModelJobOperator
-from bitbuddies_airflow.refunds import refund_failed_run, refuse_finished_generation
+from bitbuddies_airflow.refunds import refuse_finished_generation
 from bitbuddies_airflow.runs import generation_id, started_by_operator
 from bitbuddies_airflow.reporting import record_failure, report_outcome, report_retry, report_stage, report_stage_finished
 from bitbuddies_airflow.storage import open_for_write, provider_url
@@ -119,7 +120,7 @@ def reject_nsfw(result: dict) -> None:
     max_active_runs=64,
     default_args=default_args,
     # Refund and alert when the run fails (at most once in Airflow: refund_token guarantees it).
-    on_failure_callback=refund_failed_run,
+    on_failure_callback=GenerationFailedNotifier(),
     tags=["bitbuddies", "generation"],
     doc_md=__doc__,
     params=PARAMS,

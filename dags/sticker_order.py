@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+
+from bitbuddies_airflow.notifiers import RunFailedNotifier
 from bitbuddies_airflow.print_vendor import WaitForPrintOperator
 from bitbuddies_airflow.storage import open_for_write, provider_url, storage_path
 from include import orders
@@ -45,6 +47,8 @@ default_args = {
     catchup=False,
     max_active_runs=64,
     default_args=default_args,
+    # The operator hears of a failed run once (alerts table key), on Pushover.
+    on_failure_callback=RunFailedNotifier(),
     tags=["bitbuddies", "fulfillment"],
     doc_md=__doc__,
     params={"order_id": Param(type="string", minLength=32, maxLength=32, description="Sticker order id (from the API)")},

@@ -1,9 +1,9 @@
 """The operator's Airflow over the real stack: a buddy started from the trigger form.
 
-One test triggers through Airflow's REST API with the form's params, as the UI sends them (every
-param, the API's ones null), once paid by the user and once refused (unknown email); the other
-fills the form in Chromium, checks that Trigger is enabled, starts a run paid by an operator
-grant and sees it succeed. Both watch the ledger: the user is charged once, or not at all.
+Runs are started through Airflow's REST API with the form's params, as the UI sends them (every
+param, the API's ones null), one paid by the user and one refused (unknown email), and from the
+form itself in Chromium (Trigger enabled, a photo URL, an operator grant); they run side by side.
+The ledger shows each user charged once, by the payer the form named, or not at all.
 """
 
 from __future__ import annotations
@@ -72,56 +72,10 @@ def photo_url(tmp_path_factory):
     server.server_close()
 
 
-def test_the_forms_params_start_a_buddy_and_charge_the_named_user_once(stack, api, make_user, photo_url):
-    key = make_user(tokens=1)
-    email = api.get("/api/me", headers=auth(key)).json()["email"]
-    headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
-    runs = {"paid": f"manual__operator_paid_{time.time_ns()}", "refused": f"manual__operator_refused_{time.time_ns()}"}
-    confs = {"paid": form_conf(photo_url, email), "refused": form_conf(photo_url, "nobody@example.com")}
-    for name, run_id in runs.items():
-        resp = httpx.post(
-            f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns",
-            json={"dag_run_id": run_id, "logical_date": None, "conf": confs[name]},
-            headers=headers,
-        )
-        assert resp.status_code == 200, resp.text
-    # A value the form's schema refuses never starts a run.
-    bad = httpx.post(
-        f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns",
-        json={"logical_date": None, "conf": form_conf("photo.jpg", email)},
-        headers=headers,
-    )
-    assert bad.status_code == 400 and "photo" in bad.text
+def trigger_in_the_browser(stack, browser, photo: str, email: str) -> str:  # noqa: F811
+    """Fill the trigger form as an operator does (operator grant), click Trigger; the run's id."""
+    from urllib.parse import unquote
 
-    gid = generation_id_for_run(GENERATE_DAG_ID, runs["paid"])
-    wait_stored(api, key, gid)
-    generation = wait_for_generation(api, key, gid)  # the user sees it as their own
-    assert generation["status"] == "succeeded", generation
-    assert generation["prompt"] == "a cheerful astronaut"
-    with sqlite3.connect(stack.cfg.var_dir / "app.db") as db:
-        assert db.execute("SELECT motion, triggered_at IS NOT NULL FROM generation WHERE id = ?", (gid,)).fetchone() == ("wave", 1)
-    assert api.get(generation["assets"]["webm"]).status_code == 200
-    assert ledger_rows(stack, gid) == [("charge", -1)]
-    assert api.get("/api/me", headers=auth(key)).json()["balance"] == 0
-    assert run_state(stack, runs["paid"], headers) == "success"
-
-    # Unknown email: the run fails at its first task, nothing stored, nobody charged.
-    assert run_state(stack, runs["refused"], headers) == "failed"
-    refused = generation_id_for_run(GENERATE_DAG_ID, runs["refused"])
-    assert ledger_rows(stack, refused) == []
-    tis = httpx.get(
-        f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns/{runs['refused']}/taskInstances", headers=headers
-    ).json()["task_instances"]
-    states = {ti["task_id"]: ti["state"] for ti in tis}
-    assert states["store_generation"] == "failed" and states["charge_token"] == "upstream_failed"
-    assert states["refund_token"] == "success"  # nothing stored, nothing to refund
-
-
-def test_an_operator_starts_a_buddy_from_the_trigger_form_in_the_browser(stack, api, make_user, browser, tmp_path):  # noqa: F811
-    key = make_user(tokens=0)  # no tokens: the operator grant pays
-    email = api.get("/api/me", headers=auth(key)).json()["email"]
-    photo = tmp_path / "astronaut.jpg"
-    photo.write_bytes(jpeg_bytes(data.astronaut()))
     context = browser.new_context(viewport={"width": DESKTOP["width"], "height": 1300})
     context.add_cookies([{"name": "_token", "value": stack.airflow_token(), "url": stack.cfg.airflow_url}])
     page = context.new_page()
@@ -133,7 +87,7 @@ def test_an_operator_starts_a_buddy_from_the_trigger_form_in_the_browser(stack, 
         form.locator("#element_photo").wait_for()
         # The defaults make a valid form (an invalid one keeps Trigger disabled).
         assert trigger.is_enabled()
-        form.locator("#element_photo").fill(str(photo))
+        form.locator("#element_photo").fill(photo)
         form.locator("#element_prompt").fill("a cheerful astronaut")
         form.locator("#element_motion").click()
         page.get_by_role("option", name="wave", exact=True).click()
@@ -144,16 +98,64 @@ def test_an_operator_starts_a_buddy_from_the_trigger_form_in_the_browser(stack, 
         assert trigger.is_enabled()
         trigger.click()
         page.wait_for_url("**/runs/manual__*", timeout=30_000)
-        run_id = page.url.rsplit("/runs/", 1)[1].split("?")[0]
+        return unquote(page.url.rsplit("/runs/", 1)[1].split("?")[0])
     finally:
         context.close()
-    from urllib.parse import unquote
 
-    run_id = unquote(run_id)
-    gid = generation_id_for_run(GENERATE_DAG_ID, run_id)
-    wait_stored(api, key, gid)
-    generation = wait_for_generation(api, key, gid)
+
+def test_operators_start_buddies_with_the_trigger_form(stack, api, make_user, browser, photo_url, tmp_path):  # noqa: F811
+    headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
+    payer, granted = make_user(tokens=1), make_user(tokens=0)
+    emails = {key: api.get("/api/me", headers=auth(key)).json()["email"] for key in (payer, granted)}
+    photo_file = tmp_path / "astronaut.jpg"
+    photo_file.write_bytes(jpeg_bytes(data.astronaut()))
+
+    # Through the REST API with the form's params, as the UI sends them: a file on the server paid
+    # with the user's token, and an unknown email.
+    runs = {"paid": f"manual__operator_paid_{time.time_ns()}", "refused": f"manual__operator_refused_{time.time_ns()}"}
+    confs = {"paid": form_conf(str(photo_file), emails[payer]), "refused": form_conf(photo_url, "nobody@example.com")}
+    for name, run_id in runs.items():
+        resp = httpx.post(
+            f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns",
+            json={"dag_run_id": run_id, "logical_date": None, "conf": confs[name]},
+            headers=headers,
+        )
+        assert resp.status_code == 200, resp.text
+    # A value the form's schema refuses never starts a run.
+    bad = httpx.post(
+        f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns",
+        json={"logical_date": None, "conf": form_conf("photo.jpg", emails[payer])},
+        headers=headers,
+    )
+    assert bad.status_code == 400 and "photo" in bad.text
+    # In the browser: a photo URL, paid by an operator grant (the user has no token).
+    runs["granted"] = trigger_in_the_browser(stack, browser, photo_url, emails[granted])
+
+    gid = generation_id_for_run(GENERATE_DAG_ID, runs["paid"])
+    wait_stored(api, payer, gid)
+    generation = wait_for_generation(api, payer, gid)  # the user sees it as their own
     assert generation["status"] == "succeeded", generation
+    assert generation["prompt"] == "a cheerful astronaut"
+    with sqlite3.connect(stack.cfg.var_dir / "app.db") as db:
+        assert db.execute("SELECT motion, triggered_at IS NOT NULL FROM generation WHERE id = ?", (gid,)).fetchone() == ("wave", 1)
+    assert api.get(generation["assets"]["webm"]).status_code == 200
+    assert ledger_rows(stack, gid) == [("charge", -1)]
+    assert api.get("/api/me", headers=auth(payer)).json()["balance"] == 0
+    assert run_state(stack, runs["paid"], headers) == "success"
+
+    granted_gid = generation_id_for_run(GENERATE_DAG_ID, runs["granted"])
+    wait_stored(api, granted, granted_gid)
+    assert wait_for_generation(api, granted, granted_gid)["status"] == "succeeded"
     # The ledger says who paid: an operator grant, spent by the generation's one charge.
-    assert ledger_rows(stack, gid) == [("grant", 1), ("charge", -1)]
-    assert api.get("/api/me", headers=auth(key)).json()["balance"] == 0
+    assert ledger_rows(stack, granted_gid) == [("grant", 1), ("charge", -1)]
+    assert api.get("/api/me", headers=auth(granted)).json()["balance"] == 0
+
+    # Unknown email: the run fails at its first task, nothing stored, nobody charged.
+    assert run_state(stack, runs["refused"], headers) == "failed"
+    assert ledger_rows(stack, generation_id_for_run(GENERATE_DAG_ID, runs["refused"])) == []
+    tis = httpx.get(
+        f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns/{runs['refused']}/taskInstances", headers=headers
+    ).json()["task_instances"]
+    states = {ti["task_id"]: ti["state"] for ti in tis}
+    assert states["store_generation"] == "failed" and states["charge_token"] == "upstream_failed"
+    assert states["refund_token"] == "success"  # nothing stored, nothing to refund
