@@ -52,6 +52,10 @@ MODEL_POOL = model_pool(get_settings().model_provider)
 # CPU-heavy media work runs on the workers that consume this queue (CeleryExecutor); the
 # LocalExecutor ignores queues.
 MEDIA_QUEUE = "media"
+# How long a task that could hang may run before Airflow stops it (and retries it): a photo
+# download, the encodes. Generous: a loaded media worker takes minutes, a hung one forever.
+STORE_TIMEOUT = timedelta(minutes=5)
+ENCODE_TIMEOUT = timedelta(minutes=20)
 
 default_args = {
     "owner": "bitbuddies",
@@ -126,7 +130,7 @@ def reject_nsfw(result: dict) -> None:
     params=PARAMS,
 )
 def bitbuddies_generate():
-    @task(retries=2, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, pre_execute=None)
+    @task(retries=2, execution_timeout=STORE_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, pre_execute=None)
     def store_generation(params=None) -> str:
         """A run from the trigger form stores (and pays for) its generation here; the API's runs pass its id."""
         gid = generation_id()
@@ -189,7 +193,7 @@ def bitbuddies_generate():
         walk_video_url="{{ (ti.xcom_pull(task_ids='animate').get('walk_video') or {}).get('url', '') }}",
     )
 
-    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE)
+    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT)
     def transcode(video: dict, params=None) -> dict[str, str]:
         from include.media.transcode import WALK_FORMATS, WALK_OUTPUT_NAMES
         from include.media.transcode import transcode as encode

@@ -38,6 +38,9 @@ default_args = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
+# Sheet rendering and the vendor's API can hang: Airflow stops (and retries) them after this.
+RENDER_TIMEOUT = timedelta(minutes=10)
+VENDOR_TIMEOUT = timedelta(minutes=5)
 
 
 @dag(
@@ -59,7 +62,7 @@ def bitbuddies_sticker_order():
         order = orders.start_rendering(params["order_id"])
         return list(range(1, order.sheet_count + 1))
 
-    @task(pool=MEDIA_POOL, map_index_template="sheet {{ task.op_kwargs['sheet_number'] }}")
+    @task(pool=MEDIA_POOL, execution_timeout=RENDER_TIMEOUT, map_index_template="sheet {{ task.op_kwargs['sheet_number'] }}")
     def render_sheet(sheet_number: int, params=None) -> dict[str, str]:
         from fulfillment.sheet import render_sheet as render
 
@@ -73,7 +76,7 @@ def bitbuddies_sticker_order():
                 out.write(pdf)
         return keys
 
-    @task
+    @task(execution_timeout=RENDER_TIMEOUT)
     def store_sheet(rendered: list[dict[str, str]], params=None) -> str:
         from fulfillment.sheet import join_sheets
 
@@ -85,7 +88,7 @@ def bitbuddies_sticker_order():
         orders.mark_rendered(order_id, orders.sheet_key(order_id), orders.sheet_key(order_id, "home"))
         return orders.sheet_key(order_id)
 
-    @task(retries=6)
+    @task(retries=6, execution_timeout=VENDOR_TIMEOUT)
     def send_to_vendor(sheet: str, params=None) -> dict:
         from include.print_vendors import get_vendor
 
