@@ -1,7 +1,8 @@
 """The operator's alerts as Airflow notifiers, attached as the DAGs' ``on_failure_callback``.
 
 - :class:`GenerationFailedNotifier` (the generation DAG): settles the failed generation (failed
-  and refunded, ``include.settlement``) and raises its ``generation_failed`` alert.
+  and refunded, ``include.settlement``) and raises its ``generation_failed`` alert; a run of the
+  trigger form that stored nothing gets the run's alert.
 - :class:`RunFailedNotifier` (every other DAG): raises a ``dag_run_failed`` alert for the run.
 
 Both deliver through ``include.alerts``: the alert table's UNIQUE key makes each alert exist and
@@ -17,20 +18,14 @@ from __future__ import annotations
 from airflow.sdk.bases.notifier import BaseNotifier
 
 from bitbuddies_airflow.refunds import refund_failed_run
-from include import alerts
+from bitbuddies_airflow.runs import generation_id
+from include import alerts, generations
 
 
 def _failed_task(context) -> tuple[str | None, str | None]:
     """The failed task's id and its log URL, as far as the callback's context tells."""
     ti = context.get("ti") or context.get("task_instance")
     return getattr(ti, "task_id", None), getattr(ti, "log_url", None)
-
-
-class GenerationFailedNotifier(BaseNotifier):
-    """A generation's run failed: settle it (refund) and alert the operator, once."""
-
-    def notify(self, context) -> None:
-        refund_failed_run(context)
 
 
 class RunFailedNotifier(BaseNotifier):
@@ -46,3 +41,18 @@ class RunFailedNotifier(BaseNotifier):
             alerts.dag_run_failed(dag_id, run_id, task_id, reason, url)
         except Exception:  # noqa: BLE001 - an alert must never fail the callback's other work
             self.log.exception("alert for %s run %s failed", dag_id, run_id)
+
+
+class GenerationFailedNotifier(RunFailedNotifier):
+    """A generation's run failed: settle it (refund) and alert the operator, once.
+
+    A run from the trigger form that failed before storing its generation (unknown email, not a
+    photo) has nothing to settle: the operator gets the run's alert instead.
+    """
+
+    def notify(self, context) -> None:
+        gid = generation_id(context)
+        if gid and generations.exists(gid):
+            refund_failed_run(context)
+        else:
+            super().notify(context)

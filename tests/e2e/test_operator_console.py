@@ -159,3 +159,41 @@ def test_operators_start_buddies_with_the_trigger_form(stack, api, make_user, br
     states = {ti["task_id"]: ti["state"] for ti in tis}
     assert states["store_generation"] == "failed" and states["charge_token"] == "upstream_failed"
     assert states["refund_token"] == "success"  # nothing stored, nothing to refund
+
+
+def test_the_alerts_and_the_audit_are_pages_of_the_airflow_ui(stack, browser, pushover):  # noqa: F811
+    # A form run refused at its first task (unknown email) fails; the DAG's notifier raises the
+    # run's alert, delivered to Pushover once.
+    headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
+    run_id = f"manual__refused_{time.time_ns()}"
+    resp = httpx.post(
+        f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns",
+        json={"dag_run_id": run_id, "logical_date": None, "conf": form_conf("/nonexistent.jpg", "nobody@example.com")},
+        headers=headers,
+    )
+    assert resp.status_code == 200, resp.text
+    deadline = time.time() + 240
+    while not any(run_id in m.get("message", "") for m in pushover.messages):
+        assert time.time() < deadline, "the failed run's alert did not reach Pushover"
+        time.sleep(2)
+    time.sleep(3)
+    assert sum(run_id in m.get("message", "") for m in pushover.messages) == 1
+
+    base = stack.cfg.airflow_url
+    assert httpx.get(f"{base}/bitbuddies/alerts").status_code == 401  # no Airflow session
+    context = browser.new_context(viewport=DESKTOP)
+    context.add_cookies([{"name": "_token", "value": stack.airflow_token(), "url": base}])
+    page = context.new_page()
+    try:
+        # As the UI's navigation shows them: the plugin's pages in an iframe of the UI.
+        page.goto(f"{base}/plugin/bitbuddies-alerts")
+        frame = page.frame_locator("iframe")
+        frame.get_by_text(run_id).first.wait_for(timeout=30_000)
+        screenshot(page, "operator-alerts", full_page=False)
+        page.goto(f"{base}/plugin/bitbuddies-ledger-audit")
+        verdict = page.frame_locator("iframe").locator("#verdict")
+        verdict.wait_for(timeout=30_000)
+        assert "No violations" in verdict.inner_text()
+        screenshot(page, "operator-ledger-audit", full_page=False)
+    finally:
+        context.close()

@@ -61,6 +61,13 @@ def test_a_failed_generation_is_refunded_and_alerted_once(fresh_app_db, pushover
     assert len(pushover.messages) == 1 and generation.id in pushover.messages[0]["message"]
 
 
+def test_a_form_run_that_stored_nothing_is_alerted_as_a_run(fresh_app_db, pushover):
+    context = dag_callback_context("bitbuddies_generate", "manual__refused", {"generation_id": None, "email": "x@example.com"})
+    GenerationFailedNotifier()(context)
+    [alert] = all_alerts()
+    assert alert.key == "dag_run_failed:bitbuddies_generate:manual__refused" and len(pushover.messages) == 1
+
+
 def test_another_dags_failed_run_is_alerted_once_per_run(fresh_app_db, pushover):
     notifier = RunFailedNotifier()
     notifier(dag_callback_context("bitbuddies_sticker_order", "run-1"))
