@@ -17,6 +17,10 @@ without one), then every model stage is one
 animated WebP, GIF and a poster into object storage (and the walk loop every buddy gets as WebM
 and WebP) and `publish` makes the buddy visible.
 
+**Deadline.** A run not finished `generation_deadline_minutes` after it was queued raises Airflow's
+`DeadlineAlert`: the operator is alerted once (`plugins/bitbuddies_airflow/deadlines.py`), and the
+reconciliation DAG fails and refunds the generation as it does every stuck one.
+
 **Failure.** Business errors (NSFW photo, no usable subject) fail at once, without retries.
 `refund_token` is a teardown that runs once everything else is done: if the generation did not
 succeed it settles it: failed and its token given back, in one transaction (`include/settlement.py`,
@@ -33,8 +37,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.sdk.exceptions import AirflowFailException
 
+from bitbuddies_airflow.deadlines import alert_overdue_generation
 from bitbuddies_airflow.notifiers import GenerationFailedNotifier
 from bitbuddies_airflow.operators import ModelJobOperator
 from bitbuddies_airflow.refunds import refuse_finished_generation
@@ -125,6 +132,13 @@ def reject_nsfw(result: dict) -> None:
     default_args=default_args,
     # Refund and alert when the run fails (at most once in Airflow: refund_token guarantees it).
     on_failure_callback=GenerationFailedNotifier(),
+    # A run not finished this long after it was queued alerts the operator (in the triggerer); the
+    # reconciliation DAG fails and refunds it past the same deadline.
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=get_settings().generation_deadline_minutes),
+        callback=AsyncCallback(alert_overdue_generation),
+    ),
     tags=["bitbuddies", "generation"],
     doc_md=__doc__,
     params=PARAMS,
