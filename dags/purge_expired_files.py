@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
+
+from bitbuddies_airflow.notifiers import RunFailedNotifier
 from include import retention
 
 
@@ -31,6 +33,8 @@ from include import retention
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "bitbuddies", "retries": 3, "retry_delay": timedelta(minutes=5)},
+    # The operator hears of a failed run once (alerts table key), on Pushover.
+    on_failure_callback=RunFailedNotifier(),
     tags=["bitbuddies", "privacy"],
     doc_md=__doc__,
 )

@@ -29,6 +29,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from bitbuddies_airflow.hooks import DEFAULT_CONN_ID, ModelProviderHook
+from bitbuddies_airflow.runs import generation_id
 from bitbuddies_airflow.triggers import ModelJobTrigger
 from include import retention
 from include.model_queue import BUSINESS_ERROR_TYPES, Job, ModelJobFailed, ProviderRejected
@@ -127,9 +128,8 @@ class ModelJobOperator(BaseOperator):
     def _wait(self, job: Job, context) -> None:
         deadline = time.time() + self.job_timeout.total_seconds()
         # The generation, if this run is one, hears where its job waits in the provider's queue.
-        conf = getattr(context.get("dag_run"), "conf", None) or {}
         trigger = ModelJobTrigger(
-            job.status_url, self.conn_id, deadline, self.poll_interval, generation_id=conf.get("generation_id"), stage=self.stage
+            job.status_url, self.conn_id, deadline, self.poll_interval, generation_id=generation_id(context), stage=self.stage
         )
         self.defer(
             trigger=trigger,
