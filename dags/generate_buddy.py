@@ -2,10 +2,13 @@
 # Generate a Bit Buddy
 
 One run per generation: a photo and a prompt in, an animated, transparent cartoon buddy out.
-The web API triggers it with `dag_run_id` = the generation id; an operator can also start one
-from the UI (Trigger with params: a generation already stored by the API).
+The web API triggers it with `dag_run_id` = the generation id. An operator starts one from the
+UI's trigger form: a photo (URL or a file on the server), a prompt, a motion, the user's email and
+who pays (the user's tokens, or an operator grant the ledger records as such);
+`store_generation` then stores and pays for the generation as the API would
+(`include/operator_generations.py`). Runs the API started pass `generation_id` and skip that.
 
-**Pipeline.** `charge_token` confirms the token is paid (the API took it with the generation; the
+**Pipeline.** `store_generation` (operator runs only), then `charge_token` confirms the token is paid (the API took it with the generation; the
 task finds that charge under the same ledger key, and takes it only for a run started from the UI
 without one), then every model stage is one
 `ModelJobOperator` (submit -> deferrable wait -> fetch, never submitted twice):
@@ -13,6 +16,10 @@ without one), then every model stage is one
 `segment_image` -> `animate` -> `segment_video`; then `transcode` encodes WebM (VP9 + alpha),
 animated WebP, GIF and a poster into object storage (and the walk loop every buddy gets as WebM
 and WebP) and `publish` makes the buddy visible.
+
+**Deadline.** A run not finished `generation_deadline_minutes` after it was queued raises Airflow's
+`DeadlineAlert`: the operator is alerted once (`plugins/bitbuddies_airflow/deadlines.py`), and the
+reconciliation DAG fails and refunds the generation as it does every stuck one.
 
 **Failure.** Business errors (NSFW photo, no usable subject) fail at once, without retries.
 `refund_token` is a teardown that runs once everything else is done: if the generation did not
@@ -30,16 +37,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.sdk.exceptions import AirflowFailException
 
+from bitbuddies_airflow.deadlines import alert_overdue_generation
+from bitbuddies_airflow.notifiers import GenerationFailedNotifier
 from bitbuddies_airflow.operators import ModelJobOperator
-from bitbuddies_airflow.refunds import refund_failed_run, refuse_finished_generation
+from bitbuddies_airflow.refunds import refuse_finished_generation
+from bitbuddies_airflow.runs import generation_id, started_by_operator
 from bitbuddies_airflow.reporting import record_failure, report_outcome, report_retry, report_stage, report_stage_finished
 from bitbuddies_airflow.storage import open_for_write, provider_url
-from include import generations, ledger
+from include import generations, ledger, operator_generations
 from include.settlement import settle_failed_generation
 from include.settings import get_settings
-from include.stages import MEDIA_POOL, MODEL_STAGES, model_pool
+from include.stages import MEDIA_POOL, MODEL_STAGES, MOTIONS, model_pool
 
 # One pool per model provider (config/pools.json): the provider in use is configuration. The
 # stages, their waits and pools are declared in include/stages.py.
@@ -47,6 +59,10 @@ MODEL_POOL = model_pool(get_settings().model_provider)
 # CPU-heavy media work runs on the workers that consume this queue (CeleryExecutor); the
 # LocalExecutor ignores queues.
 MEDIA_QUEUE = "media"
+# How long a task that could hang may run before Airflow stops it (and retries it): a photo
+# download, the encodes. Generous: a loaded media worker takes minutes, a hung one forever.
+STORE_TIMEOUT = timedelta(minutes=5)
+ENCODE_TIMEOUT = timedelta(minutes=20)
 
 default_args = {
     "owner": "bitbuddies",
@@ -64,6 +80,44 @@ default_args = {
 }
 
 
+# The trigger form. Every param has a valid default, so the form can be submitted (Airflow's UI
+# keeps Trigger disabled while the form does not validate); the schema refuses bad values in the
+# form itself. The API's runs pass generation_id, user_id and upload_path.
+_API_SECTION = "Started by the API (leave empty to start a new buddy)"
+PARAMS = {
+    "photo": Param(
+        None, type=["null", "string"], pattern=r"^(https?://\S+|/\S.*)$", title="Photo",
+        description="The photo: an http(s) URL, or the absolute path of a file on the server.",
+    ),
+    "prompt": Param(
+        "bounce happily", type="string", minLength=1, maxLength=500, title="Prompt",
+        description="What the buddy should be like (1-500 characters).",
+    ),
+    # The motion chosen in the web app; none: the animate stage reads it from the prompt. (Null,
+    # not "": the UI counts an empty string as a missing value.)
+    "motion": Param(
+        None, type=["null", "string"], enum=[None, *MOTIONS], title="Motion",
+        values_display={"None": "read it from the prompt", **{m: m for m in MOTIONS}},
+    ),
+    "email": Param(
+        None, type=["null", "string"], pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", maxLength=320, title="User's email",
+        description="The user the buddy is for.",
+    ),
+    "payment": Param(
+        "user_tokens", type="string", enum=list(operator_generations.PAYMENTS), title="Who pays",
+        values_display={"user_tokens": "one of the user's tokens", "operator_grant": "an operator grant (recorded in the ledger)"},
+    ),
+    "generation_id": Param(
+        None, type=["null", "string"], pattern="^[0-9a-f]{32}$", section=_API_SECTION,
+        description="Generation id (from the API)",
+    ),
+    "user_id": Param(None, type=["null", "integer"], minimum=1, section=_API_SECTION, description="Owner of the generation"),
+    "upload_path": Param(
+        None, type=["null", "string"], minLength=1, section=_API_SECTION, description="Storage key of the uploaded photo",
+    ),
+}
+
+
 def reject_nsfw(result: dict) -> None:
     if result.get("nsfw"):
         raise AirflowFailException("This photo can't be used: it looks like it contains nudity.")
@@ -77,28 +131,45 @@ def reject_nsfw(result: dict) -> None:
     max_active_runs=64,
     default_args=default_args,
     # Refund and alert when the run fails (at most once in Airflow: refund_token guarantees it).
-    on_failure_callback=refund_failed_run,
+    on_failure_callback=GenerationFailedNotifier(),
+    # A run not finished this long after it was queued alerts the operator (in the triggerer); the
+    # reconciliation DAG fails and refunds it past the same deadline.
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=get_settings().generation_deadline_minutes),
+        callback=AsyncCallback(alert_overdue_generation),
+    ),
     tags=["bitbuddies", "generation"],
     doc_md=__doc__,
-    params={
-        "generation_id": Param(type="string", minLength=32, maxLength=32, description="Generation id (from the API)"),
-        "user_id": Param(type="integer", minimum=1, description="Owner of the generation"),
-        "prompt": Param("bounce happily", type="string", minLength=1, maxLength=500),
-        # The motion chosen in the web app; empty: the animate stage reads it from the prompt.
-        "motion": Param("", type="string", maxLength=16),
-        "upload_path": Param(type="string", minLength=1, description="Storage key of the uploaded photo"),
-    },
+    params=PARAMS,
 )
 def bitbuddies_generate():
+    @task(retries=2, execution_timeout=STORE_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, pre_execute=None)
+    def store_generation(params=None) -> str:
+        """A run from the trigger form stores (and pays for) its generation here; the API's runs pass its id."""
+        gid = generation_id()
+        if not started_by_operator():
+            return gid
+        request = operator_generations.OperatorRequest(
+            photo=params["photo"] or "", prompt=params["prompt"], email=params["email"] or "",
+            motion=params["motion"], payment=params["payment"],
+        )
+        try:
+            generation = operator_generations.store(gid, request)
+        except operator_generations.OperatorRequestRefused as exc:
+            raise AirflowFailException(str(exc)) from None
+        print(f"generation {gid} stored for user {generation.user_id} ({params['payment']})")
+        return gid
+
     @task(retries=5)
     def charge_token(params=None) -> int:
         # The API charged attempt 1 when it stored the generation: this returns that entry.
-        entry = ledger.charge_generation(params["generation_id"])
+        entry = ledger.charge_generation(generation_id())
         return entry.id
 
     @task(on_execute_callback=None)
     def photo_url(params=None) -> str:
-        return provider_url(params["upload_path"])
+        return provider_url(params["upload_path"] or generations.get(generation_id()).upload_path)
 
     def model_stage(stage: str, **inputs) -> ModelJobOperator:
         return ModelJobOperator(
@@ -109,6 +180,7 @@ def bitbuddies_generate():
     stage_options = {"moderate": {"check_result": reject_nsfw}}
     prompt = "{{ params.prompt }}"
 
+    stored = store_generation()
     charge = charge_token()
     photo = photo_url()
     moderate = model_stage("moderate", image_url=photo)
@@ -126,7 +198,7 @@ def bitbuddies_generate():
         "or ti.xcom_pull(task_ids='cartoonize', key='image_url') }}",
     )
     segment_image.trigger_rule = "none_failed_min_one_success"
-    animate = model_stage("animate", image_url=segment_image.output["image_url"], prompt=prompt, motion="{{ params.motion }}")
+    animate = model_stage("animate", image_url=segment_image.output["image_url"], prompt=prompt, motion="{{ params.motion or '' }}")
     segment_video = model_stage(
         "segment_video",
         video_url=animate.output["video_url"],
@@ -135,12 +207,12 @@ def bitbuddies_generate():
         walk_video_url="{{ (ti.xcom_pull(task_ids='animate').get('walk_video') or {}).get('url', '') }}",
     )
 
-    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE)
+    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT)
     def transcode(video: dict, params=None) -> dict[str, str]:
         from include.media.transcode import WALK_FORMATS, WALK_OUTPUT_NAMES
         from include.media.transcode import transcode as encode
 
-        prefix = f"generations/{params['generation_id']}"
+        prefix = f"generations/{generation_id()}"
         fps = int(video.get("fps") or 24)
         assets = encode(video["video"]["url"], lambda name: open_for_write(f"{prefix}/{name}"), fps=fps)
         published = {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}
@@ -152,7 +224,7 @@ def bitbuddies_generate():
 
     @task(on_success_callback=report_outcome)
     def publish(assets: dict[str, str], params=None) -> None:
-        generations.mark_succeeded(params["generation_id"], assets)
+        generations.mark_succeeded(generation_id(), assets)
 
     @task(retries=8, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, on_success_callback=report_outcome, pre_execute=None)
     def refund_token(params=None) -> None:
@@ -161,17 +233,20 @@ def bitbuddies_generate():
         A teardown, so it never decides the run's state: `publish` does, and a failed run stays failed.
         The ledger key makes it idempotent across retries, re-runs and the reconciliation DAG.
         """
-        gid = params["generation_id"]
+        gid = generation_id()
+        if not generations.exists(gid):
+            print(f"{gid}: never stored (the trigger form's request was refused): nothing to refund")
+            return
         refunded = settle_failed_generation(gid)
         print(f"{gid}: {'refunded and failed' if refunded else 'succeeded or never charged: nothing to refund'}")
 
     branch = choose_body(analyze.output)
     assets = transcode(segment_video.output)
-    charge >> photo >> moderate >> analyze
+    stored >> charge >> photo >> moderate >> analyze
     cartoonize >> branch >> [expand, segment_image]
     expand >> segment_image
     done = publish(assets)
-    every_task = [charge, photo, moderate, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done]
+    every_task = [stored, charge, photo, moderate, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done]
     every_task >> refund_token().as_teardown()
 
 

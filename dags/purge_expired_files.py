@@ -4,8 +4,9 @@
 Every hour: deletes what BitBuddies no longer needs to keep (`include/retention.py`).
 
 - a generation's **photo** and the model provider's **intermediate results** (the local model
-  server's jobs and files), `BITBUDDIES_UPLOAD_RETENTION_DAYS` (default 7) after the generation
-  ended; its published assets stay until its owner deletes it;
+  server's jobs and files; fal.ai's payloads and output files of the generation's jobs),
+  `BITBUDDIES_UPLOAD_RETENTION_DAYS` (default 7) after the generation ended; its published assets
+  stay until its owner deletes it;
 - everything of a **deleted** generation whose files could not all be removed at deletion time
   (the model server was down);
 - the model server's finished jobs older than the retention period that belong to no generation.
@@ -20,6 +21,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
+
+from bitbuddies_airflow.notifiers import RunFailedNotifier
 from include import retention
 
 
@@ -30,6 +33,8 @@ from include import retention
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "bitbuddies", "retries": 3, "retry_delay": timedelta(minutes=5)},
+    # The operator hears of a failed run once (alerts table key), on Pushover.
+    on_failure_callback=RunFailedNotifier(),
     tags=["bitbuddies", "privacy"],
     doc_md=__doc__,
 )

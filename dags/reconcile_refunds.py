@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
+
+from bitbuddies_airflow.notifiers import RunFailedNotifier
 from bitbuddies_airflow.refunds import send_alert
 from include import alerts, generations, ledger
 from include.settlement import settle_failed_generation
@@ -44,6 +46,8 @@ STUCK_ERROR = "Making your buddy took far too long and was stopped; your token w
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "bitbuddies", "retries": 3, "retry_delay": timedelta(seconds=30)},
+    # The operator hears of a failed run once (alerts table key), on Pushover.
+    on_failure_callback=RunFailedNotifier(),
     tags=["bitbuddies", "money"],
     doc_md=__doc__,
 )

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+
+from bitbuddies_airflow.notifiers import RunFailedNotifier
 from bitbuddies_airflow.print_vendor import WaitForPrintOperator
 from bitbuddies_airflow.storage import open_for_write, provider_url, storage_path
 from include import orders
@@ -36,6 +38,9 @@ default_args = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
+# Sheet rendering and the vendor's API can hang: Airflow stops (and retries) them after this.
+RENDER_TIMEOUT = timedelta(minutes=10)
+VENDOR_TIMEOUT = timedelta(minutes=5)
 
 
 @dag(
@@ -45,6 +50,8 @@ default_args = {
     catchup=False,
     max_active_runs=64,
     default_args=default_args,
+    # The operator hears of a failed run once (alerts table key), on Pushover.
+    on_failure_callback=RunFailedNotifier(),
     tags=["bitbuddies", "fulfillment"],
     doc_md=__doc__,
     params={"order_id": Param(type="string", minLength=32, maxLength=32, description="Sticker order id (from the API)")},
@@ -55,7 +62,7 @@ def bitbuddies_sticker_order():
         order = orders.start_rendering(params["order_id"])
         return list(range(1, order.sheet_count + 1))
 
-    @task(pool=MEDIA_POOL, map_index_template="sheet {{ task.op_kwargs['sheet_number'] }}")
+    @task(pool=MEDIA_POOL, execution_timeout=RENDER_TIMEOUT, map_index_template="sheet {{ task.op_kwargs['sheet_number'] }}")
     def render_sheet(sheet_number: int, params=None) -> dict[str, str]:
         from fulfillment.sheet import render_sheet as render
 
@@ -69,7 +76,7 @@ def bitbuddies_sticker_order():
                 out.write(pdf)
         return keys
 
-    @task
+    @task(execution_timeout=RENDER_TIMEOUT)
     def store_sheet(rendered: list[dict[str, str]], params=None) -> str:
         from fulfillment.sheet import join_sheets
 
@@ -81,7 +88,7 @@ def bitbuddies_sticker_order():
         orders.mark_rendered(order_id, orders.sheet_key(order_id), orders.sheet_key(order_id, "home"))
         return orders.sheet_key(order_id)
 
-    @task(retries=6)
+    @task(retries=6, execution_timeout=VENDOR_TIMEOUT)
     def send_to_vendor(sheet: str, params=None) -> dict:
         from include.print_vendors import get_vendor
 

@@ -137,6 +137,45 @@ def generation_stalled(
     return raise_once(alert)
 
 
+def generation_overdue(generation_id: str, run_id: str, deadline_time: str | None, airflow_url: str | None) -> Alert:
+    """The alert for a generation whose run missed its deadline (Airflow's DeadlineAlert): once per generation.
+
+    The reconciliation DAG fails and refunds it unless it finishes first.
+    """
+    message = "\n".join(
+        [
+            f"Generation {generation_id} (run {run_id}) has not finished by its deadline {deadline_time or ''}.".replace(" .", "."),
+            "The reconciliation DAG fails and refunds it unless it finishes first.",
+        ]
+    )
+    alert = Alert(
+        key=f"generation_overdue:{generation_id}",
+        kind="generation_overdue",
+        generation_id=generation_id,
+        title="BitBuddies: generation missed its deadline",
+        message=message[:MESSAGE_MAX],
+        details={"run_id": run_id, "deadline_time": deadline_time},
+        url=airflow_url,
+    )
+    return raise_once(alert)
+
+
+def dag_run_failed(dag_id: str, run_id: str, failed_task: str | None, error: str | None, airflow_url: str | None) -> Alert:
+    """The alert for a failed run of a DAG other than the generation's (sticker orders, upkeep): once per run."""
+    message = "\n".join(
+        [f"DAG {dag_id} run {run_id} failed" + (f" at {failed_task}." if failed_task else "."), f"Reason: {error}" if error else ""]
+    ).strip()
+    alert = Alert(
+        key=f"dag_run_failed:{dag_id}:{run_id}"[:200],
+        kind="dag_run_failed",
+        title=f"BitBuddies: {dag_id} failed ({failed_task or 'run'})"[:TITLE_MAX],
+        message=message[:MESSAGE_MAX],
+        details={"dag_id": dag_id, "run_id": run_id, "failed_task": failed_task, "error": error},
+        url=airflow_url,
+    )
+    return raise_once(alert)
+
+
 def raise_once(alert: Alert, *, urgent: bool = False) -> Alert:
     """Store ``alert`` and deliver it, unless an alert with its key exists: then return that one.
 

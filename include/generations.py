@@ -73,6 +73,11 @@ def get(gid: str) -> Generation:
     return generation
 
 
+def exists(gid: str) -> bool:
+    with session_scope() as session:
+        return session.get(Generation, gid) is not None
+
+
 def mark_stage(gid: str, stage: str) -> Generation:
     """Record that ``stage`` started; the generation is running (unless already finished)."""
     with session_scope(write_lock=True) as session:
@@ -192,7 +197,7 @@ def dag_run_conf(generation: Generation) -> dict[str, object]:
         "generation_id": generation.id,
         "user_id": generation.user_id,
         "prompt": generation.prompt,
-        "motion": generation.motion or "",
+        "motion": generation.motion,  # None: read from the prompt
         "upload_path": generation.upload_path,
     }
 

@@ -116,7 +116,12 @@ def _insufficient(available: int) -> InsufficientTokens:
     return InsufficientTokens(f"No tokens left: a buddy costs {TOKENS_PER_GENERATION} token and the balance is {available}.")
 
 
-def create_paid_generation(generation: Generation) -> Generation:
+def operator_grant_key(generation_id: str) -> str:
+    """The token an operator granted for one generation started from Airflow's trigger form."""
+    return f"operator-grant:{generation_id}"
+
+
+def create_paid_generation(generation: Generation, operator_grant: bool = False) -> Generation:
     """Store a new generation and take its token (attempt 1) in one transaction.
 
     The balance check, the generation row and the charge commit together under the user's
@@ -124,14 +129,29 @@ def create_paid_generation(generation: Generation) -> Generation:
     balance empty raises ``InsufficientTokens`` and stores nothing. The DAG's charge task calls
     ``charge_generation(gid, 1)`` later and finds this charge. An ``IntegrityError`` (same
     client Idempotency-Key, a concurrent request won) is left to the caller.
+
+    With ``operator_grant`` an operator pays: a grant of the token, keyed
+    ``operator-grant:{generation id}`` and linked to the generation, commits with the charge, so
+    the user's balance is never touched (a failed generation's refund then leaves them the
+    granted token, as any refund does).
     """
     with session_scope(write_lock=True) as session:
         lock_user(session, generation.user_id)
         available = _sum_for_user(session, generation.user_id)
-        if available < TOKENS_PER_GENERATION:
+        if available < TOKENS_PER_GENERATION and not operator_grant:
             raise _insufficient(available)
         session.add(generation)
         session.flush()
+        if operator_grant:
+            session.add(
+                LedgerEntry(
+                    user_id=generation.user_id,
+                    amount=TOKENS_PER_GENERATION,
+                    reason="grant",
+                    idempotency_key=operator_grant_key(generation.id),
+                    generation_id=generation.id,
+                )
+            )
         session.add(
             LedgerEntry(
                 user_id=generation.user_id,

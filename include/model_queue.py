@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import json
 import logging
 import random
 import ssl
@@ -35,6 +36,9 @@ import httpx
 
 log = logging.getLogger(__name__)
 
+# fal.ai's per-request lifetime of the files a job writes to its CDN (the intermediates: cut-outs,
+# frames, videos); expired files are deleted for good.
+LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle-Preference"
 # Transient answers worth retrying: rate limits and provider-side trouble.
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 # error_type values that mean the input itself can never succeed.
@@ -191,9 +195,13 @@ class QueueClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        media_expiry_seconds: int | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
+        # How long the provider may keep the files a job makes (fal's CDN honours it; the local
+        # model server's are purged by the retention DAG).
+        self.media_expiry_seconds = media_expiry_seconds
         self._http = httpx.Client(timeout=timeout, headers=_auth_headers(api_key), transport=transport,
                                   verify=_tls_context())
 
@@ -218,6 +226,8 @@ class QueueClient:
 
     def submit(self, model_id: str, payload: dict[str, Any], idempotency_key: str | None = None) -> Job:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        if self.media_expiry_seconds is not None:
+            headers[LIFECYCLE_HEADER] = json.dumps({"expiration_duration_seconds": self.media_expiry_seconds})
         resp = self._request("POST", f"{self.base_url}/{model_id}", json=payload, headers=headers)
         if resp.status_code >= 400:
             raise _failure_from_response(resp)

@@ -1,7 +1,8 @@
 """How long BitBuddies keeps a generation's files, and removing them.
 
 A generation's photo (``uploads/{gid}/``) and the model provider's intermediate results (the
-local model server's jobs and files) are needed only while it runs: they are deleted
+local model server's jobs and files, or fal.ai's payloads and output files of the jobs recorded
+under ``provider_jobs/{gid}/``) are needed only while it runs: they are deleted
 ``upload_retention_days`` after it ended. Its published assets (``generations/{gid}/``) stay
 until its owner deletes it; a deleted generation loses everything (include/deletion.py).
 
@@ -13,6 +14,7 @@ halfway (a model server that was down) is simply due again on the next run.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 
 import httpx
@@ -42,7 +44,7 @@ def model_job_key_prefix(generation_id: str) -> str:
 def purge_model_copies(*, key_prefix: str | None = None, finished_before: datetime | None = None) -> int:
     """Delete the local model server's finished jobs and their files; returns how many.
 
-    fal.ai keeps a request's payloads under its own retention; nothing to call there.
+    fal.ai's copies are deleted per job (``purge_fal_copies``).
     """
     settings = get_settings()
     if settings.model_provider != "local":
@@ -63,15 +65,71 @@ def purge_model_copies(*, key_prefix: str | None = None, finished_before: dateti
     return int(response.json().get("purged", 0))
 
 
+_FAL_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+
+def _fal_jobs_prefix(generation_id: str) -> str:
+    return f"provider_jobs/{generation_id}"
+
+
+def record_fal_job(generation_id: str, request_id: str) -> None:
+    """Remember that a job of this generation ran at fal.ai, so its copies there can be deleted.
+
+    One empty object per job, named by the request id (fal knows its jobs only by that id).
+    """
+    if not _FAL_REQUEST_ID.match(request_id):
+        raise ValueError(f"not a fal request id: {request_id!r}")
+    with storage.open_write(f"{_fal_jobs_prefix(generation_id)}/{request_id}"):
+        pass
+
+
+def purge_fal_copies(generation_id: str) -> int:
+    """Delete what fal.ai keeps of the generation's jobs: their input and output payloads and the
+    output files on fal's CDN (``DELETE {fal_platform_url}/models/requests/{id}/payloads``, admin
+    key). Returns how many jobs; a job's record goes once fal confirmed (or no longer knows it).
+
+    Without an admin key nothing can be deleted at fal: the records go with a warning (fal's CDN
+    files still expire through the lifetime sent with each job, its payloads after fal's own 30 days).
+    """
+    settings = get_settings()
+    keys = storage.list_keys(_fal_jobs_prefix(generation_id))
+    if not keys:
+        return 0
+    admin_key = settings.fal_admin_key.get_secret_value()
+    if not admin_key:
+        log.warning("generation %s: no BITBUDDIES_FAL_ADMIN_KEY, fal keeps %d job(s) until they expire", generation_id, len(keys))
+        storage.delete_tree(_fal_jobs_prefix(generation_id))
+        return 0
+    base = settings.fal_platform_url.rstrip("/")
+    for key in keys:
+        request_id = key.rsplit("/", 1)[-1]
+        try:
+            response = httpx.delete(
+                f"{base}/models/requests/{request_id}/payloads",
+                headers={"Authorization": f"Key {admin_key}", "Idempotency-Key": f"purge:{request_id}"},
+                timeout=PURGE_TIMEOUT_SECONDS,
+            )
+        except httpx.HTTPError as error:
+            raise PurgeFailed(f"fal unreachable: {error}") from error
+        if response.status_code not in (200, 204, 404):
+            raise PurgeFailed(f"fal answered {response.status_code} to deleting request {request_id}")
+        failed_files = [r for r in (response.json().get("cdn_delete_results") or []) if r.get("exception")] if response.status_code == 200 else []
+        if failed_files:
+            raise PurgeFailed(f"fal could not delete {len(failed_files)} file(s) of request {request_id}")
+        storage.delete(key)
+    return len(keys)
+
+
 def purge_generation_files(generation_id: str, *, assets: bool) -> None:
     """Remove the generation's photo and intermediates, and its published assets when ``assets``.
 
-    Raises ``PurgeFailed`` when the model server's copies could not be removed; the storage
+    Raises ``PurgeFailed`` when the model provider's copies could not be removed; the storage
     part is done by then and a repeat is harmless.
     """
     storage.delete_tree(f"uploads/{generation_id}")
     if assets:
         storage.delete_tree(f"generations/{generation_id}")
+    purge_fal_copies(generation_id)
     purge_model_copies(key_prefix=model_job_key_prefix(generation_id))
 
 

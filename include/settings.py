@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # Cap on one downloaded input (image or video) of a model server job.
     model_server_max_input_bytes: int = 200 * 1024 * 1024
     fal_queue_url: str = "https://queue.fal.run"
+    # fal's Platform API and an *admin* key of the account: the retention DAG and deletions remove
+    # fal's stored payloads and output files of a generation's jobs with it (include/retention.py).
+    fal_platform_url: str = "https://api.fal.ai/v1"
+    fal_admin_key: SecretStr = SecretStr("")
 
     # Uploads.
     max_upload_bytes: int = 15 * 1024 * 1024

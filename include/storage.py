@@ -102,6 +102,15 @@ def delete_tree(prefix: str) -> None:
         fs.rm(path, recursive=True)
 
 
+def list_keys(prefix: str) -> list[str]:
+    """The keys of every object under ``prefix`` (a folder), sorted; empty when there is none."""
+    fs, path = _path(prefix)
+    if not fs.exists(path):
+        return []
+    root_path = _root()[1]
+    return sorted(found[len(root_path) + 1 :] for found in fs.find(path) if found.startswith(root_path + "/"))
+
+
 def url(key: str) -> str:
     """The full storage URL of ``key``, e.g. ``file:///.../var/storage/uploads/x/photo.jpg``."""
     _, _, root_url = _root()

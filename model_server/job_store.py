@@ -96,6 +96,9 @@ class JobStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # A purged job's input (a user's photo URL or data: URI) is overwritten with zeros on disk,
+        # not left in free pages of jobs.db until they happen to be reused.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "done_reported_at" not in columns:  # a jobs.db from before the column
@@ -197,8 +200,9 @@ class JobStore:
         ]
 
     def purge_finished(self, *, key_prefix: str | None = None, finished_before: float | None = None) -> list[str]:
-        """Forget finished jobs (their inputs, results and logs) whose idempotency key starts with
-        ``key_prefix`` or that finished before ``finished_before``; returns their request ids.
+        """Forget finished jobs (their inputs, results, logs and submission records) whose idempotency
+        key starts with ``key_prefix`` or that finished before ``finished_before``; returns their
+        request ids.
 
         Jobs still queued or running are kept: their worker writes to them.
         """
@@ -217,8 +221,13 @@ class JobStore:
             ids = [r["request_id"] for r in rows]
             for request_id in ids:
                 self._db.execute("DELETE FROM job_logs WHERE request_id = ?", (request_id,))
+                self._db.execute("DELETE FROM submissions WHERE request_id = ?", (request_id,))
                 self._db.execute("DELETE FROM jobs WHERE request_id = ?", (request_id,))
         return ids
+
+    def known_request_ids(self) -> set[str]:
+        with self._lock:
+            return {r["request_id"] for r in self._db.execute("SELECT request_id FROM jobs").fetchall()}
 
     # -- logs ---------------------------------------------------------------------------
     def add_log(self, request_id: str, level: str, message: str, timestamp: str) -> None:

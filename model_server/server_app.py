@@ -124,11 +124,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def admin_purge(request: Request, body: PurgeRequest) -> dict[str, Any]:
         """Delete finished jobs and their result files: one generation's (deletion) or all finished
         before a time (retention). Results of the pipeline's stages are copies of a user's photo."""
-        ids = request.app.state.store.purge_finished(key_prefix=body.idempotency_key_prefix,
-                                                     finished_before=body.finished_before)
+        store = request.app.state.store
+        ids = store.purge_finished(key_prefix=body.idempotency_key_prefix, finished_before=body.finished_before)
         for request_id in ids:
             if _SAFE_REQUEST_ID.match(request_id):
                 shutil.rmtree(files_root / request_id, ignore_errors=True)
+        if body.finished_before is not None:
+            # Files of no job (a job forgotten while its folder could not be removed), as old: they go too.
+            known = store.known_request_ids()
+            for folder in files_root.iterdir():
+                if folder.name not in known and folder.stat().st_mtime < body.finished_before:
+                    shutil.rmtree(folder, ignore_errors=True)
         return {"purged": len(ids)}
 
     @app.get("/files/{request_id}/{file_name}")

@@ -23,9 +23,18 @@ def airflow(*args: str) -> str:
     return subprocess.run(["airflow", *args], check=True, capture_output=True, text=True, cwd=ROOT).stdout
 
 
+def airflow_json(*args: str) -> list[dict]:
+    """The JSON an ``airflow ... --output json`` command prints. Airflow's CLI logs import-time
+    warnings to stdout before it (a line starting with a timestamp), so the JSON starts at the first
+    line that opens a list or an object."""
+    lines = airflow(*args, "--output", "json").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith(("[", "{"))), None)
+    return json.loads("\n".join(lines[start:])) if start is not None else []
+
+
 def create_admin_user() -> None:
     username = os.environ["_AIRFLOW_ADMIN_USERNAME"]
-    existing = json.loads(airflow("users", "list", "--output", "json") or "[]")
+    existing = airflow_json("users", "list")
     if any(user.get("username") == username for user in existing):
         print(f"Airflow user {username} exists")
         return
@@ -37,24 +46,43 @@ def create_admin_user() -> None:
 
 
 def create_api_user() -> None:
-    """The API's own user, in a role that may only trigger and read the two BitBuddies DAGs."""
+    """The API's own user, in a role that may only trigger and read the two BitBuddies DAGs: the role
+    holds exactly ``api_role_permissions()`` (a right found beyond them, such as edit on a DAG from an
+    earlier set-up, is taken away)."""
     from ops.airflow_roles import API_ROLE, API_USER, api_role_permissions
 
     # The per-DAG permission resources exist once the DAGs are serialized and synced.
     airflow("dags", "reserialize")
     airflow("sync-perm", "--include-dags")
-    roles = {role.get("name") for role in json.loads(airflow("roles", "list", "--output", "json") or "[]")}
+    roles = {role.get("name") for role in airflow_json("roles", "list")}
     if API_ROLE not in roles:
         airflow("roles", "create", API_ROLE)
-    for action, resource in api_role_permissions():
-        airflow("roles", "add-perms", API_ROLE, "--resource", resource, "--action", action)
-    existing = json.loads(airflow("users", "list", "--output", "json") or "[]")
+    wanted = set(api_role_permissions())
+    held = role_permissions(API_ROLE)
+    for action, resources in _by_action(wanted - held).items():
+        airflow("roles", "add-perms", API_ROLE, "--resource", *resources, "--action", action)
+    for action, resources in _by_action(held - wanted).items():
+        airflow("roles", "del-perms", API_ROLE, "--resource", *resources, "--action", action)
+    existing = airflow_json("users", "list")
     if not any(user.get("username") == API_USER for user in existing):
         airflow(
             "users", "create", "--username", API_USER, "--password", os.environ["_AIRFLOW_API_PASSWORD"],
             "--role", API_ROLE, "--firstname", "BitBuddies", "--lastname", "API", "--email", f"{API_USER}@bitbuddies.local",
         )  # fmt: skip
     print(f"Airflow user {API_USER} ({API_ROLE}) ready")
+
+
+def role_permissions(role: str) -> set[tuple[str, str]]:
+    """The (action, resource) pairs a FAB role holds, as Airflow's metadata DB has them."""
+    rows = airflow_json("roles", "list", "--permission")
+    return {(action, row["resource"]) for row in rows if row["name"] == role for action in row["action"].split(",") if action}
+
+
+def _by_action(permissions: set[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for action, resource in sorted(permissions):
+        grouped.setdefault(action, []).append(resource)
+    return grouped
 
 
 def create_bucket() -> None:

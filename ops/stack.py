@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from include.settings import read_or_create_secret
-from ops.airflow_roles import API_USER, SIMPLE_AUTH_API_ROLE
+from ops.airflow_roles import API_USER, SIMPLE_AUTH_API_ROLE, SIMPLE_AUTH_MANAGER
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -129,7 +129,7 @@ def airflow_password(cfg: StackConfig) -> str:
 
 
 def api_airflow_password(cfg: StackConfig) -> str:
-    """The API's own Airflow user's password (``bitbuddies-api``, role ``user``)."""
+    """The API's own Airflow user's password (``bitbuddies-api``, ops/airflow_roles.py)."""
     return _secret(cfg.airflow_home / "api_password")
 
 
@@ -158,8 +158,9 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__CORE__PARALLELISM": "32",
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
-            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            # The operator, and the API's own user: the narrowest role that may trigger runs.
+            # SimpleAuthManager, where the API's own user may read and trigger the two BitBuddies DAGs and
+            # not pause them (ops/airflow_roles.py); the operator is admin.
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin,{API_USER}:{SIMPLE_AUTH_API_ROLE}",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.airflow_url}/execution/",
@@ -480,7 +481,13 @@ class Stack:
         for dag_id in dag_ids:
             while True:
                 self.check_alive()
-                resp = httpx.get(f"{self.cfg.airflow_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10)
+                try:
+                    resp = httpx.get(f"{self.cfg.airflow_url}/api/v2/dags/{dag_id}", headers=headers, timeout=10)
+                except httpx.TimeoutException:
+                    # A busy api-server (one worker, a task start holding it) is not a dead one.
+                    if time.time() > deadline:
+                        raise
+                    continue
                 if resp.status_code == 200:
                     if resp.json().get("is_paused"):
                         httpx.patch(

@@ -1,4 +1,9 @@
-"""The BitBuddies Airflow plugin: each generation run links to its generation page in the web app.
+"""The BitBuddies Airflow plugin: the operator's views in the Airflow UI.
+
+- "Alerts" and "Ledger audit" in the UI's navigation: read-only pages of a FastAPI app mounted on
+  the api-server under ``/bitbuddies`` (``bitbuddies_airflow/console.py``; Airflow's auth manager
+  decides who may see them).
+- Each generation run links to its generation page in the web app:
 
 An ``external_views`` entry with ``destination: "dag_run"`` is a tab on every DAG run page of the
 Airflow 3 UI (the UI lists only views with a ``url_route``, at ``.../runs/{run_id}/plugin/{url_route}``)
@@ -17,6 +22,8 @@ from airflow.plugins_manager import AirflowPlugin
 from include.settings import get_settings
 
 GENERATION_VIEW_ROUTE = "bitbuddies-generation"
+CONSOLE_PREFIX = "/bitbuddies"
+OPERATOR_VIEWS = (("Alerts", "alerts", "bitbuddies-alerts"), ("Ledger audit", "audit", "bitbuddies-ledger-audit"))
 
 
 def generation_view() -> dict[str, str]:
@@ -29,6 +36,21 @@ def generation_view() -> dict[str, str]:
     }
 
 
+def operator_views() -> list[dict[str, str]]:
+    """The console's pages as entries of the UI's navigation (shown in an iframe, same origin)."""
+    return [
+        {"name": name, "href": f"{CONSOLE_PREFIX}/{page}", "destination": "nav", "category": "BitBuddies", "url_route": route}
+        for name, page, route in OPERATOR_VIEWS
+    ]
+
+
+def console_app() -> dict:
+    from bitbuddies_airflow.console import app
+
+    return {"app": app, "url_prefix": CONSOLE_PREFIX, "name": "BitBuddies operator views"}
+
+
 class BitBuddiesPlugin(AirflowPlugin):
     name = "bitbuddies"
-    external_views = [generation_view()]
+    external_views = [generation_view(), *operator_views()]
+    fastapi_apps = [console_app()]

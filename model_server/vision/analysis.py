@@ -33,6 +33,11 @@ MAX_OBJECT_AREA_SHARE = 0.90
 MIN_OBJECT_SOLIDITY = 0.55
 MIN_OBJECT_CONTRAST = 14.0  # Lab units between subject and background (noise/flat images fall below)
 MIN_OBJECT_SEPARATION = 0.3  # Bhattacharyya distance of inside/outside colour histograms
+# One subject: no other salient region of the photo (colours rare on the border, not a box such as
+# a door or a window) reaches this share of the subject's area. Scenes of many scattered shapes
+# offered competitors of 0.49-1.0 of their largest blob; subjects on plain, indoor and outdoor
+# backdrops, the cat, the coffee and a drawn figure on scattered shapes 0-0.24.
+MAX_COMPETITOR_SHARE = 0.35
 # Uprightness score = 2 * torso + head (-3..3): the torso is the body's axis, the head leans and nods.
 # A turned orientation must show an upright person where the photo as given does not, and beat it by this.
 UPRIGHT_CLEAR_WIN = 0.1
@@ -189,6 +194,15 @@ def person_cut_off(landmarks: dict[str, tuple[float, float]], size: tuple[int, i
     return missing
 
 
+def _outline(mask: np.ndarray, scale: float) -> list[tuple[float, float]]:
+    """The outer contour of a mask's largest region as a polygon in the image's pixels."""
+    if not mask.any():
+        return []
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygon = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True).reshape(-1, 2)
+    return [(float(x) / scale, float(y) / scale) for x, y in polygon]
+
+
 def _analyze_person(rgb: np.ndarray, found) -> Analysis:
     rotation, pose, scale = found
     image = _rotate_cw(rgb, rotation)
@@ -206,11 +220,7 @@ def _analyze_person(rgb: np.ndarray, found) -> Analysis:
     if box[3] < MIN_SUBJECT_HEIGHT_SHARE * h or area_share < MIN_SUBJECT_AREA_SHARE:
         raise VisionError(SUBJECT_TOO_SMALL, TOO_SMALL_MESSAGE)
     missing = person_cut_off(landmarks, (w, h), box)
-    outline = []
-    if mask_small.any():
-        contours, _ = cv2.findContours(mask_small.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        polygon = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True).reshape(-1, 2)
-        outline = [(float(x) / scale, float(y) / scale) for x, y in polygon]
+    outline = _outline(mask_small, scale)
     return Analysis(image, rotation, "person", box, bool(missing), missing, landmarks, dict(pose.visibility), outline)
 
 
@@ -241,6 +251,22 @@ def _colour_separation(small_rgb: np.ndarray, blob: np.ndarray) -> float:
     return float(cv2.compareHist(h_in, h_out, cv2.HISTCMP_BHATTACHARYYA))
 
 
+def _competitor_share(dist: np.ndarray, blob: np.ndarray) -> float:
+    """Area of the largest other candidate subject, as a share of the blob's: a region away from the
+    blob whose colours are rare on the border (``dist`` over the contrast bar) and that is not a
+    box (walls, doors and windows are rectangles, characters are not)."""
+    near = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    salient = ((dist > MIN_OBJECT_CONTRAST) & ~near).astype(np.uint8)
+    salient = cv2.morphologyEx(salient, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(salient, connectivity=8)
+    best = 0
+    for i in range(1, count):
+        area, bw, bh = stats[i, cv2.CC_STAT_AREA], stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]
+        if area / float(bw * bh) <= MAX_BOX_FILL:
+            best = max(best, int(area))
+    return best / max(float(blob.sum()), 1.0)
+
+
 def _grabcut(small_rgb: np.ndarray, mask: np.ndarray | None, rect=None) -> np.ndarray | None:
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     gc = mask if mask is not None else np.zeros(small_rgb.shape[:2], np.uint8)
@@ -259,7 +285,8 @@ def salient_object_mask(rgb: np.ndarray) -> np.ndarray | None:
     background), snapped to edges by GrabCut. Subjects that fill the frame (a cat's face) put
     their own colours on the border, so the second try is GrabCut from a central rectangle. Either
     result must be compact and its colours must differ from the rest of the picture, which is
-    what a flat colour, a wall or noise can never offer.
+    what a flat colour, a wall or noise can never offer, and no other region of the photo may be
+    an equally good candidate (``_competitor_share``): a scene of many things has no one subject.
     """
     small, _ = _resize_long_side(rgb, SALIENCY_WORK_SIDE)
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -300,8 +327,17 @@ def salient_object_mask(rgb: np.ndarray) -> np.ndarray | None:
         blob = None if fg is None else _compact_blob(fg)
     if blob is None or _colour_separation(small, blob) < MIN_OBJECT_SEPARATION:
         return None
+    if _competitor_share(dist, blob) >= MAX_COMPETITOR_SHARE:
+        return None  # several candidates of a size (scattered shapes, a crowd of things): no single subject
     full = cv2.resize(blob.astype(np.uint8), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
     return full.astype(bool)
+
+
+def _work_size_edge_alignment(rgb: np.ndarray, mask: np.ndarray) -> float:
+    """``edge_alignment`` of a salient mask at the size it was found (its outline is only that exact)."""
+    small, _ = _resize_long_side(rgb, SALIENCY_WORK_SIDE)
+    sh, sw = small.shape[:2]
+    return edge_alignment(small, cv2.resize(mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0)
 
 
 def analyze(rgb: np.ndarray) -> Analysis:
@@ -314,7 +350,7 @@ def analyze(rgb: np.ndarray) -> Analysis:
     mask = salient_object_mask(rgb)
     # A subject's outline follows the photo's contours and is not a box: a chunk of sky cut
     # along nothing (a rocket's launch pad) is no character.
-    if mask is None or edge_alignment(rgb, mask) < MIN_EDGE_ALIGNMENT or box_fill(mask) > MAX_BOX_FILL:
+    if mask is None or _work_size_edge_alignment(rgb, mask) < MIN_EDGE_ALIGNMENT or box_fill(mask) > MAX_BOX_FILL:
         raise VisionError(NO_USABLE_SUBJECT, NO_SUBJECT_MESSAGE)
     box = _mask_box(mask)
     h, w = rgb.shape[:2]

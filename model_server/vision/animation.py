@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from model_server.vision import motions
-from model_server.vision.rig import Renderer, Rig, bone_transforms, build_rig, deform, flipped, premultiplied
+from model_server.vision.rig import Renderer, Rig, bone_transforms, build_rig, deform, flipped, premultiplied, texture_atlas
 
 MOTIONS = motions.MOTIONS
 WALK = "walk"
@@ -214,7 +214,7 @@ def render(rgba: np.ndarray, meta: dict, performance: Performance, rig: Rig, siz
     tex_scale = scale if scale < 1 else 1.0
     textures = []
     for src in sources:
-        tex = premultiplied(src)
+        tex = premultiplied(texture_atlas(src, rig))
         if tex_scale < 1:
             tex = cv2.resize(tex, None, fx=tex_scale, fy=tex_scale, interpolation=cv2.INTER_AREA)
         textures.append(tex)

@@ -208,30 +208,54 @@ def _main_colour(pixels: np.ndarray) -> np.ndarray:
     return pixels[keys == values[np.argmax(counts)]].astype(np.float32).mean(axis=0)
 
 
-def _draw_limb(canvas: np.ndarray, cover: np.ndarray, a, b, width: float, colour, outward: float) -> None:
-    """A rounded capsule from a to b, filled, cel-shaded on its outer side (``outward`` is -1 or 1
-    in x) and inked, also marked in the coverage mask."""
-    w = max(2, int(round(width)))
-    ink = tuple(int(v) for v in INK)
+def _paint(canvas: np.ndarray, cover: np.ndarray, mask: np.ndarray, colour, outward: float = 0.0,
+           shade_width: int = 0) -> None:
+    """Fill a drawn shape: an ink rim around it, its colour, and one darker cel on its outer side
+    (``outward`` -1 or 1 in x, like the cartoon's own cel shading); marked in the coverage mask."""
+    ink = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))).astype(bool)
+    canvas[ink] = INK.astype(np.uint8)
+    canvas[mask] = np.asarray(colour, np.float32).astype(np.uint8)
+    if outward and shade_width > 0:
+        # Pixels of the shape whose neighbour ``shade_width`` further out is outside it: its outer rim.
+        beyond = np.roll(mask, -int(outward) * shade_width, axis=1)
+        canvas[mask & ~beyond] = (np.asarray(colour, np.float32) * 0.72).astype(np.uint8)
+    cover[ink] = 255
 
-    def pt(p, dx=0.0):
-        return (int(round(p[0] + dx)), int(round(p[1])))
 
-    cv2.line(canvas, pt(a), pt(b), ink, w + 6, cv2.LINE_AA)
-    cv2.line(canvas, pt(a), pt(b), tuple(int(v) for v in colour), w, cv2.LINE_AA)
-    # A darker stripe inside the outer edge (one shadow cell, like the cartoon's own cel shading).
-    shade = tuple(int(v) for v in np.asarray(colour, np.float32) * 0.72)
-    cv2.line(canvas, pt(a, outward * 0.24 * w), pt(b, outward * 0.24 * w), shade, max(1, int(0.26 * w)), cv2.LINE_AA)
-    cv2.line(cover, pt(a), pt(b), 255, w + 6, cv2.LINE_8)
+def _tapered(shape: tuple[int, int], points: list, widths: list[float]) -> np.ndarray:
+    """Bool mask of a limb through ``points`` whose width changes linearly between them, with
+    round joints."""
+    mask = np.zeros(shape, np.uint8)
+    for (a, wa), (b, wb) in zip(zip(points, widths), zip(points[1:], widths[1:])):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        d = b - a
+        n = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)
+        quad = np.array([a + n * wa / 2, b + n * wb / 2, b - n * wb / 2, a - n * wa / 2])
+        cv2.fillConvexPoly(mask, np.round(quad * 4).astype(np.int32), 1, cv2.LINE_AA, 2)
+        cv2.circle(mask, (int(round(b[0] * 4)), int(round(b[1] * 4))), int(round(wb / 2 * 4)), 1, -1, cv2.LINE_AA, 2)
+    return mask.astype(bool)
+
+
+def _body_span_at_cut(meta: dict, h: int, fallback: tuple[float, float]) -> tuple[float, float]:
+    """Left and right x of the body where the photo cuts it, from the person's outline."""
+    pts = np.asarray(meta.get("outline") or [], np.float64).reshape(-1, 2)
+    low = pts[pts[:, 1] > 0.93 * h] if len(pts) else pts
+    if len(low) < 2:
+        return fallback
+    return float(low[:, 0].min()), float(low[:, 0].max())
 
 
 def expand_full_body(cartoon_rgb: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]:
-    """Give a cut-off person drawn cartoon legs and feet below the frame.
+    """Give a cut-off person a drawn lower body: the torso narrowing to the waist, a belt, hips,
+    and legs with thighs, knees, shins and shoes below the frame.
 
-    Classical inpainting smears; drawn legs placed from the pose's out-of-frame hips, knees and
-    ankles look like part of the cartoon. Legs are drawn chibi-short (about half the photo's
-    proportions) so the buddy stays cute and the canvas does not double in height. The drawn
-    regions are listed in ``meta["drawn"]`` (polygons) so segmentation keeps them.
+    Classical inpainting smears; drawn shapes placed from the pose's out-of-frame hips, knees and
+    ankles look like part of the cartoon. The proportions follow the body: hips a little
+    narrower than the shoulders, thighs tapering to the knee and shins to the ankle, legs about
+    as long as the torso (a cartoon's short legs: a real leg is half again as long), so the
+    buddy stays cute and the canvas does not double in height. The drawn regions are listed in
+    ``meta["drawn"]`` (polygons) so segmentation keeps them; the new hips, knees and ankles
+    become landmarks, so the rig gives the legs thighs and shins that walk.
     """
     if not meta.get("cut_off") or meta.get("subject") != "person":
         return cartoon_rgb, meta
@@ -243,17 +267,14 @@ def expand_full_body(cartoon_rgb: np.ndarray, meta: dict) -> tuple[np.ndarray, d
     h, w = cartoon_rgb.shape[:2]
     shoulder_w = float(np.linalg.norm(shoulders[0] - shoulders[1]))
     hip_mid = (hips[0] + hips[1]) / 2
-    # Hips drawn where the body meets the frame if the pose puts them lower: legs start at the cut.
-    hip_y = min(float(hip_mid[1]), h - 1.0)
-    hip_half = max(float(abs(hips[0][0] - hips[1][0])) / 2, 0.22 * shoulder_w)
-    photo_leg = 0.0
-    ankles = _pair(lm, "ankle")
-    if ankles is not None:
-        photo_leg = float(np.mean([ankles[0][1], ankles[1][1]]) - hip_mid[1])
-    leg_len = float(np.clip(0.35 * photo_leg if photo_leg > 0 else 0.6 * shoulder_w, 0.35 * shoulder_w, 0.75 * shoulder_w))
+    torso_len = max(float(hip_mid[1] - (shoulders[0][1] + shoulders[1][1]) / 2), shoulder_w)
+    leg_len = float(np.clip(0.8 * torso_len, 0.6 * shoulder_w, 1.1 * shoulder_w))
     foot_h = 0.22 * shoulder_w
-    torso_ext = max(0.0, float(hip_mid[1]) - (h - 1)) * 0.35  # a little of the missing torso, compressed
-    new_h = int(math.ceil(h + torso_ext + leg_len + foot_h + 0.06 * shoulder_w))
+    # The missing part of the torso, compressed (a chest-high photo gets a belly, not a whole torso).
+    torso_ext = max(0.0, float(hip_mid[1]) - (h - 1)) * 0.45
+    waist_y = h + torso_ext
+    pelvis_h = 0.3 * shoulder_w
+    new_h = int(math.ceil(waist_y + 0.1 * shoulder_w + leg_len + foot_h + 0.06 * shoulder_w))
     ext = new_h - h
 
     # Background of the new strip: the photo's bottom-corner colours (segmentation removes it anyway).
@@ -262,56 +283,68 @@ def expand_full_body(cartoon_rgb: np.ndarray, meta: dict) -> tuple[np.ndarray, d
     canvas[:h] = cartoon_rgb
     canvas[h:] = np.median(corners, axis=0).astype(np.uint8)
     cover = np.zeros((new_h, w), np.uint8)
+    shape = (new_h, w)
 
-    # Continue the torso below the cut: stretch the last row of the body across the strip.
-    body_x0 = int(max(0, hip_mid[0] - max(hip_half * 1.6, 0.6 * shoulder_w)))
-    body_x1 = int(min(w, hip_mid[0] + max(hip_half * 1.6, 0.6 * shoulder_w)))
-    # The outfit's colour: the commonest colour of the middle of the body at the cut (the sides
-    # and the median would mix in hands, props and background).
-    mid_x0, mid_x1 = int(max(0, hip_mid[0] - hip_half)), int(min(w, hip_mid[0] + hip_half + 1))
-    cloth = _main_colour(cartoon_rgb[h - max(6, h // 12):, mid_x0:max(mid_x1, mid_x0 + 1)])
-    torso_bottom = int(h + torso_ext + 0.12 * shoulder_w)
-    if torso_bottom > h and body_x1 > body_x0:
-        # One flat colour (the body's main colour at the cut) reads as cartoon cloth; stretched rows streak.
-        canvas[h:torso_bottom, body_x0:body_x1] = cloth.astype(np.uint8)
-        cover[h - 1:torso_bottom, body_x0:body_x1] = 255
-        ink = tuple(int(v) for v in INK)
-        cv2.line(canvas, (body_x0, h - 1), (body_x0, torso_bottom), ink, 3, cv2.LINE_AA)
-        cv2.line(canvas, (body_x1 - 1, h - 1), (body_x1 - 1, torso_bottom), ink, 3, cv2.LINE_AA)
-        cv2.line(canvas, (body_x0, torso_bottom), (body_x1 - 1, torso_bottom), ink, 3, cv2.LINE_AA)
-
-    # Trousers continue the outfit, a shade darker (a jumpsuit stays one suit); shoes are near-black
-    # with a highlight so they read as shoes, not holes.
-    trouser = cloth * 0.86
+    cx = float(hip_mid[0])
+    cut_l, cut_r = _body_span_at_cut(meta, h, (cx - 0.6 * shoulder_w, cx + 0.6 * shoulder_w))
+    cut_l, cut_r = max(0.0, max(cut_l, cx - 0.8 * shoulder_w)), min(w - 1.0, min(cut_r, cx + 0.8 * shoulder_w))
+    hip_half = float(np.clip(0.45 * (cut_r - cut_l), 0.36 * shoulder_w, 0.46 * shoulder_w))
+    # The outfit's colour: the commonest colour of the body at the cut, ink and near-black
+    # (a collar, a neck ring, outlines) aside; the median would mix in hands, props and background.
+    span = cartoon_rgb[h - max(6, h // 12):, int(cut_l + 0.15 * (cut_r - cut_l)):int(cut_r - 0.15 * (cut_r - cut_l)) + 1]
+    span = span.reshape(-1, 3)
+    bright = span[span.astype(np.int32).sum(axis=1) > 150]
+    cloth = _main_colour(bright if len(bright) >= 0.1 * len(span) else span)
+    trouser = cloth * 0.86  # a jumpsuit stays one suit, the trousers a shade darker
     shoe = np.array([58, 48, 64], np.float32)
-    leg_w = max(6.0, 1.1 * hip_half, 0.36 * shoulder_w)
+
+    # Legs first (behind), then the hips over their tops, then the torso down to the waist.
+    leg_top = waist_y + 0.1 * shoulder_w
     new_landmarks = dict(meta.get("landmarks", {}))
-    drawn = []
+    thigh_w = hip_half * 0.8  # the legs apart below the seat: a gap the mesh keeps open
     for side, sign in (("left", 1.0), ("right", -1.0)):
-        hip_x = float(lm[f"{side}_hip"][0]) if f"{side}_hip" in lm else float(hip_mid[0] + sign * hip_half)
-        # Keep legs under the torso and slightly apart, whatever the photo's pose.
-        hip_x = float(np.clip(hip_x, body_x0 + leg_w / 2, body_x1 - leg_w / 2))
-        top = (hip_x, torso_bottom - 0.1 * shoulder_w)
-        ankle = (hip_x + sign * 0.05 * shoulder_w, h + torso_ext + leg_len)
-        knee = ((top[0] + ankle[0]) / 2, (top[1] + ankle[1]) / 2)
-        _draw_limb(canvas, cover, top, ankle, leg_w, trouser, sign)
-        toe = (ankle[0] + sign * 0.32 * shoulder_w, ankle[1] + foot_h * 0.35)
+        hip = np.array([cx + sign * 0.5 * hip_half, leg_top])
+        knee = np.array([hip[0] + sign * 0.03 * shoulder_w, leg_top + 0.5 * leg_len])
+        ankle = np.array([hip[0] + sign * 0.06 * shoulder_w, leg_top + leg_len])
+        leg = _tapered(shape, [hip, knee, ankle], [thigh_w, 0.25 * shoulder_w, 0.2 * shoulder_w])
+        _paint(canvas, cover, leg, trouser, sign, max(2, int(0.07 * shoulder_w)))
+        toe = ankle + [sign * 0.32 * shoulder_w, foot_h * 0.35]
+        foot = np.zeros(shape, np.uint8)
         centre = (int((ankle[0] + toe[0]) / 2), int(ankle[1] + foot_h * 0.25))
         axes = (int(0.3 * shoulder_w), int(foot_h * 0.55))
-        cv2.ellipse(canvas, centre, (axes[0] + 3, axes[1] + 3), 0, 0, 360, tuple(int(v) for v in INK), -1, cv2.LINE_AA)
-        cv2.ellipse(canvas, centre, axes, 0, 0, 360, tuple(int(v) for v in shoe), -1, cv2.LINE_AA)
-        # Highlight on the toe cap, sole line along the bottom.
+        cv2.ellipse(foot, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_AA)
+        _paint(canvas, cover, foot.astype(bool), shoe)
+        # Highlight on the toe cap, sole line along the bottom: they read as shoes, not holes.
         glint = (int(centre[0] + sign * 0.35 * axes[0]), int(centre[1] - 0.35 * axes[1]))
         cv2.ellipse(canvas, glint, (max(1, int(0.28 * axes[0])), max(1, int(0.22 * axes[1]))), 0, 0, 360,
                     (120, 110, 130), -1, cv2.LINE_AA)
         cv2.ellipse(canvas, centre, (max(1, axes[0] - 2), max(1, axes[1] - 2)), 0, 20, 160, (30, 24, 34),
                     max(1, int(0.18 * axes[1])), cv2.LINE_AA)
-        cv2.ellipse(cover, centre, (axes[0] + 3, axes[1] + 3), 0, 0, 360, 255, -1)
-        new_landmarks[f"{side}_hip"] = [top[0], top[1]]
-        new_landmarks[f"{side}_knee"] = [knee[0], knee[1]]
-        new_landmarks[f"{side}_ankle"] = [ankle[0], ankle[1]]
-        new_landmarks[f"{side}_heel"] = [ankle[0] - sign * 0.05 * shoulder_w, ankle[1] + foot_h * 0.3]
-        new_landmarks[f"{side}_foot_index"] = [toe[0], toe[1]]
+        new_landmarks[f"{side}_hip"] = [float(hip[0]), float(hip[1])]
+        new_landmarks[f"{side}_knee"] = [float(knee[0]), float(knee[1])]
+        new_landmarks[f"{side}_ankle"] = [float(ankle[0]), float(ankle[1])]
+        new_landmarks[f"{side}_heel"] = [float(ankle[0] - sign * 0.05 * shoulder_w), float(ankle[1] + foot_h * 0.3)]
+        new_landmarks[f"{side}_foot_index"] = [float(toe[0]), float(toe[1])]
+    # Hips: the seat of the trousers, rounded below, the crotch between the thighs.
+    pelvis = np.zeros(shape, np.uint8)
+    seat = np.array([[cx - hip_half, waist_y], [cx + hip_half, waist_y], [cx + hip_half, leg_top + 0.05 * shoulder_w],
+                     [cx, leg_top + pelvis_h * 0.5], [cx - hip_half, leg_top + 0.05 * shoulder_w]])
+    cv2.fillPoly(pelvis, [np.round(seat * 4).astype(np.int32)], 1, cv2.LINE_AA, 2)
+    _paint(canvas, cover, pelvis.astype(bool), trouser)
+    # The torso narrows from the body at the cut to the waist, and a belt closes it.
+    torso = np.zeros(shape, np.uint8)
+    # Its sides keep the body's width at first and curve in to the hips near the waist.
+    depth = waist_y - (h - 1.0)
+    body = np.array([[cut_l, h - 1.0], [cut_r, h - 1.0], [0.6 * cut_r + 0.4 * (cx + hip_half), h - 1.0 + 0.6 * depth],
+                     [cx + hip_half, waist_y], [cx - hip_half, waist_y], [0.6 * cut_l + 0.4 * (cx - hip_half), h - 1.0 + 0.6 * depth]])
+    cv2.fillPoly(torso, [np.round(body * 4).astype(np.int32)], 1, cv2.LINE_AA, 2)
+    torso = torso.astype(bool)
+    _paint(canvas, cover, torso, cloth)
+    belt = np.zeros(shape, np.uint8)
+    cv2.rectangle(belt, (int(cx - hip_half), int(waist_y - 0.07 * shoulder_w)), (int(cx + hip_half), int(waist_y + 0.02 * shoulder_w)), 1, -1)
+    _paint(canvas, cover, belt.astype(bool), trouser * 0.75)
+    # The photo's own rows stay as they are: the body continues across the cut without an ink line.
+    canvas[:h] = cartoon_rgb
     contours, _ = cv2.findContours(cover, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     drawn = [c.reshape(-1, 2).tolist() for c in contours if len(c) >= 3]
 

@@ -7,6 +7,11 @@ stay open). Bones come from the pose landmarks: pelvis (the root), spine, head, 
 arms, thighs and shins; a subject without a pose (a toy, a pet) gets the pelvis alone, so the
 same renderer squashes and sways it as one piece.
 
+The arms are meshes of their own drawn over the body, each skinned to its upper and lower arm
+only, so it turns about the shoulder like a paper doll's and never drags the body's skin along;
+the body keeps the torso, the head and the shoulders, and what an arm covered on it is painted
+over (``texture_atlas``: the cut-out beside the body alone, indexed by ``Rig.uv``).
+
 Skinning is linear blend skinning with smooth weights: each bone claims a region (the torso
 quadrilateral for the spine, a disc for the head, a segment for a limb) and a vertex's weight
 falls off with its distance to that region as ``1 / (d^2 + e^2)^2``, normalised over its
@@ -58,6 +63,11 @@ class Rig:
     ground: float  # rest y of the ground line
     height: float  # rest height of the character
     bone_index: dict[str, int] = field(default_factory=dict)
+    # Texture positions of the vertices in the atlas ``texture_atlas`` makes: the cut-out on the
+    # left (arms), the body with what the arms covered painted over on the right.
+    uv: np.ndarray | None = None
+    under_arms: np.ndarray | None = None  # bool (H, W): cut-out pixels the free arms cover, painted over in the body
+    body_alpha: np.ndarray | None = None  # uint8 (H, W): the body's alpha (the cut-out without the free arms)
 
     def has(self, name: str) -> bool:
         return name in self.bone_index
@@ -186,7 +196,7 @@ def _skeleton(lm: dict, visibility: dict, alpha: np.ndarray) -> tuple[list[Bone]
     across = (ls - rs) / 2
     torso = np.array([ls, rs, hip_mid - across, hip_mid + across])
     middle = torso.mean(axis=0)
-    regions = {"torso": middle + 0.95 * (torso - middle), "head_centre": (nose + neck * 0.25) / 1.25,
+    regions = {"torso": middle + 0.95 * (torso - middle), "hips": (lh, rh), "head_centre": (nose + neck * 0.25) / 1.25,
                "head_radius": max(0.35 * shoulder_w, 0.6 * float(np.linalg.norm(nose - neck)))}
     return bones, shoulder_w, regions
 
@@ -225,22 +235,36 @@ def _blending(bones: list[Bone]) -> np.ndarray:
     for j, bone in enumerate(bones):
         if bone.parent is not None:
             related[j, bone.parent] = related[bone.parent, j] = True
+    # The thighs meet the torso at the hips (the pelvis between them is short): a seam there
+    # would open the seat of the trousers whenever a leg swings.
+    names = [b.name for b in bones]
+    if "spine" in names:
+        for j, name in enumerate(names):
+            if name.endswith("_hip"):
+                related[j, names.index("spine")] = related[names.index("spine"), j] = True
     return related
 
 
-def _weights(vertices: np.ndarray, bones: list[Bone], regions: dict, band: float) -> np.ndarray:
-    dist = np.empty((len(vertices), len(bones)))
+def _weights(vertices: np.ndarray, bones: list[Bone], regions: dict, band: float,
+             allowed: list[int] | None = None) -> np.ndarray:
+    """(V, B) weights over ``bones``; only the ``allowed`` bones (all by default) get any."""
+    dist = np.full((len(vertices), len(bones)), np.inf)
     for j, bone in enumerate(bones):
+        if allowed is not None and j not in allowed:
+            continue
         if bone.name == "spine" and "torso" in regions:
             dist[:, j] = _polygon_distance(vertices, regions["torso"])
         elif bone.name == "neck" and "head_centre" in regions:
             dist[:, j] = np.maximum(0.0, np.linalg.norm(vertices - regions["head_centre"], axis=1) - regions["head_radius"])
         elif bone.name == "pelvis" and len(bones) > 1:
-            # The hips: the bottom of the torso, between the thighs' tops.
-            dist[:, j] = _segment_distance(vertices, bone.head, bone.head) + 0.5 * band
+            # The hips: the bottom of the torso along the line between the thighs' tops, so the
+            # seat between them follows the pelvis and not one leg or the other.
+            ends = regions.get("hips", (bone.head, bone.head))
+            dist[:, j] = _segment_distance(vertices, *ends) + 0.5 * band
         else:
             dist[:, j] = _segment_distance(vertices, bone.head, bone.tail)
-    raw = 1.0 / (dist * dist + band * band) ** 2
+    finite = np.isfinite(dist)
+    raw = np.where(finite, 1.0 / (np.where(finite, dist, 0.0) ** 2 + band * band) ** 2, 0.0)
     # A vertex blends only between its nearest bone and that bone's parent and children: a
     # shoe never follows the other leg, a hand never the thigh it rests on.
     raw *= _blending(bones)[dist.argmin(axis=1)]
@@ -248,15 +272,16 @@ def _weights(vertices: np.ndarray, bones: list[Bone], regions: dict, band: float
 
 
 def _split_seams(vertices: np.ndarray, triangles: np.ndarray, weights: np.ndarray,
-                 bones: list[Bone]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 bones: list[Bone]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cut the mesh where parts that are not jointed touch (the two legs at the crotch, a hand
     resting on a thigh or at the face): such a triangle goes with the bone that owns most of it,
     through copies of its other vertices skinned to that bone alone. At rest nothing moves; in
-    motion the parts separate instead of stretching the skin between them until it flips."""
+    motion the parts separate instead of stretching the skin between them until it flips.
+    Also returns, per vertex, the vertex it copies (itself for the originals)."""
     related = _blending(bones)
     dominant = weights.argmax(axis=1)
     owners = weights[triangles].sum(axis=1).argmax(axis=1)
-    extra_v, extra_w = [], []
+    extra_v, extra_w, origins = [], [], []
     triangles = triangles.copy()
     copies: dict[tuple[int, int], int] = {}
     for t in np.nonzero(~related[dominant[triangles], owners[:, None]].all(axis=1))[0]:
@@ -272,10 +297,45 @@ def _split_seams(vertices: np.ndarray, triangles: np.ndarray, weights: np.ndarra
                 copies[(v, owner)] = len(vertices) + len(extra_v)
                 extra_v.append(vertices[v])
                 extra_w.append(skin)
+                origins.append(v)
             triangles[t, k] = copies[(v, owner)]
     if not extra_v:
-        return vertices, triangles, weights
-    return np.vstack([vertices, extra_v]), triangles, np.vstack([weights, extra_w])
+        return vertices, triangles, weights, np.arange(len(vertices))
+    return (np.vstack([vertices, extra_v]), triangles, np.vstack([weights, extra_w]),
+            np.concatenate([np.arange(len(vertices)), origins]).astype(np.int64))
+
+
+ARM_RADIUS = 0.2  # half the thickness of an arm, as a share of the shoulder width
+
+
+def _arm_masks(alpha: np.ndarray, bones: list[Bone], regions: dict, shoulder_w: float) -> dict[str, np.ndarray]:
+    """Side -> bool mask of the cut-out's pixels that belong to that arm: within ARM_RADIUS of its
+    bones (shoulder -> elbow -> hand)."""
+    out = {}
+    r = max(2, int(round(ARM_RADIUS * shoulder_w)))
+    for side in ("left", "right"):
+        chain = [b for b in bones if b.name in (f"{side}_shoulder", f"{side}_elbow")]
+        if not chain:
+            continue
+        capsule = np.zeros(alpha.shape, np.uint8)
+        for bone in chain:
+            cv2.line(capsule, tuple(int(round(v)) for v in bone.head), tuple(int(round(v)) for v in bone.tail), 1, 2 * r)
+            cv2.circle(capsule, tuple(int(round(v)) for v in bone.tail), r, 1, -1)
+        out[side] = (capsule > 0) & (alpha > 0)
+    return out
+
+
+def texture_atlas(rgba: np.ndarray, rig: Rig) -> np.ndarray:
+    """The texture a rig's ``uv`` indexes: the cut-out, and beside it the body alone, where the
+    free arms lay painted over from the body around them (a raised arm shows the suit, not a
+    second arm)."""
+    if rig.under_arms is None:
+        return rgba
+    body = rgba.copy()
+    body[..., :3] = cv2.inpaint(np.ascontiguousarray(rgba[..., :3]), rig.under_arms.astype(np.uint8),
+                                3, cv2.INPAINT_TELEA)
+    body[..., 3] = rig.body_alpha
+    return np.hstack([rgba, body])
 
 
 def build_rig(rgba: np.ndarray, meta: dict) -> Rig:
@@ -291,19 +351,71 @@ def build_rig(rgba: np.ndarray, meta: dict) -> Rig:
     ys = np.nonzero(alpha > 0)[0]
     height = float(ys.max() - ys.min() + 1)
     spacing = max(4.0, height / 22.0)
-    joints = np.array([p for b in bones for p in (b.head, b.tail)], np.float64)
-    # Points along each bone: joints bend where there are vertices to bend.
-    along = np.array([b.head + (b.tail - b.head) * t for b in bones for t in np.linspace(0, 1, 5)], np.float64)
-    vertices, triangles = _mesh(alpha, np.vstack([joints, along]), spacing)
     band = BLEND_BAND * (scale_len if len(bones) > 1 else height)
-    weights = _weights(vertices, bones, regions, band)
-    vertices, triangles, weights = _split_seams(vertices, triangles, weights, bones)
+    names = [b.name for b in bones]
+    arms = _arm_masks(alpha, bones, regions, scale_len) if "spine" in names else {}
+    # An arm too small to mesh on its own (a few pixels inside the frame) stays painted on the body.
+    arms = {side: m for side, m in arms.items() if m.sum() >= 6 * spacing * spacing}
+    # The arms are layers of their own over the body, each turning about its shoulder like a
+    # paper doll's (no skin blended with the torso to stretch and flip): an arm lying against the
+    # body turns without dragging the body's skin with it (a sleeve raised over the head no
+    # longer pulls the suit up like a wing). The body keeps its own outline where the torso, the head and
+    # the shoulders are; what an arm covered there is painted over in its texture.
+    body_alpha = alpha.copy()
+    under = np.zeros(alpha.shape, bool)
+    if arms:
+        keep = np.zeros(alpha.shape, np.uint8)
+        cv2.fillPoly(keep, [np.round(regions["torso"]).astype(np.int32)], 1)
+        cv2.circle(keep, tuple(int(round(v)) for v in regions["head_centre"]), int(regions["head_radius"]), 1, -1)
+        for b in bones:
+            if b.name.endswith("_shoulder"):
+                cv2.circle(keep, tuple(int(round(v)) for v in b.head), int(round(ARM_RADIUS * scale_len)), 1, -1)
+        r = max(2, int(round(ARM_RADIUS * scale_len)))
+        # An arm hanging against the side stays painted on the body too: the body keeps a band
+        # an arm's width around the torso, whatever it encloses, and no slivers of arm.
+        keep = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        for mask in arms.values():
+            under |= mask
+        body = (alpha > 0) & ~(under & (keep == 0))
+        body = cv2.morphologyEx(body.astype(np.uint8), cv2.MORPH_OPEN,
+                                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r | 1, r | 1))).astype(bool)
+        flood = np.pad(body.astype(np.uint8), 1)
+        cv2.floodFill(flood, None, (0, 0), 1)
+        body |= (flood[1:-1, 1:-1] == 0) & (alpha > 0)
+        body_alpha[~body] = 0
+        under &= body
+    parts = [(body_alpha, [j for j, n in enumerate(names) if not n.endswith(("_shoulder", "_elbow"))], False)]
+    parts += [(np.where(m, alpha, 0).astype(alpha.dtype),
+               [j for j, n in enumerate(names) if n in (f"{side}_shoulder", f"{side}_elbow")], True)
+              for side, m in arms.items()]
+    all_v, all_t, all_w, all_uv, all_front = [], [], [], [], []
+    count = 0
+    for part_alpha, allowed, is_arm in parts:
+        if not (part_alpha > 0).any():
+            continue
+        sub = [bones[j] for j in allowed]
+        joints = np.array([p for b in sub for p in (b.head, b.tail)], np.float64)
+        along = np.array([b.head + (b.tail - b.head) * t for b in sub for t in np.linspace(0, 1, 5)], np.float64)
+        v, t = _mesh(part_alpha, np.vstack([joints, along]), spacing)
+        w = _weights(v, bones, regions, band, allowed)
+        all_v.append(v)
+        all_t.append(t + count)
+        all_w.append(w)
+        all_uv.append(v if is_arm or not arms else v + [alpha.shape[1], 0])
+        all_front.append(np.full(len(t), is_arm))
+        count += len(v)
+    vertices, triangles, weights = np.vstack(all_v), np.vstack(all_t), np.vstack(all_w)
+    uv, front = np.vstack(all_uv), np.concatenate(all_front)
+    vertices, triangles, weights, origin = _split_seams(vertices, triangles, weights, bones)
+    uv = uv[origin]
     owner = weights[triangles].sum(axis=1).argmax(axis=1)
     layers = np.array([bones[j].layer for j in owner], np.int32)
+    layers[front] = LAYER_FRONT
+    layers[~front & (layers == LAYER_FRONT)] = LAYER_BODY
     ground = float(vertices[:, 1].max())
     soles = np.nonzero(vertices[:, 1] >= ground - max(2.0, 0.03 * height))[0]
     return Rig(vertices, triangles, bones, weights, layers, soles, ground, height,
-               {b.name: i for i, b in enumerate(bones)})
+               {b.name: i for i, b in enumerate(bones)}, uv, under if arms else None, body_alpha if arms else None)
 
 
 # ---- posing -------------------------------------------------------------------------------------
@@ -355,7 +467,8 @@ class Renderer:
         self.texture = texture
         order = np.argsort(rig.layers, kind="stable")
         self.order = order
-        self.src = rig.vertices[rig.triangles] * scale  # (T, 3, 2) texture positions
+        uv = rig.vertices if rig.uv is None else rig.uv
+        self.src = uv[rig.triangles] * scale  # (T, 3, 2) texture positions
         self.grid_y, self.grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
         self.ids = np.empty((size, size), np.int32)
 

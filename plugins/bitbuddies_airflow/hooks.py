@@ -14,6 +14,7 @@ from functools import cached_property
 from airflow.sdk import BaseHook
 
 from include.model_queue import AsyncQueueClient, QueueClient
+from include.settings import get_settings
 from include.stages import MODEL_IDS
 
 DEFAULT_CONN_ID = "bitbuddies_models"
@@ -52,7 +53,9 @@ class ModelProviderHook(BaseHook):
         return models.get(stage) or MODEL_IDS[stage]  # the local model server's (include/stages.py)
 
     def get_client(self) -> QueueClient:
-        return QueueClient(self.base_url, self.connection.password or None)
+        # The provider's copies of a job's files live no longer than the photo they came from.
+        retention = int(get_settings().upload_retention_days * 86400)
+        return QueueClient(self.base_url, self.connection.password or None, media_expiry_seconds=retention)
 
     @classmethod
     async def aget_client(cls, conn_id: str) -> AsyncQueueClient:

@@ -29,8 +29,11 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from bitbuddies_airflow.hooks import DEFAULT_CONN_ID, ModelProviderHook
+from bitbuddies_airflow.runs import generation_id
 from bitbuddies_airflow.triggers import ModelJobTrigger
+from include import retention
 from include.model_queue import BUSINESS_ERROR_TYPES, Job, ModelJobFailed, ProviderRejected
+from include.settings import get_settings
 
 JOB_KEY = "model_job"
 
@@ -86,6 +89,7 @@ class ModelJobOperator(BaseOperator):
                     job, status = self._submit(client, hook, store, context, saved["submission"] + 1), None
                 elif status is not None:
                     self.log.info("Re-attaching to job %s submitted by an earlier try", job.request_id)
+                    self._record_for_retention(job, context)  # in case the earlier try died before it
             else:
                 job, status = self._submit(client, hook, store, context, 1), None
             status = status or client.status(job)
@@ -109,15 +113,23 @@ class ModelJobOperator(BaseOperator):
         # Written before waiting: from here on a retry re-attaches instead of paying again.
         store.set(JOB_KEY, {"job": job.to_dict(), "submission": submission})
         self.log.info("Submitted %s as job %s (key %s)", job.model_id, job.request_id, key)
+        self._record_for_retention(job, context)
         return job
+
+    @staticmethod
+    def _record_for_retention(job: Job, context) -> None:
+        """fal.ai knows a generation's jobs only by their request ids: keep them so the retention DAG
+        and deletions can remove fal's copies (the local model server is purged by key prefix)."""
+        generation_id = (getattr(context.get("dag_run"), "conf", None) or {}).get("generation_id")
+        if generation_id and get_settings().model_provider == "fal":
+            retention.record_fal_job(generation_id, job.request_id)
 
     # -- wait -----------------------------------------------------------------------------
     def _wait(self, job: Job, context) -> None:
         deadline = time.time() + self.job_timeout.total_seconds()
         # The generation, if this run is one, hears where its job waits in the provider's queue.
-        conf = getattr(context.get("dag_run"), "conf", None) or {}
         trigger = ModelJobTrigger(
-            job.status_url, self.conn_id, deadline, self.poll_interval, generation_id=conf.get("generation_id"), stage=self.stage
+            job.status_url, self.conn_id, deadline, self.poll_interval, generation_id=generation_id(context), stage=self.stage
         )
         self.defer(
             trigger=trigger,

@@ -17,16 +17,14 @@ import logging
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from bitbuddies_airflow.runs import generation_id
 from include import alerts, generations
 from include.settlement import settle_failed_generation
 
 log = logging.getLogger(__name__)
 
 def _generation_id(context) -> str | None:
-    run = context.get("dag_run")
-    conf = getattr(run, "conf", None) or {}
-    params = context.get("params") or {}
-    return conf.get("generation_id") or params.get("generation_id")
+    return generation_id(context)
 
 
 def send_alert(generation_id: str, *, failed_task: str | None, error: str | None, refunded: bool, log_url: str | None) -> None:
@@ -40,8 +38,8 @@ def send_alert(generation_id: str, *, failed_task: str | None, error: str | None
 def refund_failed_run(context) -> None:
     """DAG-level on_failure_callback (runs in the dag-processor)."""
     gid = _generation_id(context)
-    if not gid:
-        return
+    if not gid or not generations.exists(gid):
+        return  # an operator's run that failed before it stored its generation: nothing was charged
     try:
         refunded = settle_failed_generation(gid)
     except Exception:  # noqa: BLE001 - the task and the reconciliation DAG retry what this misses

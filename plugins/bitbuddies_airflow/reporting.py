@@ -17,6 +17,7 @@ import logging
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from bitbuddies_airflow.runs import generation_id
 from include import alerts, event_publisher, events, generations
 from include.user_messages import is_presentable
 from include.models import utcnow
@@ -25,8 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def _generation_id(context) -> str | None:
-    conf = getattr(context.get("dag_run"), "conf", None) or {}
-    return conf.get("generation_id")
+    return generation_id(context)
 
 
 def report_stage(context) -> None:

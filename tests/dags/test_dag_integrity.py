@@ -80,3 +80,18 @@ def test_refund_covers_every_task_and_the_run_still_fails(dagbag):
     assert others <= refund.upstream_task_ids
     leaves = {t.task_id for t in dag.tasks if not (t.downstream_task_ids - {"refund_token"})} - {"refund_token"}
     assert leaves == {"publish"}
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "task_id"),
+    [
+        (GENERATE_DAG_ID, "store_generation"),  # downloads the operator's photo
+        (GENERATE_DAG_ID, "transcode"),
+        ("bitbuddies_sticker_order", "render_sheet"),
+        ("bitbuddies_sticker_order", "store_sheet"),
+        ("bitbuddies_sticker_order", "send_to_vendor"),
+    ],
+)
+def test_tasks_that_can_hang_have_an_execution_timeout(dagbag, dag_id, task_id):
+    timeout = dagbag.dags[dag_id].get_task(task_id).execution_timeout
+    assert timeout is not None and timeout.total_seconds() >= 60

@@ -41,3 +41,46 @@ def test_the_dags_moderate_task_passes_a_clean_photo(dag, queue):
     queue.next_job = {"states": ["COMPLETED"], "result": {"nsfw": False, "score": 0.01}}
     result = moderate_task(dag).execute(make_context())
     assert result["nsfw"] is False
+
+
+def validated(dag, conf: dict) -> dict:
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    return params.validate()
+
+
+def test_the_trigger_form_is_valid_with_its_defaults(dag):
+    # Airflow's UI keeps Trigger disabled while the form does not validate.
+    assert validated(dag, {})["payment"] == "user_tokens"
+
+
+def test_the_apis_conf_still_validates(dag):
+    from include.generations import dag_run_conf
+    from include.models import Generation
+
+    conf = dag_run_conf(Generation(id="a" * 32, user_id=7, prompt="wave", motion=None, upload_path="uploads/a/photo.jpg"))
+    assert validated(dag, conf)["generation_id"] == "a" * 32
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"photo": "photo.jpg"},  # neither a URL nor an absolute path
+        {"email": "not-an-email"},
+        {"motion": "moonwalk"},
+        {"payment": "free"},
+        {"prompt": ""},
+        {"generation_id": "short"},
+    ],
+)
+def test_the_form_refuses_bad_values(dag, conf):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        validated(dag, conf)
+
+
+def test_a_form_request_validates(dag):
+    conf = {"photo": "https://photos.example/cat.jpg", "email": "ada@example.com", "motion": "wave", "payment": "operator_grant"}
+    assert validated(dag, conf)["photo"] == "https://photos.example/cat.jpg"
+    assert validated(dag, {"photo": "/srv/photos/cat.jpg"})["photo"] == "/srv/photos/cat.jpg"

@@ -70,3 +70,82 @@ def test_a_model_server_that_is_down_fails_the_pass_and_the_generation_stays_due
         retention.purge_due()
     assert not storage.exists(generations.upload_key(gid))  # what could go, went
     assert retention.due_for_purge() == [(gid, False)]
+
+
+@pytest.fixture
+def fal(fresh_app_db, monkeypatch):
+    """The app configured for fal.ai, with fal's Platform API answered by the fake."""
+    from include.settings import get_settings
+    from tests.fakes.fal_platform import FakeFalPlatform
+
+    platform = FakeFalPlatform().start()
+    monkeypatch.setenv("BITBUDDIES_MODEL_PROVIDER", "fal")
+    monkeypatch.setenv("BITBUDDIES_FAL_PLATFORM_URL", platform.api_url)
+    monkeypatch.setenv("BITBUDDIES_FAL_ADMIN_KEY", platform.admin_key)
+    get_settings.cache_clear()
+    yield platform
+    platform.stop()
+    get_settings.cache_clear()
+
+
+def fal_buddy(user_id: int, platform, request_ids: list[str]) -> str:
+    gid, _ = finished_buddy(user_id)
+    for request_id in request_ids:
+        platform.keep(request_id)
+        retention.record_fal_job(gid, request_id)
+    return gid
+
+
+def test_fals_payloads_and_output_files_go_with_the_retention_period(fal):
+    user, _ = make_user(tokens=2)
+    old = fal_buddy(user.id, fal, ["req-old-segment", "req-old-animate"])
+    recent = fal_buddy(user.id, fal, ["req-recent-segment"])
+    ended(old, days_ago=7.5)
+    ended(recent, days_ago=6.5)
+
+    assert retention.purge_due() == {"generations": 1, "model_jobs": 0}
+    assert sorted(fal.deleted) == ["req-old-animate", "req-old-segment"]
+    assert set(fal.requests) == {"req-recent-segment"}
+    assert storage.list_keys(f"provider_jobs/{old}") == [] and storage.list_keys(f"provider_jobs/{recent}") != []
+    assert retention.purge_due() == {"generations": 0, "model_jobs": 0}
+    assert len(fal.deleted) == 2
+
+
+def test_deleting_a_buddy_deletes_fals_copies_at_once(fal):
+    from include import deletion
+
+    user, _ = make_user(tokens=1)
+    gid = fal_buddy(user.id, fal, ["req-a"])
+    deletion.delete_generation(user.id, gid)
+    assert fal.deleted == ["req-a"] and generations.get(gid).files_purged_at is not None
+
+
+def test_when_fal_fails_the_generation_stays_due_and_a_job_fal_forgot_is_not_an_error(fal):
+    user, _ = make_user(tokens=1)
+    gid = fal_buddy(user.id, fal, ["req-1", "req-2"])
+    retention.record_fal_job(gid, "req-fal-already-forgot")
+    ended(gid, days_ago=8)
+    fal.fail_next = 1
+    with pytest.raises(retention.PurgeFailed):
+        retention.purge_due()
+    assert not storage.exists(generations.upload_key(gid))  # the photo is gone all the same
+    assert retention.due_for_purge() == [(gid, False)]
+    assert retention.purge_due()["generations"] == 1
+    assert sorted(fal.deleted) == ["req-1", "req-2"] and storage.list_keys(f"provider_jobs/{gid}") == []
+
+
+def test_without_an_admin_key_nothing_is_sent_to_fal(fal, monkeypatch):
+    from include.settings import get_settings
+
+    monkeypatch.setenv("BITBUDDIES_FAL_ADMIN_KEY", "")
+    get_settings.cache_clear()
+    user, _ = make_user(tokens=1)
+    gid = fal_buddy(user.id, fal, ["req-x"])
+    ended(gid, days_ago=8)
+    assert retention.purge_due()["generations"] == 1
+    assert fal.deleted == [] and storage.list_keys(f"provider_jobs/{gid}") == []
+
+
+def test_only_fal_request_ids_are_recorded(fal):
+    with pytest.raises(ValueError):
+        retention.record_fal_job("a" * 32, "../../generations/x")

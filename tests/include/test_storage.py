@@ -94,3 +94,15 @@ def test_s3_root_streams_through_the_configured_endpoint(s3_root):
     assert storage.url(key) == f"s3://buddies/assets/{key}"
     storage.delete(key)
     assert not storage.exists(key)
+
+
+@pytest.mark.parametrize("root", ["storage_root", "s3_root"])
+def test_list_keys_under_a_folder(root, request):
+    request.getfixturevalue(root)
+    assert storage.list_keys("provider_jobs/g1") == []
+    for key in ("provider_jobs/g1/req-b", "provider_jobs/g1/req-a", "provider_jobs/g10/req-c"):
+        with storage.open_write(key):
+            pass
+    assert storage.list_keys("provider_jobs/g1") == ["provider_jobs/g1/req-a", "provider_jobs/g1/req-b"]
+    storage.delete_tree("provider_jobs/g1")
+    assert storage.list_keys("provider_jobs/g1") == [] and storage.list_keys("provider_jobs/g10") == ["provider_jobs/g10/req-c"]

@@ -84,3 +84,24 @@ def test_a_jobs_db_from_before_done_reported_at_gains_the_column(tmp_path) -> No
     store = JobStore(tmp_path / "jobs.db")
     store.create(new_job("a", at=10.0))
     assert store.get("a").done_reported_at is None
+
+
+def test_a_purged_job_leaves_nothing_of_its_input_on_disk(tmp_path) -> None:
+    """Its row, logs and submission record go, and SQLite overwrites the freed pages (secure_delete):
+    a photo sent inline is not left readable in jobs.db."""
+    photo = "data:image/png;base64," + "UEhPVE8tT0YtQS1VU0VS" * 200
+    store = JobStore(tmp_path / "jobs.db")
+    job = new_job("r1", key="bitbuddies_generate:g1:segment:-1:1")
+    job.input = {"image_url": photo}
+    store.create(job)
+    store.record_submission("m/a", "r1", job.idempotency_key, False, 100.0)
+    store.add_log("r1", "INFO", "segmenting", "2026-01-01T00:00:00+00:00")
+    store.mark_running("r1", 100.5)
+    store.mark_succeeded("r1", {"ok": True}, 1.0, 101.0)
+    store.create(new_job("r2", key="bitbuddies_generate:g2:segment:-1:1"))
+
+    assert store.purge_finished(key_prefix="bitbuddies_generate:g1:") == ["r1"]
+    assert store.get("r1") is None and store.logs("r1") == [] and store.submissions(0) == []
+    assert store.known_request_ids() == {"r2"}
+    store.close()  # the last connection checkpoints the WAL into jobs.db and removes it
+    assert b"UEhPVE8tT0YtQS1VU0VS" not in (tmp_path / "jobs.db").read_bytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -266,6 +267,15 @@ def test_purge_forgets_finished_jobs_by_key_prefix_or_age_and_keeps_running_ones
     assert srv.status(other).status_code == 200 and srv.status(running).status_code == 202
 
     assert srv.client.post("/_admin/purge", json={}).status_code == 422
+    # Files that belong to no job, as old as the cutoff, go with the age purge; younger ones stay.
+    files_root = srv.var_dir / "model_server" / "files"
+    orphan, fresh = files_root / "orphan-old", files_root / "orphan-new"
+    for folder in (orphan, fresh):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cutout.png").write_bytes(b"x")
+    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    assert srv.client.post("/_admin/purge", json={"finished_before": time.time() - 60}).status_code == 200
+    assert not orphan.exists() and fresh.exists()
     assert srv.client.post("/_admin/purge", json={"finished_before": time.time() + 1}).json()["purged"] >= 1  # the module's other finished jobs too
     assert srv.status(other).status_code == 404
     srv.client.put(running["cancel_url"])

@@ -33,6 +33,7 @@ class FakeQueue:
         self.jobs: dict[str, FakeJob] = {}
         self.keys: dict[str, str] = {}
         self.submissions: list[tuple[str, str | None]] = []
+        self.submit_headers: list[httpx.Headers] = []
         self.transient_failures = 0  # next N requests answer 503
         self.next_job: dict = {}
         self.reject_submit: str | None = None  # answer every submit 422 with this detail
@@ -46,6 +47,7 @@ class FakeQueue:
         if request.method == "POST":
             key = request.headers.get("Idempotency-Key")
             self.submissions.append((path, key))
+            self.submit_headers.append(request.headers)
             if self.reject_submit is not None:
                 return httpx.Response(422, json={"detail": self.reject_submit})
             if key and key in self.keys:

@@ -50,11 +50,11 @@ def test_airflow_loads_the_plugin_from_the_plugins_folder(tmp_path):
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert not any("bitbuddies_plugin" in path for path in loaded["errors"]), loaded["errors"]
     [plugin] = loaded["info"]
-    assert plugin["external_views"] == [
-        {
-            "name": "BitBuddies generation",
-            "href": "http://buddies.test:8000/g/{RUN_ID}?dag_id={DAG_ID}",
-            "destination": "dag_run",
-            "url_route": "bitbuddies-generation",
-        }
-    ]
+    assert plugin["external_views"][0] == {
+        "name": "BitBuddies generation",
+        "href": "http://buddies.test:8000/g/{RUN_ID}?dag_id={DAG_ID}",
+        "destination": "dag_run",
+        "url_route": "bitbuddies-generation",
+    }
+    assert [v["name"] for v in plugin["external_views"][1:]] == ["Alerts", "Ledger audit"]
+    assert "/bitbuddies" in json.dumps(plugin["fastapi_apps"])

@@ -116,3 +116,27 @@ def test_a_wrong_key_ends_the_wait_instead_of_polling_forever(fal_conn, monkeypa
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({**conn, "password": "revoked"}))
     event = run_trigger(deferred.value.trigger)
     assert event["status"] == "error" and "401" in event["error"]
+
+
+def test_the_providers_copies_of_a_jobs_files_expire_with_the_retention_period(fal_conn, monkeypatch):
+    """fal keeps a job's output files (cut-outs, frames, videos: copies of the user's photo) on its
+    CDN until the lifetime sent with the submit runs out; it is the photo's retention period."""
+    from bitbuddies_airflow.hooks import ModelProviderHook
+    from include.model_queue import LIFECYCLE_HEADER, QueueClient
+    from include.settings import get_settings
+    from tests.plugins.fake_queue import BASE, FakeQueue
+
+    monkeypatch.setenv("BITBUDDIES_UPLOAD_RETENTION_DAYS", "2")
+    get_settings.cache_clear()
+    try:
+        hook_client = ModelProviderHook(CONN_ID).get_client()
+        hook_client.close()
+    finally:
+        get_settings.cache_clear()
+    assert hook_client.media_expiry_seconds == 2 * 86400
+
+    queue = FakeQueue()
+    client = QueueClient(BASE, "key", transport=queue.transport(), media_expiry_seconds=hook_client.media_expiry_seconds)
+    client.submit("fal-ai/some-model", {"image_url": "https://storage.test/photo.png"}, idempotency_key="k1")
+    client.close()
+    assert json.loads(queue.submit_headers[0][LIFECYCLE_HEADER]) == {"expiration_duration_seconds": 172800}

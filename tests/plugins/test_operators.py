@@ -205,3 +205,27 @@ def test_a_job_still_running_after_the_grace_defers(queue):
     with pytest.raises(TaskDeferred):
         op(grace=0.3, poll_interval=0.05).execute(make_context())
     assert queue.jobs["req1"].polls >= 3
+
+
+def test_with_fal_each_submitted_job_is_recorded_for_retention(queue, tmp_path, monkeypatch):
+    """fal knows a generation's jobs only by request id: the operator keeps them (include/retention.py)
+    so the retention DAG and deletions can remove fal's copies. The local model server needs no record."""
+    from include import storage
+    from include.settings import get_settings
+
+    monkeypatch.setenv("BITBUDDIES_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("BITBUDDIES_STORAGE_URL", raising=False)
+    gid = "f" * 32
+    for provider in ("local", "fal"):
+        monkeypatch.setenv("BITBUDDIES_MODEL_PROVIDER", provider)
+        get_settings.cache_clear()
+        try:
+            ctx = make_context() | {"dag_run": SimpleNamespace(conf={"generation_id": gid})}
+            with pytest.raises(TaskDeferred):
+                op().execute(ctx)
+            request_id = ctx["task_state_store"][JOB_KEY]["job"]["request_id"]
+            recorded = storage.list_keys(f"provider_jobs/{gid}")
+            assert recorded == ([f"provider_jobs/{gid}/{request_id}"] if provider == "fal" else [])
+        finally:
+            get_settings.cache_clear()
+        queue.keys.clear()

@@ -53,7 +53,7 @@ def test_submit_stores_photo_inserts_queued_generation_and_triggers(client, user
         "generation_id": body["id"],
         "user_id": user.id,
         "prompt": "a happy pirate",
-        "motion": "",
+        "motion": None,
         "upload_path": generation.upload_path,
     }
     # The token is taken with the generation (attempt 1); the DAG's charge task finds that charge.

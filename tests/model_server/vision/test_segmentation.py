@@ -1,6 +1,9 @@
 """Tests for model_server/vision/segmentation.py."""
 
 import numpy as np
+import pytest
+
+from bench.quality_set import background, composite, figure
 
 from model_server.vision.analysis import analyze
 from model_server.vision.cartoon import cartoonize, expand_full_body
@@ -22,6 +25,20 @@ def test_synthetic_figure_mask_iou(synthetic_figure):
     # Soft edge: some partial values, but only along the outline.
     partial = (alpha > 0.05) & (alpha < 0.95)
     assert 0 < partial.sum() < 0.15 * truth.sum()
+
+
+@pytest.mark.parametrize("kind", ["plain", "indoor", "outdoor"])
+def test_drawn_figure_on_a_backdrop_keeps_hair_and_the_gaps_between_limbs(kind):
+    """Found as an object (no photo-like pose): the box seeds GrabCut, the full-size edge
+    refinement opens the few-pixel gaps between arms and body and between the legs."""
+    drawn, _ = figure(360)
+    photo, truth = composite(drawn, background(kind, 480, 640, 51), 160, 90)
+    result = analyze(photo)
+    alpha = segment_subject(result.image, result.meta()) > 0.5
+    assert _iou(alpha, truth > 0.5) >= 0.95
+    # Between the legs, just below the crotch (x = 0, y = 260 of the 420-unit figure drawn 360 high).
+    cx, crotch_y = 160 + drawn.shape[1] // 2, 90 + round(280 * 360 / 420)
+    assert not alpha[crotch_y, cx] and truth[crotch_y, cx] < 0.5
 
 
 def test_astronaut_mask_is_the_person(astronaut):
