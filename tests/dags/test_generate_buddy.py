@@ -41,3 +41,14 @@ def test_the_dags_moderate_task_passes_a_clean_photo(dag, queue):
     queue.next_job = {"states": ["COMPLETED"], "result": {"nsfw": False, "score": 0.01}}
     result = moderate_task(dag).execute(make_context())
     assert result["nsfw"] is False
+
+
+def test_the_photo_reaches_moderate_and_analyze_as_the_providers_url(dag, tmp_path, monkeypatch):
+    # No task of its own: the DAG's photo_url macro renders the provider URL inside the submitting task.
+    from bitbuddies_airflow.storage import provider_url
+
+    for task_id in ("moderate", "analyze"):
+        task = dag.get_task(task_id)
+        rendered = task.render_template(task.inputs, {"params": {"upload_path": "uploads/g/photo.jpg"}}, jinja_env=dag.get_template_env())
+        assert rendered == {"image_url": provider_url("uploads/g/photo.jpg")}, task_id
+    assert "photo_url" not in dag.task_ids
