@@ -181,9 +181,16 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__API__BASE_URL": cfg.airflow_url,
             "AIRFLOW__API__SECRET_KEY": _secret(home / "api_secret"),
             "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt_secret"),
-            # Scheduling latency: Airflow's defaults give ~0.9 s between tasks, this ~0.35 s (NOTES.md).
+            # Orchestration settings (measured in bench/bench_speed.py):
+            # - the scheduler loop: Airflow's defaults give ~0.9 s between tasks, this ~0.35 s (NOTES.md);
+            # - the DAG files: a new file is found within 10 s and a changed one is parsed again at once
+            #   (file_parsing_sort_mode modified_time), so unchanged files need no re-parse every 30 s:
+            #   each parse is a process importing Airflow and the DAG (~1 CPU s on 2 cores), which the
+            #   dag-processor otherwise spent on four unchanged files every 30 s, idle or not;
+            # - heartbeats and lost-task detection: RECOVERY_SETTINGS above.
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.05",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
             "AIRFLOW__TRIGGERER__DEFAULT_CAPACITY": "1000",
             **RECOVERY_SETTINGS,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
