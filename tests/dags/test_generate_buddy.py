@@ -23,7 +23,7 @@ def dag():
 
 
 def moderate_task(dag):
-    # The DAG's own operator and gate; only its input (an XComArg from photo_url, rendered at run
+    # The DAG's own operator and gate; only its input (the photo_url macro, rendered at run
     # time) is replaced by a plain URL so the task can run outside a DAG run.
     task = copy.copy(dag.get_task("moderate"))
     task.inputs = {"image_url": "http://photos.example/p.jpg"}
