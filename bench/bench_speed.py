@@ -265,6 +265,22 @@ def measure_throughput(v: Variant, n: int) -> dict:
 
 def measure(v: Variant, runs: int, concurrency: list[int], idle_s: float) -> dict:
     print(f"== {v.name}: starting the stack from {v.src}", flush=True)
+    # The machine's load while this variant is measured (others share it): the figures' context.
+    loads: list[float] = []
+    stop_load = threading.Event()
+
+    def sample_load() -> None:
+        while not stop_load.wait(5):
+            loads.append(os.getloadavg()[0])
+
+    threading.Thread(target=sample_load, daemon=True).start()
+    try:
+        return _measure(v, runs, concurrency, idle_s, loads)
+    finally:
+        stop_load.set()
+
+
+def _measure(v: Variant, runs: int, concurrency: list[int], idle_s: float, loads: list[float]) -> dict:
     v.start()
     try:
         time.sleep(idle_s)  # settle: warm-ups done, the scheduler idle
@@ -287,6 +303,8 @@ def measure(v: Variant, runs: int, concurrency: list[int], idle_s: float) -> dic
                 continue
             t = result["throughput"][-1]
             print(f"  {v.name} {n} at once: {t['per_minute']:.2f} generations/min", flush=True)
+        result["load_average_median"] = statistics.median(loads) if loads else None
+        result["load_average_max"] = max(loads) if loads else None
         return result
     finally:
         v.stop()
@@ -317,6 +335,10 @@ def report(results: dict) -> None:
     names = list(variants)
     print(f"\n== BitBuddies speed benchmark at {results['commit']} ({results['runs']} runs, 1024-px photo, "
           f"{results['cores']} cores, load average at start {results['load_average'][0]:.1f}) ==")
+    for n in names:
+        if variants[n].get("load_average_median") is not None:
+            print(f"load average while {n} was measured: median {variants[n]['load_average_median']:.1f}, "
+                  f"max {variants[n]['load_average_max']:.1f}")
     rows = [
         ("buddy visible (WebM + poster), median", "visible_s", "s"),
         ("every format ready, median", "all_formats_s", "s"),
@@ -362,7 +384,8 @@ def plot(results: dict, out: Path) -> list[Path]:
 
     variants = results["variants"]
     names = list(variants)
-    title = f"at {results['commit']}, {results['cores']} cores (shared, load {results['load_average'][0]:.1f})"
+    load = ", ".join(f"{n} {variants[n]['load_average_median']:.0f}" for n in names if variants[n].get("load_average_median") is not None)
+    title = f"at {results['commit']}, {results['cores']} cores shared" + (f" (median load average: {load})" if load else "")
     files = []
 
     # Latency: the critical path of one generation, stacked.
