@@ -306,6 +306,8 @@ def generate(
         for kind, url in body["assets"].items():
             if url:
                 print(f"  {kind:<7} {url}", file=out)
+        if body.get("formats_pending"):
+            print(f"  still encoding: {', '.join(body['formats_pending'])} (ready in a few seconds)", file=out)
         print(f"  share   {body['share_url']}", file=out)
         return 0
     print(f"Failed: {body.get('error') or 'unknown error'}", file=out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.assets import asset_version
-from include.generations import ASSET_FILES, share_url
+from include.generations import ASSET_FILES, pending_formats, ready_formats, share_url
 from include.models import Generation, GenerationAssets, GenerationPublic
 
 
@@ -20,7 +20,7 @@ def asset_urls(generation: Generation) -> dict[str, str]:
     return {
         kind: f"{base}/{ASSET_FILES[kind]}?v={asset_version(generation, kind)}"
         for kind in ASSET_FILES
-        if kind in generation.assets
+        if generation.assets.get(kind)
     }
 
 
@@ -36,5 +36,7 @@ def generation_public(generation: Generation) -> GenerationPublic:
         created_at=generation.created_at,
         finished_at=generation.finished_at,
         assets=GenerationAssets(**asset_urls(generation)),
+        formats_ready=ready_formats(generation),
+        formats_pending=pending_formats(generation),
         share_url=share_url(generation),
     )

@@ -1,7 +1,10 @@
-"""`make bench`: the end-to-end pipeline benchmark (see bench/bench_pipeline.py; others run on their own)."""
+"""`make bench`: latency, memory and (with --concurrency) throughput beside the old behaviour (bench/bench_speed.py).
+
+The other benchmarks run on their own: ``python -m bench.bench_<name>``.
+"""
 
 import sys
 
-from bench.bench_pipeline import main
+from bench.bench_speed import main
 
 sys.exit(main())

@@ -12,10 +12,13 @@ who pays (the user's tokens, or an operator grant the ledger records as such);
 task finds that charge under the same ledger key, and takes it only for a run started from the UI
 without one), then every model stage is one
 `ModelJobOperator` (submit -> deferrable wait -> fetch, never submitted twice):
-`moderate` -> `analyze` -> `cartoonize` -> (`expand_full_body` when the subject is cut off) ->
-`segment_image` -> `animate` -> `segment_video`; then `transcode` encodes WebM (VP9 + alpha),
-animated WebP, GIF and a poster into object storage (and the walk loop every buddy gets as WebM
-and WebP) and `publish` makes the buddy visible.
+`moderate` and `analyze` side by side on the photo (its provider URL is rendered into their
+inputs: `photo_url` macro) -> `cartoonize` once both passed -> (`expand_full_body` when the
+subject is cut off, decided by `choose_body` from the analysis while `cartoonize` runs) ->
+`segment_image` -> `animate` -> `segment_video`; then `transcode` encodes what the user sees
+first, the WebM (VP9 + alpha) and the poster, into object storage, `publish` makes the buddy
+visible, and `encode_fallbacks` adds the animated WebP, the GIF and the walk loop (WebM and WebP)
+a few seconds later (the API lists them in `formats_pending` until then).
 
 **Deadline.** A run not finished `generation_deadline_minutes` after it was queued raises Airflow's
 `DeadlineAlert`: the operator is alerted once (`plugins/bitbuddies_airflow/deadlines.py`), and the
@@ -28,8 +31,8 @@ idempotent ledger key). Being a
 teardown it does not decide the run's state, so a failed generation's run still ends *failed*.
 
 **Pools.** `model_local` caps jobs in flight at the model provider (deferred tasks count);
-`media_cpu` caps concurrent ffmpeg encodes. **Queues.** `transcode` runs on the `media` queue
-(its own Celery workers in production); everything else on `default`.
+`media_cpu` caps concurrent ffmpeg encodes. **Queues.** `transcode` and `encode_fallbacks` run on
+the `media` queue (its own Celery workers in production); everything else on `default`.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from bitbuddies_airflow.deadlines import alert_overdue_generation
 from bitbuddies_airflow.notifiers import GenerationFailedNotifier
 from bitbuddies_airflow.operators import ModelJobOperator
-from bitbuddies_airflow.refunds import refuse_finished_generation
+from bitbuddies_airflow.refunds import refuse_finished_generation, refuse_unless_formats_pending
 from bitbuddies_airflow.runs import generation_id, started_by_operator
 from bitbuddies_airflow.reporting import record_failure, report_outcome, report_retry, report_stage, report_stage_finished
 from bitbuddies_airflow.storage import open_for_write, provider_url
@@ -118,6 +121,26 @@ PARAMS = {
 }
 
 
+def pending_after_publish(video: dict) -> list[str]:
+    """The formats encode_fallbacks adds once the buddy is published (the walk loop when made)."""
+    from include.media.transcode import FALLBACK_FORMATS, WALK_FORMATS
+
+    walk = [f"walk_{fmt}" for fmt in WALK_FORMATS] if video.get("walk_video") else []
+    return [*FALLBACK_FORMATS, *walk]
+
+
+def drop_pending_formats(context) -> None:
+    """The fallbacks failed for good: the buddy stays published with what it has."""
+    gid = generation_id(context)
+    if gid:
+        generations.drop_pending_assets(gid)
+
+
+def photo_url(upload_path: str | None, gid: str | None) -> str:
+    """The photo's URL for the model provider: the API's upload, or what store_generation stored."""
+    return provider_url(upload_path or generations.get(gid).upload_path)
+
+
 def reject_nsfw(result: dict) -> None:
     if result.get("nsfw"):
         raise AirflowFailException("This photo can't be used: it looks like it contains nudity.")
@@ -141,6 +164,8 @@ def reject_nsfw(result: dict) -> None:
     ),
     tags=["bitbuddies", "generation"],
     doc_md=__doc__,
+    # The photo's URL for the model provider, rendered in the task that submits it (no task of its own).
+    user_defined_macros={"photo_url": photo_url},
     params=PARAMS,
 )
 def bitbuddies_generate():
@@ -167,10 +192,6 @@ def bitbuddies_generate():
         entry = ledger.charge_generation(generation_id())
         return entry.id
 
-    @task(on_execute_callback=None)
-    def photo_url(params=None) -> str:
-        return provider_url(params["upload_path"] or generations.get(generation_id()).upload_path)
-
     def model_stage(stage: str, **inputs) -> ModelJobOperator:
         return ModelJobOperator(
             task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **MODEL_STAGES[stage].waits.operator_kwargs(),
@@ -182,7 +203,7 @@ def bitbuddies_generate():
 
     stored = store_generation()
     charge = charge_token()
-    photo = photo_url()
+    photo = "{{ photo_url(params.upload_path, ti.xcom_pull(task_ids='store_generation')) }}"
     moderate = model_stage("moderate", image_url=photo)
     analyze = model_stage("analyze", image_url=photo)
     cartoonize = model_stage("cartoonize", image_url=analyze.output["image_url"], prompt=prompt)
@@ -207,24 +228,39 @@ def bitbuddies_generate():
         walk_video_url="{{ (ti.xcom_pull(task_ids='animate').get('walk_video') or {}).get('url', '') }}",
     )
 
+    def encode(video_url: str, fps: int, prefix: str, formats, names) -> dict[str, str]:
+        from include.media.transcode import transcode as encode_formats
+
+        assets = encode_formats(video_url, lambda name: open_for_write(f"{prefix}/{name}"), fps=fps, formats=formats, names=names)
+        return {fmt: f"{prefix}/{asset.name}" for fmt, asset in assets.items()}
+
     @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT)
     def transcode(video: dict, params=None) -> dict[str, str]:
-        from include.media.transcode import WALK_FORMATS, WALK_OUTPUT_NAMES
-        from include.media.transcode import transcode as encode
+        """What the user sees first: the WebM with alpha and the poster (the fallbacks follow)."""
+        from include.media.transcode import FIRST_FORMATS, OUTPUT_NAMES
+
+        prefix = f"generations/{generation_id()}"
+        return encode(video["video"]["url"], int(video.get("fps") or 24), prefix, FIRST_FORMATS, OUTPUT_NAMES)
+
+    @task(
+        pool=MEDIA_POOL, queue=MEDIA_QUEUE, on_execute_callback=None, on_success_callback=None,
+        on_failure_callback=drop_pending_formats, pre_execute=refuse_unless_formats_pending,
+    )
+    def encode_fallbacks(video: dict, params=None) -> None:
+        """After publishing: the animated WebP and the GIF, and the walk loop when there is one."""
+        from include.media.transcode import FALLBACK_FORMATS, OUTPUT_NAMES, WALK_FORMATS, WALK_OUTPUT_NAMES
 
         prefix = f"generations/{generation_id()}"
         fps = int(video.get("fps") or 24)
-        assets = encode(video["video"]["url"], lambda name: open_for_write(f"{prefix}/{name}"), fps=fps)
-        published = {name: f"{prefix}/{asset.name}" for name, asset in assets.items()}
+        assets = encode(video["video"]["url"], fps, prefix, FALLBACK_FORMATS, OUTPUT_NAMES)
         if video.get("walk_video"):
-            walk = encode(video["walk_video"]["url"], lambda name: open_for_write(f"{prefix}/{name}"), fps=fps,
-                          formats=WALK_FORMATS, names=WALK_OUTPUT_NAMES)
-            published |= {f"walk_{fmt}": f"{prefix}/{asset.name}" for fmt, asset in walk.items()}
-        return published
+            walk = encode(video["walk_video"]["url"], fps, prefix, WALK_FORMATS, WALK_OUTPUT_NAMES)
+            assets |= {f"walk_{fmt}": key for fmt, key in walk.items()}
+        generations.add_assets(generation_id(), assets)
 
     @task(on_success_callback=report_outcome)
-    def publish(assets: dict[str, str], params=None) -> None:
-        generations.mark_succeeded(generation_id(), assets)
+    def publish(assets: dict[str, str], video: dict, params=None) -> None:
+        generations.mark_succeeded(generation_id(), assets, pending=pending_after_publish(video))
 
     @task(retries=8, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, on_success_callback=report_outcome, pre_execute=None)
     def refund_token(params=None) -> None:
@@ -240,13 +276,18 @@ def bitbuddies_generate():
         refunded = settle_failed_generation(gid)
         print(f"{gid}: {'refunded and failed' if refunded else 'succeeded or never charged: nothing to refund'}")
 
+    # The body decision needs only the analysis: it is made while cartoonize runs, off the critical path.
     branch = choose_body(analyze.output)
     assets = transcode(segment_video.output)
-    stored >> charge >> photo >> moderate >> analyze
-    cartoonize >> branch >> [expand, segment_image]
+    stored >> charge >> [moderate, analyze]
+    moderate >> cartoonize
+    [cartoonize, branch] >> expand
+    [cartoonize, branch] >> segment_image
     expand >> segment_image
-    done = publish(assets)
-    every_task = [stored, charge, photo, moderate, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done]
+    done = publish(assets, segment_video.output)
+    fallbacks = encode_fallbacks(segment_video.output)
+    done >> fallbacks
+    every_task = [stored, charge, moderate, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done, fallbacks]
     every_task >> refund_token().as_teardown()
 
 

@@ -92,9 +92,14 @@ def mark_stage(gid: str, stage: str) -> Generation:
         return generation
 
 
-def mark_succeeded(gid: str, assets: dict[str, str]) -> Generation:
-    """Publish: the generation succeeded with ``assets`` (kind -> storage key)."""
-    unknown = set(assets) - set(ASSET_FILES)
+def mark_succeeded(gid: str, assets: dict[str, str], pending: tuple[str, ...] | list[str] = ()) -> Generation:
+    """Publish: the generation succeeded with ``assets`` (kind -> storage key).
+
+    ``pending`` are the kinds still being encoded (the fallback formats, which follow the WebM and
+    the poster): they are kept as ``None`` until ``add_assets`` stores them, so the API can say
+    which formats are ready and which are coming.
+    """
+    unknown = (set(assets) | set(pending)) - set(ASSET_FILES)
     if unknown:
         raise ValueError(f"unknown asset kinds {sorted(unknown)}; expected {sorted(ASSET_FILES)}")
     with session_scope(write_lock=True) as session:
@@ -105,11 +110,55 @@ def mark_succeeded(gid: str, assets: dict[str, str]) -> Generation:
         now = utcnow()
         generation.status = "succeeded"
         generation.stage = "publish"
-        generation.assets = dict(assets)
+        ready = {kind: key for kind, key in (generation.assets or {}).items() if key}
+        generation.assets = {kind: None for kind in pending if kind not in ready and kind not in assets} | ready | dict(assets)
         generation.updated_at = now
         generation.finished_at = generation.finished_at or now
         session.add(generation)
         return generation
+
+
+def add_assets(gid: str, assets: dict[str, str]) -> Generation:
+    """Store formats encoded after the generation was published (kind -> storage key).
+
+    Only a succeeded generation takes them (a deleted one has no assets, a failed one none to show).
+    """
+    unknown = set(assets) - set(ASSET_FILES)
+    if unknown:
+        raise ValueError(f"unknown asset kinds {sorted(unknown)}; expected {sorted(ASSET_FILES)}")
+    with session_scope(write_lock=True) as session:
+        generation = load_for_update(session, gid)
+        if generation.status != "succeeded" or generation.deleted_at is not None:
+            log.warning("generation %s is %s; not adding formats %s", gid, generation.status, sorted(assets))
+            return generation
+        generation.assets = dict(generation.assets or {}) | dict(assets)
+        generation.updated_at = utcnow()
+        session.add(generation)
+        return generation
+
+
+def drop_pending_assets(gid: str) -> Generation:
+    """The fallback formats will not come (their encode failed for good): stop announcing them."""
+    with session_scope(write_lock=True) as session:
+        generation = load_for_update(session, gid)
+        assets = {kind: key for kind, key in (generation.assets or {}).items() if key}
+        if assets != generation.assets:
+            generation.assets = assets
+            generation.updated_at = utcnow()
+            session.add(generation)
+        return generation
+
+
+def ready_formats(generation: Generation) -> list[str]:
+    """The asset kinds a succeeded generation can be downloaded in now, in ``ASSET_FILES`` order."""
+    assets = generation.assets or {}
+    return [kind for kind in ASSET_FILES if assets.get(kind)] if generation.status == "succeeded" else []
+
+
+def pending_formats(generation: Generation) -> list[str]:
+    """The asset kinds still being encoded after the generation was published."""
+    assets = generation.assets or {}
+    return [kind for kind in ASSET_FILES if kind in assets and not assets[kind]] if generation.status == "succeeded" else []
 
 
 def mark_failed(gid: str, error: str, failed_task: str | None = None) -> Generation:

@@ -147,8 +147,9 @@ class Generation(GenerationBase, table=True):
     failed_task: str | None = Field(default=None, max_length=250)
     refund_state: str = Field(default="none", max_length=16)
     upload_path: str = Field(max_length=500)  # storage key of the photo
-    # asset kind ("webm", "webp", "gif", "poster", "walk_webm", "walk_webp") -> storage key
-    assets: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # asset kind ("webm", "webp", "gif", "poster", "walk_webm", "walk_webp") -> storage key; None
+    # for a kind still being encoded after the generation was published (generations.pending_formats)
+    assets: dict[str, str | None] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     slug: str = Field(default_factory=new_slug, unique=True, index=True, max_length=32)
     idempotency_key: str | None = Field(default=None, max_length=255)
     triggered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
@@ -188,6 +189,10 @@ class GenerationPublic(GenerationBase):
     created_at: datetime
     finished_at: datetime | None
     assets: GenerationAssets
+    # The asset kinds that can be downloaded now, and those still being encoded: a buddy is
+    # published with its WebM and poster, and its WebP, GIF and walk loop follow seconds later.
+    formats_ready: list[str] = []
+    formats_pending: list[str] = []
     share_url: str | None
 
 

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     model_server_host: str = "127.0.0.1"
     model_server_port: int = 8200
     model_server_workers: int = 2
+    # Workers that load the models when they start; the others load them with their first job
+    # (an idle server then holds one set of models, ~240 MB, instead of one per worker).
+    model_server_warm_workers: int = 1
     # fal mode: the model server requires `Authorization: Key <model_server_key>` as fal.ai does.
     model_server_fal_mode: bool = False
     model_server_key: SecretStr = SecretStr("")

@@ -41,10 +41,13 @@ class Stage:
     pool: str | None = None  # a fixed pool; model stages use the provider's (model_pool)
 
 
-# Quick checks poll often; the long renders poll less and get more time.
+# Quick checks poll often; the long renders poll less and get more time. The grace covers what a
+# stage's job takes on the local models (2 cores, under load: renders 1-4 s, the video stages 4-10 s),
+# so a generation's jobs are fetched by the task that submitted them instead of a second task
+# process after a trip through the triggerer; a job queued behind others is deferred at once.
 _QUICK = Waits(poll_interval=0.5, job_timeout=timedelta(minutes=5))
-_RENDER = Waits(poll_interval=0.5, job_timeout=timedelta(minutes=10))
-_VIDEO = Waits(poll_interval=1.0, job_timeout=timedelta(minutes=30))
+_RENDER = Waits(poll_interval=0.5, job_timeout=timedelta(minutes=10), grace=6.0)
+_VIDEO = Waits(poll_interval=1.0, job_timeout=timedelta(minutes=30), grace=12.0)
 
 # In pipeline order. expand_full_body runs only when the subject is cut off.
 STAGES: tuple[Stage, ...] = (

@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         faults = Faults(FaultConfig.model_validate_json(settings.model_server_faults)
                         if settings.model_server_faults.strip() else None)
         manager = JobManager(store, faults, workers=settings.model_server_workers, files_root=files_root,
-                             max_input_bytes=settings.model_server_max_input_bytes)
+                             max_input_bytes=settings.model_server_max_input_bytes,
+                             warm_workers=settings.model_server_warm_workers)
         manager.start()
         app.state.store, app.state.faults, app.state.manager = store, faults, manager
         try:

@@ -6,6 +6,12 @@ takes the oldest queued job, hands it to its process over a private pipe and rel
 process's log lines and outcome into the :class:`JobStore`. Cancelling a running job kills
 that process and starts a fresh one, so a hung or runaway stage never blocks a slot for good.
 
+Only the first ``warm_workers`` processes load the models when they start (~240 MB each once
+loaded: the pose graph, the nudity detector); the others start bare (~6 MB) and load what a job
+needs when they first get one. A queued job goes to an idle warm worker when there is one, so an
+idle server holds one set of models and a lone generation never waits for a model to load; under
+load every worker takes jobs and warms up on its first.
+
 Jobs belong to the server, not to the HTTP client that submitted them: a client that goes
 away changes nothing. The manager also keeps the in-flight record (most jobs running and
 most outstanding at once) that tests and benchmarks read through ``/_admin/stats``.
@@ -39,8 +45,11 @@ _CANCEL_CHECK_S = 0.05
 class _Slot:
     """One worker process and the pipe to it."""
 
-    def __init__(self, index: int, files_root: Path, max_input_bytes: int) -> None:
+    def __init__(self, index: int, files_root: Path, max_input_bytes: int, warm_up: bool = True) -> None:
         self.index = index
+        # Loads its models when it starts; a bare worker becomes warm with its first job.
+        self.warm_up = warm_up
+        self.warm = warm_up
         self._files_root = files_root
         self._max_input_bytes = max_input_bytes
         self._mp = multiprocessing.get_context("spawn")
@@ -54,13 +63,14 @@ class _Slot:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
         self.process = self._mp.Process(
             target=worker_main,
-            args=(child_conn, str(self._files_root), self._max_input_bytes),
+            args=(child_conn, str(self._files_root), self._max_input_bytes, self.warm_up),
             name=f"model-worker-{self.index}",
             daemon=True,
         )
         self.process.start()
         child_conn.close()
         self.conn = parent_conn
+        self.warm = self.warm_up
 
     def stop(self) -> None:
         if self.process is not None:
@@ -75,7 +85,7 @@ class _Slot:
 
 class JobManager:
     def __init__(self, store: JobStore, faults: Faults, *, workers: int, files_root: Path,
-                 max_input_bytes: int) -> None:
+                 max_input_bytes: int, warm_workers: int = 1) -> None:
         if workers < 1:
             raise ValueError("the model server needs at least one worker")
         self._store = store
@@ -87,7 +97,9 @@ class JobManager:
         self._queue: deque[str] = deque()
         self._running: dict[str, _Slot] = {}
         self._cancel_requested: set[str] = set()
-        self._slots = [_Slot(i, files_root, max_input_bytes) for i in range(workers)]
+        self._slots = [_Slot(i, files_root, max_input_bytes, warm_up=i < warm_workers) for i in range(workers)]
+        # Warm slots waiting for a job: a bare slot leaves the queue to them.
+        self._idle_warm = 0
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._stats_since = time.time()
@@ -138,7 +150,7 @@ class JobManager:
             self._store.record_submission(model_id, job.request_id, idempotency_key, False, now)
             self._queue.append(job.request_id)
             self._note_in_flight()
-            self._cond.notify()
+            self._cond.notify_all()
             return job, False
 
     def queue_position(self, request_id: str) -> int | None:
@@ -196,11 +208,21 @@ class JobManager:
     def _serve_slot(self, slot: _Slot) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
+                warm = slot.warm
+                if warm:
+                    self._idle_warm += 1
+                try:
+                    # A bare slot takes a job only when no warm slot is idle to take it.
+                    while not self._stopping and (not self._queue or (not slot.warm and self._idle_warm > 0)):
+                        self._cond.wait()
+                finally:
+                    if warm:
+                        self._idle_warm -= 1
                 if self._stopping:
                     return
                 request_id = self._queue.popleft()
+                # The jobs left in line may now be for the bare slots.
+                self._cond.notify_all()
                 self._store.mark_running(request_id, time.time())
                 self._running[request_id] = slot
                 self._note_in_flight()
@@ -269,6 +291,7 @@ class JobManager:
                     # Cancelled while finishing: the result is discarded, as promised to the client.
                     self._finish_cancelled(request_id, message[-1])
                 elif kind == "done":
+                    slot.warm = True  # its process has loaded what this stage needs
                     _, result, seconds = message
                     self._store.mark_succeeded(request_id, result, seconds, time.time())
                 else:

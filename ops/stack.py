@@ -60,6 +60,8 @@ class StackConfig:
     s3_bucket: str = "bitbuddies"
     default_worker_concurrency: int = 8
     media_worker_concurrency: int = 2
+    # LocalExecutor worker processes (embedded profile); 0: sized to the machine (embedded_parallelism).
+    parallelism: int = 0
 
     @property
     def production(self) -> bool:
@@ -114,6 +116,20 @@ RECOVERY_SETTINGS = {
 }
 
 
+def embedded_parallelism(cpus: int | None = None) -> int:
+    """How many task processes the embedded profile runs at once: 4 per core, 4 to 32.
+
+    The LocalExecutor forks all of its workers when it starts and keeps them, idle or not (~10 MB
+    PSS each), so Airflow's default of 32 held ~330 MB on a 2-core machine for slots it could never
+    use: a task process is CPU-bound while it runs (start-up, callbacks, a model job's first
+    seconds), waits are deferred to the triggerer and hold no slot, so more runnable task
+    processes than 4 per core only queue for the CPU. Measured in ``bench/bench_speed.py``.
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(4, min(32, 4 * cpus))
+
+
 def _secret(path: Path) -> str:
     """A secret generated once per var_dir and kept there, readable by its owner only (0600)."""
     return read_or_create_secret(path)
@@ -155,7 +171,7 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__CORE__EXECUTOR": EMBEDDED_EXECUTOR,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__PARALLELISM": "32",
+            "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism or embedded_parallelism()),
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
             # SimpleAuthManager, where the API's own user may read and trigger the two BitBuddies DAGs and
@@ -170,9 +186,16 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__API__BASE_URL": cfg.airflow_url,
             "AIRFLOW__API__SECRET_KEY": _secret(home / "api_secret"),
             "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt_secret"),
-            # Scheduling latency: Airflow's defaults give ~0.9 s between tasks, this ~0.35 s (NOTES.md).
+            # Orchestration settings (measured in bench/bench_speed.py):
+            # - the scheduler loop: Airflow's defaults give ~0.9 s between tasks, this ~0.35 s (NOTES.md);
+            # - the DAG files: a new file is found within 10 s and a changed one is parsed again at once
+            #   (file_parsing_sort_mode modified_time), so unchanged files need no re-parse every 30 s:
+            #   each parse is a process importing Airflow and the DAG (~1 CPU s on 2 cores), which the
+            #   dag-processor otherwise spent on four unchanged files every 30 s, idle or not;
+            # - heartbeats and lost-task detection: RECOVERY_SETTINGS above.
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.05",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
             "AIRFLOW__TRIGGERER__DEFAULT_CAPACITY": "1000",
             **RECOVERY_SETTINGS,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),

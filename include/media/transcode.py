@@ -43,10 +43,14 @@ from include.media.runner import (
     source_input_options,
 )
 
-__all__ = ["WEB_FORMATS", "OUTPUT_NAMES", "WALK_FORMATS", "WALK_OUTPUT_NAMES", "CONTENT_TYPES", "EncodedAsset", "MediaError", "build_command",
+__all__ = ["WEB_FORMATS", "FIRST_FORMATS", "FALLBACK_FORMATS", "OUTPUT_NAMES", "WALK_FORMATS", "WALK_OUTPUT_NAMES", "CONTENT_TYPES", "EncodedAsset", "MediaError", "build_command",
            "transcode"]
 
 WEB_FORMATS = ("webm", "webp", "gif", "poster")
+# What a user sees first (the result page plays the WebM over its poster), and the fallbacks for
+# browsers without VP9 alpha, encoded after the buddy is published.
+FIRST_FORMATS = ("webm", "poster")
+FALLBACK_FORMATS = ("webp", "gif")
 
 OUTPUT_NAMES = {"webm": "buddy.webm", "webp": "buddy.webp", "gif": "buddy.gif", "poster": "poster.png"}
 # The walk loop: the two formats the embed widget and the extension play.

@@ -56,8 +56,9 @@ class ModelJobOperator(BaseOperator):
     ):
         super().__init__(**kwargs)
         # Seconds to watch a fresh job from the worker before deferring: a job done by then is
-        # fetched at once, which spares the defer/resume round trip (a trigger pick-up and a second
-        # task process) that costs more than the job itself for the quick stages.
+        # fetched at once, which spares the defer/resume round trip (a trigger pick-up, a scheduler
+        # loop and a second task process: 1.5-3 s) that costs more than the job itself for the quick
+        # stages. A job queued behind others at the provider is deferred at once.
         self.grace = grace
         self.stage = stage
         self.inputs = inputs
@@ -94,7 +95,9 @@ class ModelJobOperator(BaseOperator):
                 job, status = self._submit(client, hook, store, context, 1), None
             status = status or client.status(job)
             watch_until = time.monotonic() + self.grace
-            while not status.state.is_terminal() and time.monotonic() < watch_until:
+            # A job with others ahead of it in the provider's queue will not be done soon: the
+            # worker slot goes back at once (under load the grace would only hold slots idle).
+            while not status.state.is_terminal() and time.monotonic() < watch_until and not (status.queue_position or 0) > 0:
                 time.sleep(min(0.1, self.poll_interval))
                 status = client.status(job)
             if status.state.is_terminal():

@@ -47,6 +47,10 @@ def refund_failed_run(context) -> None:
         refunded = False
     generation = generations.get(gid)
     ti = context.get("ti") or context.get("task_instance")
+    if generation.status == "succeeded":
+        # Only a task after publishing failed (the fallback formats): the buddy is out, nothing to refund.
+        log.error("generation %s succeeded but its run failed at %s", gid, getattr(ti, "task_id", None))
+        return
     send_alert(
         gid,
         failed_task=generation.failed_task or getattr(ti, "task_id", None),
@@ -68,3 +72,14 @@ def refuse_finished_generation(context) -> None:
             f"Generation {gid} already {generation.status} ({refund}); a finished generation is not run again. "
             "Submit a new generation instead of clearing this run."
         )
+
+
+def refuse_unless_formats_pending(context) -> None:
+    """pre_execute of ``encode_fallbacks``, which runs after publishing: only for a published
+    generation that still waits for its fallback formats (never for a failed or deleted one)."""
+    gid = _generation_id(context)
+    if not gid:
+        return
+    generation = generations.get(gid)
+    if generation.status != "succeeded" or not generations.pending_formats(generation):
+        raise AirflowFailException(f"Generation {gid} is {generation.status} and waits for no formats; nothing to encode.")

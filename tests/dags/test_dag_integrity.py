@@ -59,14 +59,19 @@ def test_generation_dag_is_the_pipeline(dagbag):
     # Every declared stage is a task (charge is charge_token), so progress names real tasks.
     task_ids = {t.task_id for t in dag.tasks}
     assert all(name in task_ids or f"{name}_token" in task_ids for name in STAGE_NAMES)
-    # The pipeline order, as PRODUCT.md lists it.
-    order = ["charge_token", "photo_url", "moderate", "analyze", "cartoonize", "choose_body"]
+    # The pipeline order, as PRODUCT.md lists it; moderate and analyze both read the photo and run
+    # side by side, and nothing is cartoonized before the photo passed moderation.
+    assert {"moderate", "analyze"} <= dag.get_task("charge_token").downstream_task_ids
+    assert {"moderate", "analyze"} <= dag.get_task("cartoonize").upstream_task_ids
+    # The body decision reads only the analysis, so it is made while cartoonize runs.
+    assert dag.get_task("choose_body").upstream_task_ids == {"analyze"}
+    order = ["cartoonize", "segment_image", "animate", "segment_video", "transcode", "publish", "encode_fallbacks"]
     for up, down in zip(order, order[1:]):
         assert down in dag.get_task(up).downstream_task_ids, f"{up} -> {down}"
     assert {"expand_full_body", "segment_image"} <= dag.get_task("choose_body").downstream_task_ids
+    assert "cartoonize" in dag.get_task("expand_full_body").upstream_task_ids
     assert dag.get_task("segment_image").trigger_rule == "none_failed_min_one_success"
-    assert dag.get_task("transcode").pool == MEDIA_POOL
-    assert "publish" in dag.get_task("transcode").downstream_task_ids
+    assert dag.get_task("transcode").pool == dag.get_task("encode_fallbacks").pool == MEDIA_POOL
 
 
 def test_refund_covers_every_task_and_the_run_still_fails(dagbag):
@@ -79,7 +84,8 @@ def test_refund_covers_every_task_and_the_run_still_fails(dagbag):
     others = {t.task_id for t in dag.tasks} - {"refund_token"}
     assert others <= refund.upstream_task_ids
     leaves = {t.task_id for t in dag.tasks if not (t.downstream_task_ids - {"refund_token"})} - {"refund_token"}
-    assert leaves == {"publish"}
+    # publish decides the generation; the fallback formats follow it.
+    assert leaves == {"encode_fallbacks"}
 
 
 @pytest.mark.parametrize(

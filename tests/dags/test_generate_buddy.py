@@ -23,7 +23,7 @@ def dag():
 
 
 def moderate_task(dag):
-    # The DAG's own operator and gate; only its input (an XComArg from photo_url, rendered at run
+    # The DAG's own operator and gate; only its input (the photo_url macro, rendered at run
     # time) is replaced by a plain URL so the task can run outside a DAG run.
     task = copy.copy(dag.get_task("moderate"))
     task.inputs = {"image_url": "http://photos.example/p.jpg"}
@@ -84,3 +84,19 @@ def test_a_form_request_validates(dag):
     conf = {"photo": "https://photos.example/cat.jpg", "email": "ada@example.com", "motion": "wave", "payment": "operator_grant"}
     assert validated(dag, conf)["photo"] == "https://photos.example/cat.jpg"
     assert validated(dag, {"photo": "/srv/photos/cat.jpg"})["photo"] == "/srv/photos/cat.jpg"
+
+
+class _NoXcom:
+    def xcom_pull(self, **_):
+        return None
+
+
+def test_the_photo_reaches_moderate_and_analyze_as_the_providers_url(dag, tmp_path, monkeypatch):
+    # No task of its own: the DAG's photo_url macro renders the provider URL inside the submitting task.
+    from bitbuddies_airflow.storage import provider_url
+
+    for task_id in ("moderate", "analyze"):
+        task = dag.get_task(task_id)
+        rendered = task.render_template(task.inputs, {"params": {"upload_path": "uploads/g/photo.jpg"}, "ti": _NoXcom()}, jinja_env=dag.get_template_env())
+        assert rendered == {"image_url": provider_url("uploads/g/photo.jpg")}, task_id
+    assert "photo_url" not in dag.task_ids

@@ -113,11 +113,12 @@ def jpeg_bytes(rgb) -> bytes:
     return buf.getvalue()
 
 
-def wait_for_generation(api: httpx.Client, key: str, gid: str, timeout: float = 240) -> dict:
+def wait_for_generation(api: httpx.Client, key: str, gid: str, timeout: float = 240, all_formats: bool = True) -> dict:
+    """The finished generation; with ``all_formats``, a succeeded one once its fallback formats are in too."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         gen = api.get(f"/api/generations/{gid}", headers={"Authorization": f"Bearer {key}"}).json()
-        if gen["status"] in ("succeeded", "failed"):
+        if gen["status"] == "failed" or (gen["status"] == "succeeded" and not (all_formats and gen.get("formats_pending"))):
             return gen
         time.sleep(1)
     raise AssertionError(f"generation {gid} did not finish in {timeout} s: {gen}")

@@ -13,6 +13,7 @@ from ops.stack import (
     ROOT,
     S3_CONN_ID,
     StackConfig,
+    embedded_parallelism,
     environment,
     local_production_config,
     process_environment,
@@ -33,6 +34,13 @@ def test_embedded_profile_is_unchanged_by_the_production_fields(tmp_path):
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
     assert "BITBUDDIES_DATABASE_URL" not in env and "BITBUDDIES_STORAGE_URL" not in env
     assert not any(name.startswith("worker-") for name in process_specs(StackConfig(var_dir=tmp_path)))
+
+
+def test_embedded_workers_are_sized_to_the_machine(tmp_path):
+    # 4 task processes per core, never fewer than 4 nor more than Airflow's default of 32.
+    assert [embedded_parallelism(n) for n in (1, 2, 4, 16)] == [4, 8, 16, 32]
+    assert environment(StackConfig(var_dir=tmp_path))["AIRFLOW__CORE__PARALLELISM"] == str(embedded_parallelism())
+    assert environment(StackConfig(var_dir=tmp_path, parallelism=3))["AIRFLOW__CORE__PARALLELISM"] == "3"
 
 
 def test_production_profile_uses_postgres_celery_and_s3(tmp_path):

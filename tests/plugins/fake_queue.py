@@ -26,6 +26,7 @@ class FakeJob:
     result_status: int = 200
     polls: int = 0
     cancelled: bool = False
+    queue_position: int = 0  # reported while IN_QUEUE
 
 
 class FakeQueue:
@@ -72,7 +73,7 @@ class FakeQueue:
             job.polls += 1
             body = {"status": state}
             if state == "IN_QUEUE":
-                body["queue_position"] = 0
+                body["queue_position"] = job.queue_position
             if state == "COMPLETED" and job.error:
                 body.update(error=job.error, error_type=job.error_type)
             return httpx.Response(200 if state == "COMPLETED" else 202, json=body)

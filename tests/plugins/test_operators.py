@@ -200,6 +200,13 @@ def test_a_job_done_within_the_grace_is_fetched_without_deferring(queue):
     assert "image" in result and queue.jobs["req1"].polls == 3
 
 
+def test_a_job_waiting_behind_others_defers_at_once_instead_of_holding_a_worker(queue):
+    queue.next_job = {"states": ["IN_QUEUE"], "queue_position": 3}
+    with pytest.raises(TaskDeferred):
+        op(grace=30.0, poll_interval=0.05).execute(make_context())
+    assert queue.jobs["req1"].polls == 1
+
+
 def test_a_job_still_running_after_the_grace_defers(queue):
     queue.next_job = {"states": ["IN_PROGRESS"]}
     with pytest.raises(TaskDeferred):

@@ -56,11 +56,13 @@ def test_callback_refunds_even_when_the_alert_fails(fresh_app_db, monkeypatch):
 
 
 def test_a_succeeded_generation_is_not_refunded_by_the_callback(fresh_app_db, monkeypatch):
-    monkeypatch.setattr(refunds.alerts, "generation_failed", lambda gid, **kw: None)
+    alerts = []
+    monkeypatch.setattr(refunds.alerts, "generation_failed", lambda gid, **kw: alerts.append(gid))
     user_id, gid = paid_generation()
     generations.mark_succeeded(gid, {"webm": "generations/x/buddy.webm"})
-    refunds.refund_failed_run(context(gid))
-    assert refunds_of(gid) == [] and ledger.balance(user_id) == 0
+    # Only a task after publishing failed (the fallback formats): no refund, no "generation failed" alert.
+    refunds.refund_failed_run(context(gid, "encode_fallbacks"))
+    assert refunds_of(gid) == [] and ledger.balance(user_id) == 0 and alerts == []
 
 
 @pytest.mark.parametrize("finish", ["failed", "succeeded"])
@@ -88,7 +90,24 @@ def test_every_generation_task_but_the_refund_refuses_finished_generations():
     for t in dag.tasks:
         # store_generation runs before an operator's generation exists; for a stored one it only
         # returns its id, and charge_token (the first paid task) refuses a finished one.
-        expected = None if t.task_id in ("refund_token", "store_generation") else refunds.refuse_finished_generation
+        expected = {"refund_token": None, "store_generation": None, "encode_fallbacks": refunds.refuse_unless_formats_pending}.get(
+            t.task_id, refunds.refuse_finished_generation)
         assert t._pre_execute_hook is expected, t.task_id
     callbacks = dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
     assert any(isinstance(c, GenerationFailedNotifier) for c in callbacks)
+
+
+def test_the_fallback_formats_are_encoded_only_for_a_published_generation_waiting_for_them(fresh_app_db):
+    from include import generations
+
+    user, _ = make_user(tokens=3)
+    waiting, complete, failed = (
+        ledger.create_paid_generation(Generation(user_id=user.id, prompt="wave", upload_path="u/p.jpg")).id for _ in range(3)
+    )
+    generations.mark_succeeded(waiting, {"webm": "w", "poster": "p"}, pending=["gif"])
+    generations.mark_succeeded(complete, {"webm": "w", "poster": "p", "gif": "g"})
+    settle_failed_generation(failed)
+    refunds.refuse_unless_formats_pending(context(waiting, "encode_fallbacks"))
+    for gid in (complete, failed):
+        with pytest.raises(AirflowFailException, match="nothing to encode"):
+            refunds.refuse_unless_formats_pending(context(gid, "encode_fallbacks"))

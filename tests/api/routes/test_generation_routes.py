@@ -187,6 +187,35 @@ def test_finished_generation_reports_assets_and_failure_reports_refund(client, u
     assert set(failed["assets"].values()) == {None}
 
 
+def test_a_generation_says_which_formats_are_ready_and_which_follow(client, user_with_tokens):
+    _, key = user_with_tokens
+    gid = submit(client, key).json()["id"]
+    keys = {kind: generations.asset_key(gid, kind) for kind in generations.ASSET_FILES}
+    first = {kind: keys[kind] for kind in ("webm", "poster")}
+    generations.mark_succeeded(gid, first, pending=["webp", "gif", "walk_webm", "walk_webp"])
+
+    done = client.get(f"/api/generations/{gid}", headers=auth(key)).json()
+    assert done["status"] == "succeeded"
+    assert (done["formats_ready"], done["formats_pending"]) == (["webm", "poster"], ["webp", "gif", "walk_webm", "walk_webp"])
+    assert {kind for kind, url in done["assets"].items() if url} == {"webm", "poster"}
+    assert client.get(f"/api/generations/{gid}/assets/buddy.gif", headers=auth(key)).status_code == 404
+
+    generations.add_assets(gid, {kind: keys[kind] for kind in ("webp", "gif")})
+    done = client.get(f"/api/generations/{gid}", headers=auth(key)).json()
+    assert (done["formats_ready"], done["formats_pending"]) == (["webm", "webp", "gif", "poster"], ["walk_webm", "walk_webp"])
+    # The walk loop failed for good: it is no longer announced; the rest stays published.
+    generations.drop_pending_assets(gid)
+    done = client.get(f"/api/generations/{gid}", headers=auth(key)).json()
+    assert (done["formats_ready"], done["formats_pending"]) == (["webm", "webp", "gif", "poster"], [])
+
+
+def test_formats_are_never_added_to_a_generation_that_did_not_succeed(client, user_with_tokens):
+    _, key = user_with_tokens
+    gid = submit(client, key).json()["id"]
+    generations.add_assets(gid, {"gif": generations.asset_key(gid, "gif")})
+    assert generations.get(gid).assets == {}
+
+
 def test_owner_downloads_an_asset(client, user_with_tokens):
     _, key = user_with_tokens
     gid = submit(client, key).json()["id"]

@@ -1,0 +1,46 @@
+"""The job manager's worker processes: one set of models loaded while idle, warm workers first."""
+
+from __future__ import annotations
+
+import time
+
+from model_server.fault_injection import Faults
+from model_server.job_store import JobStore
+from model_server.worker_pool import JobManager
+
+SELFTEST = "bitbuddies/selftest"
+
+
+def wait_done(store: JobStore, request_id: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while store.get(request_id).status not in ("COMPLETED",) and time.time() < deadline:
+        time.sleep(0.05)
+    assert store.get(request_id).status == "COMPLETED", store.get(request_id)
+
+
+def test_jobs_go_to_the_warm_worker_while_it_is_idle_and_to_the_bare_one_under_load(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    manager = JobManager(store, Faults(), workers=2, files_root=tmp_path, max_input_bytes=1024, warm_workers=1)
+    slots = {slot.index: slot for slot in manager._slots}
+    assert (slots[0].warm, slots[1].warm) == (True, False)
+    manager.start()
+    try:
+        taken_by = []
+        for _ in range(3):  # one at a time: always the warm worker, the bare one stays bare
+            job, _ = manager.submit(SELFTEST, {"seconds": 0.2}, "http://x", None)
+            while job.request_id not in manager._running and store.get(job.request_id).status != "COMPLETED":
+                time.sleep(0.01)
+            taken_by.append(manager._running.get(job.request_id, slots[0]).index)
+            wait_done(store, job.request_id)
+        assert taken_by == [0, 0, 0] and not slots[1].warm
+        # Two at once: the second is not kept waiting for the busy warm worker.
+        jobs = [manager.submit(SELFTEST, {"seconds": 1.0}, "http://x", None)[0] for _ in range(2)]
+        deadline = time.time() + 30
+        while len(manager._running) < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        assert {slot.index for slot in manager._running.values()} == {0, 1}
+        for job in jobs:
+            wait_done(store, job.request_id)
+        assert slots[1].warm  # it has run a job: it takes its share from now on
+    finally:
+        manager.stop()
