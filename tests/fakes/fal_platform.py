@@ -12,9 +12,8 @@ import json
 import re
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler
 
-from tests.fakes.local_http import LocalHTTPFake
+from tests.fakes.local_http import JsonHandler, LocalHTTPFake
 
 _PATH = re.compile(r"^/v1/models/requests/([^/]+)/payloads$")
 
@@ -39,18 +38,7 @@ class FakeFalPlatform(LocalHTTPFake):
     def _handler_class(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _reply(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_DELETE(self) -> None:
                 match = _PATH.match(self.path.split("?")[0])
                 if match is None:

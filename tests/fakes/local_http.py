@@ -2,13 +2,14 @@
 
 A fake subclasses :class:`LocalHTTPFake`, implements ``_handler_class()`` (a
 ``BaseHTTPRequestHandler`` that speaks the service's protocol) and calls ``_listen()`` at the end
-of its ``__init__``.
+of its ``__init__``. A handler answering JSON subclasses :class:`JsonHandler`.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class LocalHTTPFake:
@@ -31,3 +32,18 @@ class LocalHTTPFake:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Quiet, and answers JSON with ``_reply``."""
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def _reply(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)

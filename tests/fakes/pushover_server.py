@@ -13,9 +13,9 @@ import json
 import secrets
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
-from tests.fakes.local_http import LocalHTTPFake
+
+from tests.fakes.local_http import JsonHandler, LocalHTTPFake
 
 
 class FakePushover(LocalHTTPFake):
@@ -63,18 +63,7 @@ class FakePushover(LocalHTTPFake):
     def _handler_class(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _reply(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 request_id = str(uuid.uuid4())
                 if self.path.split("?")[0] != "/1/messages.json":
