@@ -19,7 +19,11 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from bitbuddies_airflow import deadline_fix
 from include.settings import get_settings
+
+# Clearing a generation run (REST API, UI) must work before its queued-at deadline has passed.
+deadline_fix.apply()
 
 GENERATION_VIEW_ROUTE = "bitbuddies-generation"
 CONSOLE_PREFIX = "/bitbuddies"

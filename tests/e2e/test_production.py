@@ -54,7 +54,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 # walk loop); bench.bench_production measures 20 and more.
 GENERATIONS = 4
 DAG = GENERATE_DAG_ID
-MEDIA_TASKS = {"transcode"}
+# The encodes: WebM and poster before publishing, the fallback formats and the walk loop after.
+MEDIA_TASKS = {"transcode", "encode_fallbacks"}
 MODEL_STAGES = {"moderate", "analyze", "cartoonize", "expand_full_body", "segment_image", "animate", "segment_video"}
 VAR_DIR = Path(__file__).resolve().parents[2] / "var" / "e2e" / f"{os.getpid()}-production"
 
@@ -213,7 +214,7 @@ def test_concurrent_generations_survive_a_killed_worker(production_stack):
     tis = [ti for ti in task_instances(stack, headers) if ti["dag_run_id"] in set(gids) and ti["hostname"]]
     media = [ti for ti in tis if ti["task_id"] in MEDIA_TASKS]
     other = [ti for ti in tis if ti["task_id"] not in MEDIA_TASKS]
-    assert len(media) == GENERATIONS
+    assert len(media) == len(MEDIA_TASKS) * GENERATIONS
     assert {(ti["hostname"], ti["queue"]) for ti in media} == {("worker-media", "media")}
     assert {ti["hostname"] for ti in other} <= {"worker-default", "worker-default-2"}
     assert {ti["queue"] for ti in other} == {"default"}
@@ -223,11 +224,15 @@ def test_concurrent_generations_survive_a_killed_worker(production_stack):
     assert victim_now and victim_now[0]["state"] == "success"
 
 
+# The run's first task: the one a frozen worker takes before anything of the run has started.
+FIRST_TASK = "store_generation"
+
+
 def requeues(stack: Stack, headers: dict, gid: str) -> int:
-    """How often the scheduler set charge_token of ``gid`` back from queued to scheduled."""
+    """How often the scheduler set the first task of ``gid`` back from queued to scheduled."""
     resp = httpx.get(
         f"{stack.cfg.airflow_url}/api/v2/eventLogs",
-        params={"dag_id": DAG, "run_id": gid, "task_id": "charge_token", "event": "stuck in queued reschedule"},
+        params={"dag_id": DAG, "run_id": gid, "task_id": FIRST_TASK, "event": "stuck in queued reschedule"},
         headers=headers,
         timeout=30,
     )
@@ -252,8 +257,8 @@ def test_a_task_a_worker_received_but_never_started_waits_while_it_lives_and_run
     for child in psutil.Process(stack.procs[name].pid).children(recursive=True):
         child.suspend()
 
-    def charge() -> dict:
-        url = f"{cfg.airflow_url}/api/v2/dags/{DAG}/dagRuns/{gid}/taskInstances/charge_token"
+    def first_task() -> dict:
+        url = f"{cfg.airflow_url}/api/v2/dags/{DAG}/dagRuns/{gid}/taskInstances/{FIRST_TASK}"
         return httpx.get(url, headers=headers, timeout=30).json()
 
     with httpx.Client(base_url=cfg.api_url, timeout=60) as api:
@@ -266,22 +271,22 @@ def test_a_task_a_worker_received_but_never_started_waits_while_it_lives_and_run
         assert resp.status_code == 202, resp.text
         gid = resp.json()["id"]
         deadline = time.time() + 120
-        while (first := charge()).get("state") != "queued":
-            assert time.time() < deadline, "charge_token was never queued"
+        while (first := first_task()).get("state") != "queued":
+            assert time.time() < deadline, f"{FIRST_TASK} was never queued"
             time.sleep(0.3)
         # Past the timeout and a check (40 s + 5 s, and the workers' answer): held, so left queued.
         deadline = time.time() + 90
-        while (held := charge())["queued_when"] == first["queued_when"]:
+        while (held := first_task())["queued_when"] == first["queued_when"]:
             assert held["state"] == "queued", held
-            assert time.time() < deadline, f"the stuck-in-queued check never looked at charge_token: {held}"
+            assert time.time() < deadline, f"the stuck-in-queued check never looked at {FIRST_TASK}: {held}"
             time.sleep(1)
         assert held["state"] == "queued" and held["try_number"] == first["try_number"], held
         assert requeues(stack, headers, gid) == 0, "a task a live worker held was revoked and requeued"
         stack.kill(name)
         killed_at = time.time()
         stack.start_one("worker-default-3", celery_worker_argv("default", "worker-default-3", cfg.default_worker_concurrency))
-        while charge()["state"] not in ("running", "success"):
-            assert time.time() - killed_at < 60, f"charge_token still {charge()} 60 s after the kill"
+        while first_task()["state"] not in ("running", "success"):
+            assert time.time() - killed_at < 60, f"{FIRST_TASK} still {first_task()} 60 s after the kill"
             time.sleep(0.5)
         back = time.time() - killed_at
         assert requeues(stack, headers, gid) == 1  # lost with its worker: revoked and rescheduled once
