@@ -47,6 +47,7 @@ from tests.e2e.test_model_jobs import Airflow, ModelServer, assert_one_job_per_g
 from tests.e2e.test_recovery import (  # noqa: E402
     DAG_ID,
     RECOVERY_BOUND_S,
+    RESUME_LATENCY_S,
     kill_runner_fetching,
     kill_stopped_worker_at_resume,
     running_task_runner,
@@ -56,7 +57,7 @@ from tests.e2e.test_recovery import (  # noqa: E402
 
 WINDOWS = {
     # window: (task lost, model server faults that hold it there)
-    "resume": ("animate", {"latency_s": {"bitbuddies/animate": 5.0}}),
+    "resume": ("animate", {"latency_s": {"bitbuddies/animate": RESUME_LATENCY_S}}),
     "supervisor": ("segment_video", {"submit_answer_delay_s": {"bitbuddies/segment-video": 5.0}}),
     "runner": ("animate", {"result_answer_delay_s": {"bitbuddies/animate": 10.0}}),
 }

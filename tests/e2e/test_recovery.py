@@ -32,6 +32,7 @@ import httpx
 import psutil
 import pytest
 
+from include.stages import MODEL_STAGES
 from ops.stack import environment
 from ops.supervisor import Backoff, Supervisor
 from tests.e2e.conftest import wait_for_generation
@@ -194,9 +195,13 @@ def kill_stopped_worker_at_resume(stack, airflow: Airflow, gid: str) -> tuple[fl
     return time.time(), f"{state}, task runner {'started' if runner_started else 'not started'}"
 
 
+# animate's job outlasts the grace its submitting task watches it for: the task defers and is
+# resumed by a worker.
+RESUME_LATENCY_S = MODEL_STAGES["animate"].waits.grace + 5.0
+
+
 def test_a_worker_killed_as_it_takes_a_resumed_task(stack, api, make_user, airflow, model_server):
-    # animate's job outlasts the worker's 3 s grace: the task defers and is resumed by a worker.
-    model_server.faults(latency_s={"bitbuddies/animate": 5.0})
+    model_server.faults(latency_s={"bitbuddies/animate": RESUME_LATENCY_S})
     key = make_user(tokens=1)
     (gid,) = start_generations(api, key, 1)
     killed_at, window = kill_stopped_worker_at_resume(stack, airflow, gid)
