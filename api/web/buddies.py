@@ -25,7 +25,7 @@ from api.presenters import asset_urls
 from api.routes.generations import submit_generation
 from api.web.core import CsrfChecked, MaybeUser, PageNotFound, PageUser, owned_or_404, redirect, render
 from include import deletion, ledger, quotas, storage
-from include.generations import share_url
+from include.generations import pending_formats, share_url
 from include.models import Generation, User
 from include.settings import get_settings
 from include.stages import DEFAULT_MOTION, MOTIONS, STAGE_NAMES
@@ -136,6 +136,7 @@ def _buddy_page(request: Request, generation: Generation, status_code: int = 200
         status_code=status_code,
         g=generation,
         assets=asset_urls(generation),
+        pending=pending_formats(generation),
         share=share_url(generation),
         embed_snippet=embed_snippet(generation.slug),
         has_photo=storage.exists(generation.upload_path),

@@ -123,6 +123,12 @@ def test_a_person_makes_a_buddy_and_orders_stickers_in_the_browser(stack, browse
         assert page.evaluate("navigator.clipboard.readText()") == page.locator("#share-url").input_value()
         assert_accessible(page, "/buddies/{id} (result)")
         shoot(page, "result")
+        # WebP and GIF are encoded after the buddy is published: "preparing" until they are ready,
+        # then the page turns them into links without a reload.
+        page.wait_for_function(
+            f"document.querySelectorAll('.downloads a').length === {len(SIGNATURES)} && !document.querySelector('[data-pending-format]')",
+            timeout=240_000,
+        )
         for name, signature in SIGNATURES.items():
             body = download(page, page.get_by_role("link", name=name))
             assert body.startswith(signature) and len(body) > 1000, name

@@ -23,6 +23,46 @@
     });
   });
 
+  // Formats encoded after the buddy was published (WebP, GIF) show as "preparing" until the
+  // generation lists them as ready; then they turn into download links where they stand.
+  var downloads = document.querySelector(".downloads[data-status-url]");
+  if (downloads) {
+    var polls = 0;
+    function checkFormats() {
+      fetch(downloads.getAttribute("data-status-url"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (generation) {
+          if (!generation) return;
+          var ready = generation.formats_ready || [];
+          var pending = generation.formats_pending || [];
+          downloads.querySelectorAll("[data-pending-format]").forEach(function (item) {
+            var kind = item.getAttribute("data-pending-format");
+            if (ready.indexOf(kind) >= 0) {
+              var link = document.createElement("a");
+              link.className = "button secondary small";
+              link.href = item.getAttribute("data-href");
+              link.setAttribute("download", item.getAttribute("data-download"));
+              link.textContent = item.getAttribute("data-label");
+              item.replaceChildren(link);
+              item.removeAttribute("data-pending-format");
+            } else if (pending.indexOf(kind) < 0) {
+              item.remove();  // given up on: the buddy stays, without this format
+            }
+          });
+          if (fallback && generation.assets) {
+            var img = fallback.querySelector("img");
+            if (generation.assets.gif && img && img.src.indexOf("/poster.png") >= 0) img.src = generation.assets.gif;
+          }
+        })
+        .catch(function () {})
+        .then(function () {
+          polls += 1;
+          if (downloads.querySelector("[data-pending-format]") && polls < 150) setTimeout(checkFormats, 2000);
+        });
+    }
+    setTimeout(checkFormats, 1500);
+  }
+
   var copied = document.getElementById("copied");
   document.querySelectorAll("[data-copy]").forEach(function (button) {
     button.addEventListener("click", function () {

@@ -128,6 +128,31 @@ def test_result_page_plays_downloads_and_shares(browser_client):
     assert browser_client.get(f"/buddies/{generation.id}/photo").headers["content-type"] == "image/jpeg"
 
 
+def test_formats_still_encoding_show_as_preparing_until_ready(browser_client):
+    sign_up(browser_client, "fay@example.com")
+    generation = finished_buddy(_user("fay@example.com").id)
+    with session_scope() as session:
+        row = session.get(Generation, generation.id)
+        row.assets = {**row.assets, "webp": None, "gif": None}
+        session.add(row)
+    page = browser_client.get(f"/buddies/{generation.id}").text
+    assert f'data-status-url="/api/generations/{generation.id}"' in page
+    for kind, file in (("webp", "buddy.webp"), ("gif", "buddy.gif")):
+        assert f'data-pending-format="{kind}"' in page
+        assert f' href="/api/generations/{generation.id}/assets/{file}"' not in page
+    assert f'href="/api/generations/{generation.id}/assets/buddy.webm"' in page
+    # The page's script polls the generation with the session cookie and swaps in the links.
+    status = browser_client.get(f"/api/generations/{generation.id}").json()
+    assert (status["formats_ready"], status["formats_pending"]) == (["webm", "poster"], ["webp", "gif"])
+
+    with session_scope() as session:
+        row = session.get(Generation, generation.id)
+        row.assets = {**row.assets, "webp": asset_key(generation.id, "webp"), "gif": asset_key(generation.id, "gif")}
+        session.add(row)
+    finished = browser_client.get(f"/buddies/{generation.id}").text
+    assert "data-pending-format" not in finished and "data-status-url" not in finished
+
+
 def test_failed_buddy_shows_the_reason_and_the_refund(browser_client):
     sign_up(browser_client, "eli@example.com")
     generation = finished_buddy(_user("eli@example.com").id, status="failed")
