@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from airflow.configuration import conf
 from airflow.providers.celery.executors.celery_executor import CeleryExecutor
-from airflow.utils import timezone
+from airflow.sdk import timezone
 
 # How long the workers have to answer whether they hold a task.
 QUERY_TIMEOUT_S = 3.0
