@@ -26,7 +26,8 @@ from airflow.sdk import Param, dag, task
 
 
 from bitbuddies_airflow.notifiers import RunFailedNotifier
-from bitbuddies_airflow.print_vendor import WaitForPrintOperator
+from bitbuddies_airflow.hooks import StripeHook
+from bitbuddies_airflow.print_vendor import WaitForPrintOperator, print_vendor
 from bitbuddies_airflow.storage import open_for_write, provider_url, storage_path
 from include import orders
 from include.stages import MEDIA_POOL
@@ -90,10 +91,8 @@ def bitbuddies_sticker_order():
 
     @task(retries=6, execution_timeout=VENDOR_TIMEOUT)
     def send_to_vendor(sheet: str, params=None) -> dict:
-        from include.print_vendors import get_vendor
-
         order = orders.get(params["order_id"])
-        job = get_vendor().submit(order.id, sheet, orders.shipping_address(order), pdf_url=provider_url(sheet, expires=7 * 86400))
+        job = print_vendor().submit(order.id, sheet, orders.shipping_address(order), pdf_url=provider_url(sheet, expires=7 * 86400))
         orders.mark_submitted(order.id, job)
         return job.to_dict()
 
@@ -102,7 +101,8 @@ def bitbuddies_sticker_order():
     @task(retries=8)
     def settle_order(params=None) -> str:
         """Compensation, after every other task is done: a paid order that did not ship is refunded once."""
-        outcome = orders.settle(params["order_id"], "We could not produce your sticker order.")
+        # Stripe's key comes from the Airflow connection bitbuddies_stripe, not the environment.
+        outcome = orders.settle(params["order_id"], "We could not produce your sticker order.", stripe=StripeHook().get_account())
         print(f"Order {params['order_id']}: {outcome}")
         return outcome
 
