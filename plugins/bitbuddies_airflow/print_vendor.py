@@ -85,6 +85,11 @@ class WaitForPrintOperator(BaseOperator):
     ui_color = "#fde2c8"
 
     def __init__(self, *, order_id: str, poll_interval: float | None = None, wait_timeout: timedelta | None = None, **kwargs: Any):
+        kwargs.setdefault(
+            "doc_md",
+            "Waits in the triggerer (no worker held) until the print vendor ships the order or fails it, "
+            "recording each state on the order's timeline (`print_wait_days` at most).",
+        )
         super().__init__(**kwargs)
         self.order_id = order_id
         self.poll_interval = poll_interval
