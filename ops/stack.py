@@ -167,8 +167,9 @@ def environment(cfg: StackConfig) -> dict[str, str]:
     with os.fdopen(descriptor, "w") as out:
         json.dump({AIRFLOW_USER: password, API_USER: api_airflow_password(cfg)}, out)
     os.chmod(passwords_file, 0o600)  # also when it existed before with a wider mode
-    # Only this stack's configuration: nothing inherited from the caller's Airflow or app settings.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "BITBUDDIES_"))}
+    # Only this stack's configuration: nothing inherited from the caller's Airflow or app settings
+    # (Stripe's keys reach the stack through its config: accounts_from_environment).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "BITBUDDIES_", "STRIPE_"))}
     env.update(
         {
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
@@ -246,6 +247,21 @@ def connection_environment(cfg: StackConfig) -> dict[str, str]:
             fields["extra"] = json.loads(fields["extra"])
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
     return env
+
+
+def accounts_from_environment(environ: dict[str, str] | None = None) -> dict[str, object]:
+    """StackConfig's Stripe and Printful fields from the caller's environment (the API's variable
+    names), for `make up`: a developer who exports STRIPE_API_KEY pays through Stripe."""
+    environ = os.environ if environ is None else environ
+    names = {
+        "stripe_api_key": "STRIPE_API_KEY", "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+        "stripe_api_base": "BITBUDDIES_STRIPE_API_BASE", "printful_api_key": "BITBUDDIES_PRINTFUL_API_KEY",
+        "printful_api_url": "BITBUDDIES_PRINTFUL_API_URL", "printful_sticker_variant_id": "BITBUDDIES_PRINTFUL_STICKER_VARIANT_ID",
+    }  # fmt: skip
+    found: dict[str, object] = {field: environ[name] for field, name in names.items() if environ.get(name)}
+    if "printful_sticker_variant_id" in found:
+        found["printful_sticker_variant_id"] = int(found["printful_sticker_variant_id"])
+    return found
 
 
 # The processes that read secrets from their settings (the web app and API) and those that run

@@ -13,6 +13,7 @@ from ops.stack import (
     ROOT,
     S3_CONN_ID,
     StackConfig,
+    accounts_from_environment,
     embedded_parallelism,
     environment,
     local_production_config,
@@ -134,3 +135,14 @@ def test_the_model_connection_reaches_every_process_in_the_environment(tmp_path)
     fal = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": "key"})
     cfg = StackConfig(var_dir=tmp_path, extra_env={"AIRFLOW_CONN_BITBUDDIES_MODELS": fal})
     assert environment(cfg)["AIRFLOW_CONN_BITBUDDIES_MODELS"] == fal
+
+
+def test_make_up_takes_stripe_and_printful_from_the_callers_environment_into_the_config(tmp_path, monkeypatch):
+    found = accounts_from_environment({"STRIPE_API_KEY": "sk_test_2", "STRIPE_WEBHOOK_SECRET": "whsec_2",
+                                       "BITBUDDIES_PRINTFUL_STICKER_VARIANT_ID": "12", "UNRELATED": "x"})
+    assert found == {"stripe_api_key": "sk_test_2", "stripe_webhook_secret": "whsec_2", "printful_sticker_variant_id": 12}
+    # Inherited Stripe variables never reach every process: only the config hands them out.
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_inherited")
+    cfg = StackConfig(var_dir=tmp_path, **found)
+    assert "STRIPE_API_KEY" not in environment(cfg)
+    assert process_environment(cfg, "api", process_specs(cfg)["api"])["STRIPE_API_KEY"] == "sk_test_2"
