@@ -46,8 +46,6 @@ STAGE_DOCS = {
     "animate": "Animates the character with the chosen (or prompted) motion, and its walk loop.",
     "segment_video": "Keys the animation's background out: frames with alpha, for `transcode`.",
 }
-
-
 WAITING_DOC = (
     "One model job at the provider: submitted once (a retry re-attaches to it), waited for in the "
     "triggerer (`job_timeout`), its result fetched into XCom."

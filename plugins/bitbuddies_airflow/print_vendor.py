@@ -131,11 +131,7 @@ class WaitForPrintOperator(BaseOperator):
         )
 
     def _poll_interval(self) -> float:
-        from include.settings import get_settings
-
         return self.poll_interval if self.poll_interval is not None else get_settings().print_poll_seconds
 
     def _timeout(self) -> timedelta:
-        from include.settings import get_settings
-
         return self.wait_timeout or timedelta(days=get_settings().print_wait_days)
