@@ -44,6 +44,7 @@ from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.sdk.exceptions import AirflowFailException
 
+from bitbuddies_airflow.dag_defaults import DB_TIMEOUT, DOWNLOAD_TIMEOUT, ENCODE_TIMEOUT, OWNER, owner_links
 from bitbuddies_airflow.deadlines import alert_overdue_generation
 from bitbuddies_airflow.notifiers import GenerationFailedNotifier
 from bitbuddies_airflow.operators import ModelJobOperator
@@ -62,13 +63,8 @@ MODEL_POOL = model_pool(get_settings().model_provider)
 # CPU-heavy media work runs on the workers that consume this queue (CeleryExecutor); the
 # LocalExecutor ignores queues.
 MEDIA_QUEUE = "media"
-# How long a task that could hang may run before Airflow stops it (and retries it): a photo
-# download, the encodes. Generous: a loaded media worker takes minutes, a hung one forever.
-STORE_TIMEOUT = timedelta(minutes=5)
-ENCODE_TIMEOUT = timedelta(minutes=20)
-
 default_args = {
-    "owner": "bitbuddies",
+    "owner": OWNER,
     "retries": 3,
     "retry_delay": timedelta(seconds=2),
     "retry_exponential_backoff": True,
@@ -153,6 +149,7 @@ def reject_nsfw(result: dict) -> None:
     catchup=False,
     max_active_runs=64,
     default_args=default_args,
+    owner_links=owner_links(),
     # Refund and alert when the run fails (at most once in Airflow: refund_token guarantees it).
     on_failure_callback=GenerationFailedNotifier(),
     # A run not finished this long after it was queued alerts the operator (in the triggerer); the
@@ -169,7 +166,7 @@ def reject_nsfw(result: dict) -> None:
     params=PARAMS,
 )
 def bitbuddies_generate():
-    @task(retries=2, execution_timeout=STORE_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, pre_execute=None)
+    @task(retries=2, execution_timeout=DOWNLOAD_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, pre_execute=None)
     def store_generation(params=None) -> str:
         """A run from the trigger form stores (and pays for) its generation here; the API's runs pass its id."""
         gid = generation_id()
@@ -186,8 +183,10 @@ def bitbuddies_generate():
         print(f"generation {gid} stored for user {generation.user_id} ({params['payment']})")
         return gid
 
-    @task(retries=5)
+    @task(retries=5, execution_timeout=DB_TIMEOUT)
     def charge_token(params=None) -> int:
+        """Confirms the generation's token is paid: the ledger's charge under the generation's key
+        (taken here only for a run from the trigger form without one)."""
         # The API charged attempt 1 when it stored the generation: this returns that entry.
         entry = ledger.charge_generation(generation_id())
         return entry.id
@@ -210,6 +209,7 @@ def bitbuddies_generate():
 
     @task.branch(on_execute_callback=None)
     def choose_body(analysis: dict) -> str:
+        """`expand_full_body` when the analysis says the subject is cut off, else straight to `segment_image`."""
         return "expand_full_body" if analysis.get("cut_off") else "segment_image"
 
     expand = model_stage("expand_full_body", image_url=cartoonize.output["image_url"], prompt=prompt)
@@ -243,7 +243,7 @@ def bitbuddies_generate():
         return encode(video["video"]["url"], int(video.get("fps") or 24), prefix, FIRST_FORMATS, OUTPUT_NAMES)
 
     @task(
-        pool=MEDIA_POOL, queue=MEDIA_QUEUE, on_execute_callback=None, on_success_callback=None,
+        pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT, on_execute_callback=None, on_success_callback=None,
         on_failure_callback=drop_pending_formats, pre_execute=refuse_unless_formats_pending,
     )
     def encode_fallbacks(video: dict, params=None) -> None:
@@ -258,11 +258,12 @@ def bitbuddies_generate():
             assets |= {f"walk_{fmt}": key for fmt, key in walk.items()}
         generations.add_assets(generation_id(), assets)
 
-    @task(on_success_callback=report_outcome)
+    @task(on_success_callback=report_outcome, execution_timeout=DB_TIMEOUT)
     def publish(assets: dict[str, str], video: dict, params=None) -> None:
+        """Makes the buddy visible (the generation succeeds); its fallback formats are listed as pending."""
         generations.mark_succeeded(generation_id(), assets, pending=pending_after_publish(video))
 
-    @task(retries=8, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, on_success_callback=report_outcome, pre_execute=None)
+    @task(retries=8, execution_timeout=DB_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, on_success_callback=report_outcome, pre_execute=None)
     def refund_token(params=None) -> None:
         """Compensation, after every other task is done: a generation that did not succeed gets its token back.
 

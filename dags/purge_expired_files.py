@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 
+from bitbuddies_airflow.dag_defaults import PURGE_TIMEOUT, default_args, owner_links
 from bitbuddies_airflow.notifiers import RunFailedNotifier
 from include import retention
 
@@ -32,7 +33,8 @@ from include import retention
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "bitbuddies", "retries": 3, "retry_delay": timedelta(minutes=5)},
+    default_args=default_args(retries=3, retry_delay=timedelta(minutes=5), execution_timeout=PURGE_TIMEOUT),
+    owner_links=owner_links(),
     # The operator hears of a failed run once (alerts table key), on Pushover.
     on_failure_callback=RunFailedNotifier(),
     tags=["bitbuddies", "privacy"],
@@ -41,6 +43,7 @@ from include import retention
 def bitbuddies_purge_expired_files():
     @task
     def purge_due_files() -> dict[str, int]:
+        """Deletes the photos, provider results and deleted generations' files that are due (see the DAG's doc)."""
         counts = retention.purge_due()
         print(f"purged the files of {counts['generations']} generation(s) and {counts['model_jobs']} other model job(s)")
         return counts

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import dag, get_current_context, task
 
 
+from bitbuddies_airflow.dag_defaults import RECONCILE_TIMEOUT, default_args, owner_links
 from bitbuddies_airflow.notifiers import RunFailedNotifier
 from bitbuddies_airflow.refunds import send_alert
 from include import alerts, generations, ledger
@@ -45,7 +46,8 @@ STUCK_ERROR = "Making your buddy took far too long and was stopped; your token w
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "bitbuddies", "retries": 3, "retry_delay": timedelta(seconds=30)},
+    default_args=default_args(retries=3, retry_delay=timedelta(seconds=30), execution_timeout=RECONCILE_TIMEOUT),
+    owner_links=owner_links(),
     # The operator hears of a failed run once (alerts table key), on Pushover.
     on_failure_callback=RunFailedNotifier(),
     tags=["bitbuddies", "money"],
@@ -54,6 +56,7 @@ STUCK_ERROR = "Making your buddy took far too long and was stopped; your token w
 def bitbuddies_reconcile_refunds():
     @task
     def settle_unsettled_generations() -> list[str]:
+        """Refunds failed generations whose charge has no refund; fails and refunds the ones stuck past the deadline."""
         deadline = timedelta(minutes=get_settings().generation_deadline_minutes)
         settled = []
         for gid in ledger.unsettled_generations(stuck_before=datetime.now(UTC) - deadline):
@@ -68,6 +71,7 @@ def bitbuddies_reconcile_refunds():
 
     @task
     def alert_stalled_generations() -> list[str]:
+        """One alert per generation without progress for `stall_minutes`, naming its run's unfinished tasks."""
         since = datetime.now(UTC) - timedelta(minutes=get_settings().stall_minutes)
         stalled = generations.stalled(no_progress_since=since)
         if not stalled:
@@ -81,6 +85,7 @@ def bitbuddies_reconcile_refunds():
 
     @task
     def redeliver_alerts() -> int:
+        """Sends again the operator alerts Pushover did not get."""
         sent = alerts.redeliver_undelivered()
         for alert in sent:
             print(f"alert {alert.key}: {'delivered' if alert.delivered_at else 'still not delivered: ' + str(alert.delivery_error)}")

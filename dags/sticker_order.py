@@ -26,21 +26,20 @@ from airflow.sdk import Param, dag, task
 
 
 from bitbuddies_airflow.notifiers import RunFailedNotifier
-from bitbuddies_airflow.print_vendor import WaitForPrintOperator
+from bitbuddies_airflow.dag_defaults import DB_TIMEOUT, RENDER_TIMEOUT, VENDOR_TIMEOUT, OWNER, owner_links
+from bitbuddies_airflow.hooks import StripeHook
+from bitbuddies_airflow.print_vendor import WaitForPrintOperator, print_vendor
 from bitbuddies_airflow.storage import open_for_write, provider_url, storage_path
 from include import orders
 from include.stages import MEDIA_POOL
 
 default_args = {
-    "owner": "bitbuddies",
+    "owner": OWNER,
     "retries": 3,
     "retry_delay": timedelta(seconds=5),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
-# Sheet rendering and the vendor's API can hang: Airflow stops (and retries) them after this.
-RENDER_TIMEOUT = timedelta(minutes=10)
-VENDOR_TIMEOUT = timedelta(minutes=5)
 
 
 @dag(
@@ -50,6 +49,7 @@ VENDOR_TIMEOUT = timedelta(minutes=5)
     catchup=False,
     max_active_runs=64,
     default_args=default_args,
+    owner_links=owner_links(),
     # The operator hears of a failed run once (alerts table key), on Pushover.
     on_failure_callback=RunFailedNotifier(),
     tags=["bitbuddies", "fulfillment"],
@@ -57,12 +57,17 @@ VENDOR_TIMEOUT = timedelta(minutes=5)
     params={"order_id": Param(type="string", minLength=32, maxLength=32, description="Sticker order id (from the API)")},
 )
 def bitbuddies_sticker_order():
-    @task
+    @task(execution_timeout=DB_TIMEOUT)
     def plan_sheets(params=None) -> list[int]:
+        """Starts the paid order (status rendering) and lists its sheets, one `render_sheet` each."""
         order = orders.start_rendering(params["order_id"])
         return list(range(1, order.sheet_count + 1))
 
-    @task(pool=MEDIA_POOL, execution_timeout=RENDER_TIMEOUT, map_index_template="sheet {{ task.op_kwargs['sheet_number'] }}")
+    # A mapped task does not take its docstring as its doc: doc_md is given.
+    @task(
+        pool=MEDIA_POOL, execution_timeout=RENDER_TIMEOUT, map_index_template="sheet {{ task.op_kwargs['sheet_number'] }}",
+        doc_md="One sheet of the order as two PDF pages: the print shop's (with the `CutContour` die line) and the print-at-home one.",
+    )
     def render_sheet(sheet_number: int, params=None) -> dict[str, str]:
         from fulfillment.sheet import render_sheet as render
 
@@ -78,6 +83,7 @@ def bitbuddies_sticker_order():
 
     @task(execution_timeout=RENDER_TIMEOUT)
     def store_sheet(rendered: list[dict[str, str]], params=None) -> str:
+        """Joins the rendered pages into the order's two PDFs and records them on the order."""
         from fulfillment.sheet import join_sheets
 
         order_id = params["order_id"]
@@ -90,19 +96,19 @@ def bitbuddies_sticker_order():
 
     @task(retries=6, execution_timeout=VENDOR_TIMEOUT)
     def send_to_vendor(sheet: str, params=None) -> dict:
-        from include.print_vendors import get_vendor
-
+        """Submits the print PDF to the print vendor, once per order (a retry finds the job already there)."""
         order = orders.get(params["order_id"])
-        job = get_vendor().submit(order.id, sheet, orders.shipping_address(order), pdf_url=provider_url(sheet, expires=7 * 86400))
+        job = print_vendor().submit(order.id, sheet, orders.shipping_address(order), pdf_url=provider_url(sheet, expires=7 * 86400))
         orders.mark_submitted(order.id, job)
         return job.to_dict()
 
     wait_for_print = WaitForPrintOperator(task_id="wait_for_print", order_id="{{ params.order_id }}")
 
-    @task(retries=8)
+    @task(retries=8, execution_timeout=VENDOR_TIMEOUT)
     def settle_order(params=None) -> str:
         """Compensation, after every other task is done: a paid order that did not ship is refunded once."""
-        outcome = orders.settle(params["order_id"], "We could not produce your sticker order.")
+        # Stripe's key comes from the Airflow connection bitbuddies_stripe, not the environment.
+        outcome = orders.settle(params["order_id"], "We could not produce your sticker order.", stripe=StripeHook().get_account())
         print(f"Order {params['order_id']}: {outcome}")
         return outcome
 

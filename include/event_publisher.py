@@ -8,6 +8,11 @@ The retry policy is written once, in :func:`_attempts`, a generator that says wh
 (post, or pause) and is told what happened; :func:`publish` and :func:`apublish` only carry that
 out with a blocking or an async HTTP client (a loop of two lines each), so the two cannot drift
 apart.
+
+Where the endpoint is and its bearer token come as an :class:`EventsEndpoint`: Airflow's
+callbacks and triggers pass the one of the Airflow connection ``bitbuddies_api``
+(``plugins/bitbuddies_airflow/hooks.py``); other callers (the CLI's tests, benchmarks) get the
+settings' (``events_publish_url``, ``internal_token``).
 """
 
 from __future__ import annotations
@@ -38,18 +43,36 @@ class Post:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class EventsEndpoint:
+    """The API's base URL for internal calls and the shared token they carry."""
+
+    url: str
+    token: str
+
+    def __repr__(self) -> str:  # never the token in a log line or a traceback
+        return f"EventsEndpoint(url={self.url!r}, token='***')"
+
+    @classmethod
+    def from_settings(cls) -> EventsEndpoint:
+        settings = get_settings()
+        return cls(settings.resolved_events_publish_url, settings.resolved_internal_token)
+
+
 # What the core asks for (a request to send, or seconds to pause) and what it is told back.
 Step = Post | float
 Outcome = httpx.Response | httpx.HTTPError | None
 
 
-def _attempts(generation_id: str, type: str, data: dict[str, Any] | None, key: str | None) -> Generator[Step, Outcome, bool]:
+def _attempts(
+    generation_id: str, type: str, data: dict[str, Any] | None, key: str | None, endpoint: EventsEndpoint | None
+) -> Generator[Step, Outcome, bool]:
     """The publishing policy; returns True when the API stored the event."""
     deadline = time.monotonic() + PUBLISH_BUDGET_SECONDS
-    settings = get_settings()
+    endpoint = endpoint or EventsEndpoint.from_settings()
     post = Post(
-        url=f"{settings.resolved_events_publish_url}/internal/generations/{generation_id}/events",
-        headers={"Authorization": f"Bearer {settings.resolved_internal_token}"},
+        url=f"{endpoint.url.rstrip('/')}/internal/generations/{generation_id}/events",
+        headers={"Authorization": f"Bearer {endpoint.token}"},
         body={"type": type, "data": data or {}, "key": key},
     )
     for attempt in range(PUBLISH_ATTEMPTS):
@@ -75,11 +98,13 @@ class _Run:
     """One publication: drives :func:`_attempts` and keeps its result. Never raises: an error in
     the policy itself (bad settings) ends it unpublished."""
 
-    def __init__(self, generation_id: str, type: str, data: dict[str, Any] | None, key: str | None) -> None:
+    def __init__(
+        self, generation_id: str, type: str, data: dict[str, Any] | None, key: str | None, endpoint: EventsEndpoint | None
+    ) -> None:
         self.what = f"event {type} of {generation_id}"
         self.result = False
         self.done = False
-        self._core = _attempts(generation_id, type, data, key)
+        self._core = _attempts(generation_id, type, data, key, endpoint)
         self.advance(None, first=True)
 
     def advance(self, outcome: Outcome, first: bool = False) -> None:
@@ -97,9 +122,11 @@ def _failed_send(exc: Exception) -> httpx.HTTPError:
     return exc if isinstance(exc, httpx.HTTPError) else httpx.TransportError(f"{type(exc).__name__}: {exc}")
 
 
-def publish(generation_id: str, type: str, data: dict[str, Any] | None = None, key: str | None = None) -> bool:
-    """Post an event to the API; True when stored. Never raises, gives up within ~2 s."""
-    run = _Run(generation_id, type, data, key)
+def publish(
+    generation_id: str, type: str, data: dict[str, Any] | None = None, key: str | None = None, endpoint: EventsEndpoint | None = None
+) -> bool:
+    """Post an event to the API (``endpoint``, else the settings'); True when stored. Never raises, gives up within ~2 s."""
+    run = _Run(generation_id, type, data, key, endpoint)
     with httpx.Client(timeout=PUBLISH_TIMEOUT_SECONDS) as http:
         while not run.done:
             run.advance(_post(http, run.step) if isinstance(run.step, Post) else time.sleep(run.step))
@@ -113,9 +140,11 @@ def _post(http: httpx.Client, post: Post) -> Outcome:
         return _failed_send(exc)
 
 
-async def apublish(generation_id: str, type: str, data: dict[str, Any] | None = None, key: str | None = None) -> bool:
+async def apublish(
+    generation_id: str, type: str, data: dict[str, Any] | None = None, key: str | None = None, endpoint: EventsEndpoint | None = None
+) -> bool:
     """:func:`publish` for async code (the triggerer): the same policy, awaited."""
-    run = _Run(generation_id, type, data, key)
+    run = _Run(generation_id, type, data, key, endpoint)
     async with httpx.AsyncClient(timeout=PUBLISH_TIMEOUT_SECONDS) as http:
         while not run.done:
             run.advance(await _apost(http, run.step) if isinstance(run.step, Post) else await asyncio.sleep(run.step))

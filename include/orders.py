@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -32,6 +33,9 @@ from include.generations import share_url
 from include.models import SHEET_SIZES, Generation, StickerOrder, StickerOrderEvent, utcnow
 from include.outbox import DagRunOutbox
 from include.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from include.payments import StripeAccount
 
 log = logging.getLogger(__name__)
 
@@ -416,8 +420,11 @@ def record_webhook(event: VendorEvent, confirmed: VendorJob, delivery_key: str) 
 # --- settling: the DAG's teardown ---------------------------------------------------------
 
 
-def settle(order_id: str, reason: str = "") -> str:
+def settle(order_id: str, reason: str = "", stripe: StripeAccount | None = None) -> str:
     """After the run: a paid order that did not ship is refunded, exactly once; returns what happened.
+
+    ``stripe``: the account the refund goes through (the DAG's task passes the one of its Airflow
+    connection); the settings' when omitted.
 
     The refund goes to the payment provider first under ``refund_key(order_id)`` (Stripe replays
     the first answer for that key, so a retry after a crash does not refund twice), then the order
@@ -436,7 +443,7 @@ def settle(order_id: str, reason: str = "") -> str:
         if order.status != "failed":
             order.error = order.error or (reason or "Your order could not be completed.")
             _advance(session, order, "failed", order.error)
-    reference = _refund_payment(order)
+    reference = _refund_payment(order, stripe)
     with session_scope(write_lock=True) as session:
         order = _load(session, order_id)
         if order.refund_state != "refunded":
@@ -447,13 +454,13 @@ def settle(order_id: str, reason: str = "") -> str:
     return f"refunded ({reference})"
 
 
-def _refund_payment(order: StickerOrder) -> str:
+def _refund_payment(order: StickerOrder, stripe: StripeAccount | None) -> str:
     if order.payment_provider == DEV_AUTOPAY:
         log.warning("order %s was paid by orders_dev_autopay: nothing to refund at a payment provider", order.id)
         return f"{DEV_AUTOPAY}:{order.id}"
     from include import payments  # the Stripe client lives there
 
-    refund = payments.refund_payment(order.payment_reference, order.amount_cents, idempotency_key=refund_key(order.id))
+    refund = payments.refund_payment(order.payment_reference, order.amount_cents, idempotency_key=refund_key(order.id), account=stripe)
     return refund["id"]
 
 

@@ -3,7 +3,9 @@
 Payments are on when ``STRIPE_API_KEY`` and ``STRIPE_WEBHOOK_SECRET`` are set
 (:func:`payments_configured`); without them the embedded default runs on granted tokens and
 checkout is refused. ``BITBUDDIES_STRIPE_API_BASE`` points the client at another server (the
-Stripe fake in ``tests/fakes/stripe_server.py``).
+Stripe fake in ``tests/fakes/stripe_server.py``). Those settings are the API's; Airflow tasks
+(the sticker order's refund) pass a :class:`StripeAccount` read from the Airflow connection
+``bitbuddies_stripe`` (``plugins/bitbuddies_airflow/hooks.py``).
 
 Money rules: every POST carries an ``Idempotency-Key`` derived from what it is for, so a retried
 call replays Stripe's first answer instead of paying or refunding twice; tokens are credited only
@@ -38,6 +40,17 @@ class InvalidWebhook(ValueError):
 
 
 @dataclass(frozen=True)
+class StripeAccount:
+    """What a Stripe call needs: the secret key, and another API base (a local fake) when set."""
+
+    api_key: str
+    api_base: str = ""
+
+    def __repr__(self) -> str:  # never the key in a log line or a traceback
+        return f"StripeAccount(api_key={'***' if self.api_key else ''!r}, api_base={self.api_base!r})"
+
+
+@dataclass(frozen=True)
 class TokenPack:
     id: str
     tokens: int
@@ -68,13 +81,18 @@ def payments_configured() -> bool:
     return bool(settings.stripe_api_key.get_secret_value() and settings.stripe_webhook_secret.get_secret_value())
 
 
-def client() -> stripe.StripeClient:
-    settings = get_settings()
-    if not payments_configured():
-        raise PaymentsNotConfigured("payments are not configured (set STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET)")
-    base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else None
+def client(account: StripeAccount | None = None) -> stripe.StripeClient:
+    """A Stripe client for ``account``; without one, for the settings' account (the API's)."""
+    if account is None:
+        settings = get_settings()
+        if not payments_configured():
+            raise PaymentsNotConfigured("payments are not configured (set STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET)")
+        account = StripeAccount(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
+    if not account.api_key:
+        raise PaymentsNotConfigured("payments are not configured: no Stripe secret key")
+    base = {"api": account.api_base.rstrip("/")} if account.api_base else None
     # Network retries reuse the request's Idempotency-Key, so they are safe for money.
-    return stripe.StripeClient(settings.stripe_api_key.get_secret_value(), base_addresses=base, max_network_retries=2)
+    return stripe.StripeClient(account.api_key, base_addresses=base, max_network_retries=2)
 
 
 def create_checkout_session(
@@ -129,15 +147,20 @@ def checkout_token_pack(user_id: int, email: str | None, pack_id: str, request_k
     )
 
 
-def refund_payment(payment_intent: str, amount_cents: int | None, idempotency_key: str, reason: str | None = None) -> dict:
-    """Refund a payment once: retried with the same key, Stripe replays the first refund."""
+def refund_payment(
+    payment_intent: str, amount_cents: int | None, idempotency_key: str, reason: str | None = None, account: StripeAccount | None = None
+) -> dict:
+    """Refund a payment once: retried with the same key, Stripe replays the first refund.
+
+    ``account``: whose Stripe key pays it back (an Airflow task's, from its connection); the
+    settings' when omitted."""
     params: dict[str, Any] = {"payment_intent": payment_intent}
     if amount_cents is not None:
         params["amount"] = amount_cents
     if reason:
         params["reason"] = reason
     try:
-        refund = client().v1.refunds.create(params, {"idempotency_key": idempotency_key})
+        refund = client(account).v1.refunds.create(params, {"idempotency_key": idempotency_key})
     except stripe.StripeError as exc:
         raise PaymentError(f"Stripe refused the refund of {payment_intent}: {exc.user_message or exc}") from exc
     return refund.to_dict()

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # Another API base (a local Stripe fake in tests); empty means Stripe's own.
     stripe_api_base: str = ""
 
+    # The owner of the DAGs links to this in the Airflow UI: the team's runbook page or a mailto:.
+    dag_owner_link: str = "mailto:operators@bitbuddies.example"
+
     # Money reconciliation: a generation not finished this long after it was created is stuck;
     # the reconciliation DAG fails and refunds it.
     generation_deadline_minutes: int = 60

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from ops.stack import AIRFLOW_USER, Stack, StackConfig, airflow_password_file, environment, initialise
+from ops.stack import AIRFLOW_USER, Stack, StackConfig, accounts_from_environment, airflow_password_file, environment, initialise
 from ops.supervisor import Supervisor
 
 DEMO_EMAIL = "demo@bitbuddies.local"
@@ -46,7 +46,7 @@ def log_restarts(cfg: StackConfig) -> None:
 
 
 def main() -> int:
-    cfg = StackConfig()
+    cfg = StackConfig(**accounts_from_environment())
     log_restarts(cfg)
     print("Initialising (Airflow metadata DB, pools, app DB)...", flush=True)
     initialise(cfg)

@@ -62,6 +62,14 @@ class StackConfig:
     media_worker_concurrency: int = 2
     # LocalExecutor worker processes (embedded profile); 0: sized to the machine (embedded_parallelism).
     parallelism: int = 0
+    # Outside services' accounts (secret_environments): Stripe pays (no key: orders_dev_autopay),
+    # Printful prints (no key: the local outbox). api_base / api_url point at fakes in tests.
+    stripe_api_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""
+    printful_api_key: str = ""
+    printful_api_url: str = "https://api.printful.com"
+    printful_sticker_variant_id: int = 0
 
     @property
     def production(self) -> bool:
@@ -159,8 +167,9 @@ def environment(cfg: StackConfig) -> dict[str, str]:
     with os.fdopen(descriptor, "w") as out:
         json.dump({AIRFLOW_USER: password, API_USER: api_airflow_password(cfg)}, out)
     os.chmod(passwords_file, 0o600)  # also when it existed before with a wider mode
-    # Only this stack's configuration: nothing inherited from the caller's Airflow or app settings.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "BITBUDDIES_"))}
+    # Only this stack's configuration: nothing inherited from the caller's Airflow or app settings
+    # (Stripe's keys reach the stack through its config: accounts_from_environment).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "BITBUDDIES_", "STRIPE_"))}
     env.update(
         {
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
@@ -209,13 +218,15 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "BITBUDDIES_MODEL_SERVER_PORT": str(cfg.model_server_port),
             "BITBUDDIES_MODEL_SERVER_WORKERS": str(cfg.model_workers),
             # No Stripe on a developer's machine: sticker orders are marked paid at once, logged as
-            # such (a stack given STRIPE_API_KEY through extra_env pays through Stripe instead).
+            # such (a stack given stripe_api_key pays through Stripe instead).
             "BITBUDDIES_ORDERS_DEV_AUTOPAY": "true",
             # The local print outbox is a file read: poll it often so moved jobs show up quickly.
             "BITBUDDIES_PRINT_POLL_SECONDS": "3",
         }
     )
     env.update(connection_environment(cfg))
+    if cfg.printful_api_key:
+        env.update({"BITBUDDIES_PRINT_VENDOR": "printful", "BITBUDDIES_PRINTFUL_STICKER_VARIANT_ID": str(cfg.printful_sticker_variant_id)})
     if cfg.production:
         env.update(production_environment(cfg))
     env.update(cfg.extra_env)
@@ -236,6 +247,50 @@ def connection_environment(cfg: StackConfig) -> dict[str, str]:
             fields["extra"] = json.loads(fields["extra"])
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
     return env
+
+
+def accounts_from_environment(environ: dict[str, str] | None = None) -> dict[str, object]:
+    """StackConfig's Stripe and Printful fields from the caller's environment (the API's variable
+    names), for `make up`: a developer who exports STRIPE_API_KEY pays through Stripe."""
+    environ = os.environ if environ is None else environ
+    names = {
+        "stripe_api_key": "STRIPE_API_KEY", "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+        "stripe_api_base": "BITBUDDIES_STRIPE_API_BASE", "printful_api_key": "BITBUDDIES_PRINTFUL_API_KEY",
+        "printful_api_url": "BITBUDDIES_PRINTFUL_API_URL", "printful_sticker_variant_id": "BITBUDDIES_PRINTFUL_STICKER_VARIANT_ID",
+    }  # fmt: skip
+    found: dict[str, object] = {field: environ[name] for field, name in names.items() if environ.get(name)}
+    if "printful_sticker_variant_id" in found:
+        found["printful_sticker_variant_id"] = int(found["printful_sticker_variant_id"])
+    return found
+
+
+# The processes that read secrets from their settings (the web app and API) and those that run
+# no BitBuddies code with secrets at all; every other process of the stack is an Airflow one.
+SETTINGS_PROCESSES = {"api"}
+NO_SECRET_PROCESSES = {"model-server", "s3"}
+
+
+def secret_environments(cfg: StackConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """The stack's secrets, defined once and handed out twice: (the API's settings, Airflow's
+    connections). The internal token is generated once per var_dir (var_dir/internal_token, as the
+    settings do in development); Stripe and Printful come from the config when given.
+
+    The API reads ``STRIPE_API_KEY``, ``BITBUDDIES_INTERNAL_TOKEN``, ...; Airflow's processes the
+    connections ``bitbuddies_api``, ``bitbuddies_stripe`` and ``bitbuddies_printful``
+    (plugins/bitbuddies_airflow/hooks.py); neither gets the other's copy (process_environment)."""
+    token = _secret(cfg.var_dir / "internal_token")
+    api = {"BITBUDDIES_INTERNAL_TOKEN": token}
+    conns = {"bitbuddies_api": {"conn_type": "http", "schema": "http", "host": "127.0.0.1", "port": cfg.api_port, "password": token}}
+    if cfg.stripe_api_key:
+        api |= {"STRIPE_API_KEY": cfg.stripe_api_key, "STRIPE_WEBHOOK_SECRET": cfg.stripe_webhook_secret}
+        api |= {"BITBUDDIES_STRIPE_API_BASE": cfg.stripe_api_base} if cfg.stripe_api_base else {}
+        conns["bitbuddies_stripe"] = {"conn_type": "generic", "password": cfg.stripe_api_key}
+        if cfg.stripe_api_base:
+            conns["bitbuddies_stripe"]["extra"] = {"api_base": cfg.stripe_api_base}
+    if cfg.printful_api_key:
+        api |= {"BITBUDDIES_PRINTFUL_API_URL": cfg.printful_api_url, "BITBUDDIES_PRINTFUL_API_KEY": cfg.printful_api_key}
+        conns["bitbuddies_printful"] = {"conn_type": "http", "host": cfg.printful_api_url, "password": cfg.printful_api_key}
+    return api, {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in conns.items()}
 
 
 S3_CONN_ID = "bitbuddies_s3"
@@ -396,11 +451,15 @@ def production_process_specs(cfg: StackConfig) -> dict[str, list[str]]:
     }
 
 
-def process_environment(name: str, argv: list[str]) -> dict[str, str]:
-    """Per-process additions to the stack's environment: a Celery worker's name for its tasks."""
+def process_environment(cfg: StackConfig, name: str, argv: list[str]) -> dict[str, str]:
+    """Per-process additions to the stack's environment: the secrets the process reads (the API its
+    settings, Airflow's processes their connections: secret_environments) and a Celery worker's name
+    for its tasks."""
+    api, airflow = secret_environments(cfg)
+    env = api if name in SETTINGS_PROCESSES else {} if name in NO_SECRET_PROCESSES else dict(airflow)
     if "--celery-hostname" in argv:
-        return {WORKER_HOSTNAME_ENV: argv[argv.index("--celery-hostname") + 1]}
-    return {}
+        env[WORKER_HOSTNAME_ENV] = argv[argv.index("--celery-hostname") + 1]
+    return env
 
 
 class Stack:
@@ -420,7 +479,7 @@ class Stack:
     def start_one(self, name: str, argv: list[str] | None = None) -> subprocess.Popen:
         argv = argv or process_specs(self.cfg)[name]
         log = open(self.cfg.log_dir / f"{name}.log", "ab")
-        env = self.env | process_environment(name, argv)
+        env = self.env | process_environment(self.cfg, name, argv)
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc

@@ -266,7 +266,7 @@ def test_connections_in_variables_are_valid_json(compose):
         for var, value in service_env(svc, variables).items():
             if var.startswith("AIRFLOW_CONN_"):
                 conn = json.loads(value)
-                assert conn["conn_type"] in ("http", "aws"), (name, var)
+                assert conn["conn_type"] in ("http", "aws", "generic"), (name, var)
     storage = service_env(compose["services"]["api"], variables)["BITBUDDIES_STORAGE_URL"]
     conn_id = re.match(r"s3://([^@]+)@", storage).group(1)
     assert f"AIRFLOW_CONN_{conn_id.upper()}" in service_env(compose["services"]["worker-media"], variables)
@@ -282,3 +282,37 @@ def test_dockerfile_copies_what_exists_and_installs_the_lock():
     assert "requirements-dev" not in text, "the image installs the runtime lock only"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "var", ".env"} <= set(ignored)
+
+
+AIRFLOW_SERVICES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "worker-default", "worker-media")
+# Secrets as the API's settings and the same values as Airflow's connections: (setting, connection, field).
+SHARED_SECRETS = [
+    ("BITBUDDIES_INTERNAL_TOKEN", "bitbuddies_api", "password"),
+    ("STRIPE_API_KEY", "bitbuddies_stripe", "password"),
+    ("BITBUDDIES_PRINTFUL_API_KEY", "bitbuddies_printful", "password"),
+    ("BITBUDDIES_PRINTFUL_API_URL", "bitbuddies_printful", "host"),
+]
+
+
+def test_airflow_gets_every_connection_the_dags_read_and_the_api_its_settings_with_the_same_values(compose):
+    """Every Airflow process (the DAGs' tasks, callbacks and triggers run in all of them) defines the
+    connections the plugin's hooks read; the API gets the same secrets as settings; neither gets the
+    other's copy."""
+    from bitbuddies_airflow.hooks import API_CONN_ID, DEFAULT_CONN_ID, PRINTFUL_CONN_ID, STRIPE_CONN_ID
+
+    # Distinct values for every secret, so a connection fed from the wrong variable shows.
+    variables = env_example() | {name: f"probe-{name.lower()}" for name in ("INTERNAL_TOKEN", "STRIPE_API_KEY", "PRINTFUL_API_KEY")}
+    variables["PRINTFUL_API_URL"] = "https://printful.probe"
+    needed = {DEFAULT_CONN_ID, API_CONN_ID, STRIPE_CONN_ID, PRINTFUL_CONN_ID, "bitbuddies_s3"}
+    api = service_env(compose["services"]["api"], variables)
+    for _, conn_id, _ in SHARED_SECRETS:
+        assert f"AIRFLOW_CONN_{conn_id.upper()}" not in api, f"the API reads its settings, not Airflow's {conn_id}"
+    for name in AIRFLOW_SERVICES:
+        env = service_env(compose["services"][name], variables)
+        connections = {var.removeprefix("AIRFLOW_CONN_").lower(): json.loads(value) for var, value in env.items() if var.startswith("AIRFLOW_CONN_")}
+        assert needed <= set(connections), f"{name} lacks {needed - set(connections)}"
+        for setting, conn_id, field in SHARED_SECRETS:
+            assert setting not in env, f"{name} has the API's {setting}"
+            assert connections[conn_id][field] == api[setting], f"{name}: {conn_id}.{field} is not the API's {setting}"
+        assert connections[API_CONN_ID]["host"] == "api" and connections[API_CONN_ID]["port"] == 8000
+    assert "STRIPE_WEBHOOK_SECRET" in api  # the webhook is the API's alone

@@ -57,7 +57,7 @@ class PrintfulVendor(PrintVendor):
         timeout_seconds: float = 20.0,
     ) -> None:
         if not api_key:
-            raise ValueError("the Printful vendor needs an API key (BITBUDDIES_PRINTFUL_API_KEY)")
+            raise ValueError("the Printful vendor needs an API key (the password of the Airflow connection bitbuddies_printful, BITBUDDIES_PRINTFUL_API_KEY for the API)")
         if variant_id <= 0:
             raise ValueError("the Printful vendor needs a sticker sheet variant (BITBUDDIES_PRINTFUL_STICKER_VARIANT_ID)")
         self.variant_id = variant_id

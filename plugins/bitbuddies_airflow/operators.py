@@ -36,6 +36,20 @@ from include.model_queue import BUSINESS_ERROR_TYPES, Job, ModelJobFailed, Provi
 from include.settings import get_settings
 
 JOB_KEY = "model_job"
+# What each stage's task does, shown as its doc in the Airflow UI (the DAG's doc tells the order).
+STAGE_DOCS = {
+    "moderate": "Checks the photo (NSFW): a refused photo fails the run at once, without retries.",
+    "analyze": "Finds the subject (face, pose, mask) and whether it is cut off; `choose_body` reads it.",
+    "cartoonize": "Turns the photo's subject into the cartoon character.",
+    "expand_full_body": "Draws the missing body when the subject is cut off (only when `choose_body` picks it).",
+    "segment_image": "Cuts the character out: a transparent image to animate.",
+    "animate": "Animates the character with the chosen (or prompted) motion, and its walk loop.",
+    "segment_video": "Keys the animation's background out: frames with alpha, for `transcode`.",
+}
+WAITING_DOC = (
+    "One model job at the provider: submitted once (a retry re-attaches to it), waited for in the "
+    "triggerer (`job_timeout`), its result fetched into XCom."
+)
 
 
 class ModelJobOperator(BaseOperator):
@@ -54,6 +68,7 @@ class ModelJobOperator(BaseOperator):
         grace: float = 0.0,
         **kwargs: Any,
     ):
+        kwargs.setdefault("doc_md", f"{STAGE_DOCS.get(stage, f'Model stage `{stage}`.')}\n\n" + WAITING_DOC)
         super().__init__(**kwargs)
         # Seconds to watch a fresh job from the worker before deferring: a job done by then is
         # fetched at once, which spares the defer/resume round trip (a trigger pick-up, a scheduler

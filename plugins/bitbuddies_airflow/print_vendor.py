@@ -5,6 +5,8 @@ harmless) until the job's state differs from the one the operator last recorded,
 The operator records every state on the order (printed, shipped with tracking, failed) and
 defers again until the job is shipped (success) or failed (the task fails without retries and
 the DAG's settle teardown refunds). Its arguments are only the job and an absolute deadline.
+:func:`print_vendor` is the vendor of the DAG's tasks: Printful's token comes from the Airflow
+connection ``bitbuddies_printful``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,24 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from fulfillment.vendors import VendorError, VendorJob, VendorJobState
+from bitbuddies_airflow.hooks import PrintfulHook
+from fulfillment.vendors import PrintVendor, VendorError, VendorJob, VendorJobState
 from include.print_vendors import get_vendor
+from include.settings import get_settings
 
 MAX_BACKOFF_SECONDS = 300.0
+
+
+def print_vendor(name: str | None = None) -> PrintVendor:
+    """The vendor ``name`` (a job's own), else the configured one; Printful with the account of the
+    Airflow connection ``bitbuddies_printful``."""
+    chosen = name or get_settings().print_vendor
+    return get_vendor(chosen, printful=PrintfulHook().get_account() if chosen == "printful" else None)
+
+
+async def aprint_vendor(name: str) -> PrintVendor:
+    """:func:`print_vendor` for the triggerer (the connection read without blocking its loop)."""
+    return get_vendor(name, printful=await PrintfulHook.aget_account() if name == "printful" else None)
 
 
 class PrintJobTrigger(BaseTrigger):
@@ -41,7 +57,7 @@ class PrintJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         job = VendorJob.from_dict(self.job)
-        vendor = get_vendor(job.vendor)
+        vendor = await aprint_vendor(job.vendor)
         failures = 0
         last_error = ""
         while time.time() < self.deadline:
@@ -69,6 +85,11 @@ class WaitForPrintOperator(BaseOperator):
     ui_color = "#fde2c8"
 
     def __init__(self, *, order_id: str, poll_interval: float | None = None, wait_timeout: timedelta | None = None, **kwargs: Any):
+        kwargs.setdefault(
+            "doc_md",
+            "Waits in the triggerer (no worker held) until the print vendor ships the order or fails it, "
+            "recording each state on the order's timeline (`print_wait_days` at most).",
+        )
         super().__init__(**kwargs)
         self.order_id = order_id
         self.poll_interval = poll_interval
@@ -81,7 +102,7 @@ class WaitForPrintOperator(BaseOperator):
         if not order.vendor or not order.vendor_job_id:
             raise AirflowException(f"order {self.order_id} has not been sent to a print vendor")
         job = VendorJob(vendor=order.vendor, order_id=order.id, job_id=order.vendor_job_id, state=VendorJobState.SUBMITTED)
-        current = get_vendor(job.vendor).status(job)
+        current = print_vendor(job.vendor).status(job)
         return self._handle(current, deadline=time.time() + self._timeout().total_seconds())
 
     def execute_complete(self, context, event: dict[str, Any] | None = None, deadline: float | None = None) -> dict[str, Any]:
@@ -110,11 +131,7 @@ class WaitForPrintOperator(BaseOperator):
         )
 
     def _poll_interval(self) -> float:
-        from include.settings import get_settings
-
         return self.poll_interval if self.poll_interval is not None else get_settings().print_poll_seconds
 
     def _timeout(self) -> timedelta:
-        from include.settings import get_settings
-
         return self.wait_timeout or timedelta(days=get_settings().print_wait_days)

@@ -7,7 +7,8 @@ is done by the ``refund_token`` task, not here.
 They also publish the live progress events (include/event_publisher.py): ``stage_started`` /
 ``stage_finished`` (with the stage's duration, which feeds the remaining-time estimate),
 ``retry``, and the terminal ``succeeded`` / ``failed`` event once the outcome is settled, with
-the operator's alert for a failure. Publishing is bounded and never raises; a lost terminal
+the operator's alert for a failure. They post to the API the Airflow connection ``bitbuddies_api``
+names, with its token. Publishing is bounded and never raises; a lost terminal
 event is recreated by the API from the generation's row.
 """
 
@@ -17,6 +18,7 @@ import logging
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from bitbuddies_airflow.hooks import InternalApiHook
 from bitbuddies_airflow.runs import generation_id
 from include import alerts, event_publisher, events, generations
 from include.user_messages import is_presentable
@@ -27,6 +29,16 @@ log = logging.getLogger(__name__)
 
 def _generation_id(context) -> str | None:
     return generation_id(context)
+
+
+def _publish(generation_id: str, type: str, data: dict | None = None, key: str | None = None) -> bool:
+    """Publish to the API named by the Airflow connection ``bitbuddies_api`` (never raises)."""
+    try:
+        endpoint = InternalApiHook().get_endpoint()
+    except Exception:  # noqa: BLE001 - progress must never fail the pipeline
+        log.exception("Could not read the connection to the API")
+        return False
+    return endpoint is not None and event_publisher.publish(generation_id, type, data, key, endpoint=endpoint)
 
 
 def report_stage(context) -> None:
@@ -40,7 +52,7 @@ def report_stage(context) -> None:
         stage = events.stage_of(ti.task_id)
         if stage:
             # Also runs when a deferred task resumes: the key makes that a repeat, stored once.
-            event_publisher.publish(
+            _publish(
                 gid,
                 "stage_started",
                 {"stage": stage, "task": ti.task_id, "try_number": ti.try_number},
@@ -56,7 +68,7 @@ def report_stage_finished(context) -> None:
         return
     started = getattr(ti, "start_date", None)
     duration = (utcnow() - started).total_seconds() if started else None
-    event_publisher.publish(
+    _publish(
         gid,
         "stage_finished",
         {"stage": stage, "task": ti.task_id, "try_number": ti.try_number, "duration_seconds": duration},
@@ -69,7 +81,7 @@ def report_retry(context) -> None:
     if not gid:
         return
     ti = context["ti"]
-    event_publisher.publish(
+    _publish(
         gid,
         "retry",
         {"stage": events.stage_of(ti.task_id), "task": ti.task_id, "try_number": ti.try_number,
@@ -103,14 +115,14 @@ def report_outcome(context) -> None:
         return
     if generation.status == "failed":
         refunded = generation.refund_state == "refunded"
-        event_publisher.publish(gid, "refund", {"refunded": refunded}, key="refund")
+        _publish(gid, "refund", {"refunded": refunded}, key="refund")
         try:
             alerts.generation_failed(
                 gid, generation.failed_task, generation.error or "unknown error", refunded, task_url(context, generation.failed_task)
             )
         except Exception:  # noqa: BLE001 - the DAG's failure callback and the reconciliation alert too
             log.exception("Could not raise the alert for %s", gid)
-    event_publisher.publish(gid, generation.status, events.terminal_data(generation))
+    _publish(gid, generation.status, events.terminal_data(generation))
 
 
 def user_message(task_id: str, exc: BaseException | None) -> str:

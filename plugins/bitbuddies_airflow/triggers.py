@@ -9,7 +9,8 @@ decides), ``error`` (the provider refused the poll for good: unknown job, bad ke
 ``timeout``.
 
 While the job waits in the provider's queue, a change of its position is published as the
-generation's ``queue_position`` event (include/event_publisher.py), fire-and-forget in its own task: a
+generation's ``queue_position`` event (include/event_publisher.py, to the API of the connection
+``bitbuddies_api``), fire-and-forget in its own task: a
 slow or unreachable API never delays a poll, and a repeat (two triggerers) is stored once.
 """
 
@@ -65,9 +66,11 @@ class ModelJobTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from bitbuddies_airflow.hooks import ModelProviderHook
+        from bitbuddies_airflow.hooks import InternalApiHook, ModelProviderHook
 
         client = await ModelProviderHook.aget_client(self.conn_id)
+        # Read once per run: a rotated token reaches the next trigger (and this one after a failover).
+        self._events = await InternalApiHook.aget_endpoint() if self.generation_id else None
         failures = 0
         last_error = ""
         position: int | None = None
@@ -111,12 +114,14 @@ class ModelJobTrigger(BaseTrigger):
 
     def _publish_queue_position(self, position: int | None) -> None:
         """Announce the job's queue position (None: it left the queue and runs) without waiting."""
-        if not self.generation_id:
+        if not self.generation_id or getattr(self, "_events", None) is None:
             return
         job = hashlib.sha1(self.status_url.encode()).hexdigest()[:12]
         data = {"stage": self.stage, "position": position}
         task = asyncio.create_task(
-            event_publisher.apublish(self.generation_id, "queue_position", data, key=f"queue_position:{self.stage}:{job}:{position}")
+            event_publisher.apublish(
+                self.generation_id, "queue_position", data, key=f"queue_position:{self.stage}:{job}:{position}", endpoint=self._events
+            )
         )
         # Held until done: the event loop keeps only weak references to tasks.
         self._publishing.add(task)

@@ -101,3 +101,27 @@ def test_refund_covers_every_task_and_the_run_still_fails(dagbag):
 def test_tasks_that_can_hang_have_an_execution_timeout(dagbag, dag_id, task_id):
     timeout = dagbag.dags[dag_id].get_task(task_id).execution_timeout
     assert timeout is not None and timeout.total_seconds() >= 60
+
+
+def test_every_task_has_the_owner_with_a_link_a_doc_and_a_timeout_where_it_can_hang(dagbag):
+    """Tasks a worker runs stop after their execution_timeout; deferred waits (model jobs, the print
+    vendor) have their trigger's timeout instead."""
+    from bitbuddies_airflow.dag_defaults import OWNER
+    from bitbuddies_airflow.operators import ModelJobOperator
+    from bitbuddies_airflow.print_vendor import WaitForPrintOperator
+
+    deferred = (ModelJobOperator, WaitForPrintOperator)
+    problems = []
+    for dag_id, dag in dagbag.dags.items():
+        if dag.owner_links.get(OWNER) != get_settings().dag_owner_link:
+            problems.append(f"{dag_id}: no owner link for {OWNER}")
+        for t in dag.tasks:
+            kwargs = getattr(t, "partial_kwargs", None) or {}
+            if t.owner != OWNER:
+                problems.append(f"{dag_id}.{t.task_id}: owner {t.owner!r}")
+            if not (t.doc_md or kwargs.get("doc_md") or "").strip():
+                problems.append(f"{dag_id}.{t.task_id}: no doc_md")
+            timeout = t.execution_timeout or kwargs.get("execution_timeout")
+            if not isinstance(t, deferred) and t.task_id != "choose_body" and timeout is None:
+                problems.append(f"{dag_id}.{t.task_id}: no execution_timeout")
+    assert not problems, "\n".join(problems)

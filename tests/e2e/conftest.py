@@ -58,11 +58,12 @@ def stack(stripe, pushover):
         airflow_port=free_port(),
         api_port=free_port(),
         model_server_port=free_port(),
+        # The API reads them from its settings, Airflow's tasks from the connection bitbuddies_stripe.
+        stripe_api_key=stripe.api_key,
+        stripe_webhook_secret=stripe.webhook_secret,
+        stripe_api_base=stripe.url,
         extra_env={
             **LOAD_TEST_LIMITS,
-            "STRIPE_API_KEY": stripe.api_key,
-            "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret,
-            "BITBUDDIES_STRIPE_API_BASE": stripe.url,
             # The Airflow connection operators set for Pushover (plugins/bitbuddies_airflow/pushover.py).
             "AIRFLOW_CONN_BITBUDDIES_PUSHOVER": json.dumps(
                 {"conn_type": "generic", "login": pushover.user, "password": pushover.token, "extra": {"api_url": pushover.url}}

@@ -13,6 +13,7 @@ from ops.stack import (
     ROOT,
     S3_CONN_ID,
     StackConfig,
+    accounts_from_environment,
     embedded_parallelism,
     environment,
     local_production_config,
@@ -65,8 +66,45 @@ def test_production_profile_starts_one_worker_per_queue_and_an_s3_server(tmp_pat
     queues = {name: argv[argv.index("--queues") + 1] for name, argv in specs.items() if name.startswith("worker-")}
     assert queues == {"worker-default": "default", "worker-media": "media"}
     assert specs["s3"][1:3] == ["-m", "moto.server"]
-    assert process_environment("worker-media", specs["worker-media"]) == {"BITBUDDIES_WORKER_HOSTNAME": "worker-media"}
-    assert process_environment("scheduler", specs["scheduler"]) == {}
+    cfg = production(tmp_path)
+    assert process_environment(cfg, "worker-media", specs["worker-media"])["BITBUDDIES_WORKER_HOSTNAME"] == "worker-media"
+    assert "BITBUDDIES_WORKER_HOSTNAME" not in process_environment(cfg, "scheduler", specs["scheduler"])
+
+
+def test_secrets_are_defined_once_the_api_gets_settings_and_airflow_connections(tmp_path):
+    cfg = StackConfig(var_dir=tmp_path, api_port=8123, stripe_api_key="sk_test_1", stripe_webhook_secret="whsec_1",
+                      stripe_api_base="http://127.0.0.1:9999", printful_api_key="pf_1", printful_api_url="http://127.0.0.1:9998",
+                      printful_sticker_variant_id=7)
+    specs = process_specs(cfg)
+    api = process_environment(cfg, "api", specs["api"])
+    worker = process_environment(cfg, "scheduler", specs["scheduler"])
+    triggerer = process_environment(cfg, "triggerer", specs["triggerer"])
+    assert worker == triggerer
+    # The API: its settings, and no Airflow connection.
+    assert api["STRIPE_API_KEY"] == "sk_test_1" and api["STRIPE_WEBHOOK_SECRET"] == "whsec_1"
+    assert api["BITBUDDIES_STRIPE_API_BASE"] == "http://127.0.0.1:9999" and api["BITBUDDIES_PRINTFUL_API_KEY"] == "pf_1"
+    assert not any(name.startswith("AIRFLOW_CONN_") for name in api)
+    # Airflow: the same values as connections, and none of the API's variables.
+    assert not any(name.startswith(("STRIPE_", "BITBUDDIES_")) for name in worker)
+    stripe = json.loads(worker["AIRFLOW_CONN_BITBUDDIES_STRIPE"])
+    assert stripe["password"] == "sk_test_1" and stripe["extra"] == {"api_base": "http://127.0.0.1:9999"}
+    printful = json.loads(worker["AIRFLOW_CONN_BITBUDDIES_PRINTFUL"])
+    assert printful["password"] == "pf_1" and printful["host"] == "http://127.0.0.1:9998"
+    internal = json.loads(worker["AIRFLOW_CONN_BITBUDDIES_API"])
+    assert internal["password"] == api["BITBUDDIES_INTERNAL_TOKEN"] == (tmp_path / "internal_token").read_text().strip()
+    assert internal["port"] == 8123
+    # The model server gets no secret; the common environment names the vendor but holds no key.
+    assert process_environment(cfg, "model-server", specs["model-server"]) == {}
+    common = environment(cfg)
+    assert common["BITBUDDIES_PRINT_VENDOR"] == "printful" and common["BITBUDDIES_PRINTFUL_STICKER_VARIANT_ID"] == "7"
+    assert "sk_test_1" not in json.dumps(common) and "pf_1" not in json.dumps(common)
+
+
+def test_without_accounts_only_the_internal_token_is_handed_out(tmp_path):
+    cfg = StackConfig(var_dir=tmp_path)
+    specs = process_specs(cfg)
+    assert set(process_environment(cfg, "api", specs["api"])) == {"BITBUDDIES_INTERNAL_TOKEN"}
+    assert set(process_environment(cfg, "dag-processor", specs["dag-processor"])) == {"AIRFLOW_CONN_BITBUDDIES_API"}
 
 
 def test_worker_hostname_is_the_celery_name_when_set(monkeypatch):
@@ -97,3 +135,14 @@ def test_the_model_connection_reaches_every_process_in_the_environment(tmp_path)
     fal = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": "key"})
     cfg = StackConfig(var_dir=tmp_path, extra_env={"AIRFLOW_CONN_BITBUDDIES_MODELS": fal})
     assert environment(cfg)["AIRFLOW_CONN_BITBUDDIES_MODELS"] == fal
+
+
+def test_make_up_takes_stripe_and_printful_from_the_callers_environment_into_the_config(tmp_path, monkeypatch):
+    found = accounts_from_environment({"STRIPE_API_KEY": "sk_test_2", "STRIPE_WEBHOOK_SECRET": "whsec_2",
+                                       "BITBUDDIES_PRINTFUL_STICKER_VARIANT_ID": "12", "UNRELATED": "x"})
+    assert found == {"stripe_api_key": "sk_test_2", "stripe_webhook_secret": "whsec_2", "printful_sticker_variant_id": 12}
+    # Inherited Stripe variables never reach every process: only the config hands them out.
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_inherited")
+    cfg = StackConfig(var_dir=tmp_path, **found)
+    assert "STRIPE_API_KEY" not in environment(cfg)
+    assert process_environment(cfg, "api", process_specs(cfg)["api"])["STRIPE_API_KEY"] == "sk_test_2"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -15,11 +17,32 @@ from include.models import Alert, Generation, utcnow
 from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
 
 
+API_CONNECTION = {"conn_type": "http", "schema": "http", "host": "api.internal", "port": 8000, "password": "internal-token"}
+
+
 @pytest.fixture
 def published(monkeypatch):
+    """Every publish, with the endpoint it went to (the connection ``bitbuddies_api``)."""
     calls = []
-    monkeypatch.setattr(event_publisher, "publish", lambda gid, type, data=None, key=None: calls.append((type, data, key)) or True)
+    monkeypatch.setenv("AIRFLOW_CONN_BITBUDDIES_API", json.dumps(API_CONNECTION))
+
+    def publish(gid, type, data=None, key=None, endpoint=None):
+        assert endpoint.url == "http://api.internal:8000" and endpoint.token == "internal-token"
+        calls.append((type, data, key))
+        return True
+
+    monkeypatch.setattr(event_publisher, "publish", publish)
     return calls
+
+
+def test_without_the_connection_nothing_is_published(gid, monkeypatch):
+    """The token is the connection's: the settings' (environment, var dir) are never used by a task."""
+    monkeypatch.delenv("AIRFLOW_CONN_BITBUDDIES_API", raising=False)
+    monkeypatch.setenv("BITBUDDIES_EVENTS_PUBLISH_URL", "http://127.0.0.1:9")
+    sent = []
+    monkeypatch.setattr(event_publisher, "publish", lambda *a, **k: sent.append(a) or True)
+    reporting.report_retry(context(gid, "animate"))
+    assert sent == []
 
 
 @pytest.fixture

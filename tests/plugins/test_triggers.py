@@ -55,7 +55,12 @@ def published(monkeypatch):
     """Every queue_position publish; each one hangs, as a stuck API would."""
     calls = []
 
-    async def hanging_apublish(generation_id, type, data=None, key=None):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BITBUDDIES_API", json.dumps({"conn_type": "http", "host": "api.internal", "password": "internal-token"})
+    )
+
+    async def hanging_apublish(generation_id, type, data=None, key=None, endpoint=None):
+        assert endpoint.url == "http://api.internal" and endpoint.token == "internal-token"
         calls.append((generation_id, type, data, key))
         await asyncio.sleep(30)
         return True
