@@ -34,6 +34,9 @@ def free_port() -> int:
 E2E_DIR = Path(os.environ.get("BITBUDDIES_E2E_DIR") or Path(__file__).resolve().parents[2] / "var" / "e2e" / str(os.getpid()))
 
 
+REVIEW_TIMEOUT_SECONDS = 30
+
+
 @pytest.fixture(scope="session")
 def stripe():
     """The Stripe fake for the session: the stack's API and tasks pay and refund through it."""
@@ -60,6 +63,8 @@ def stack(stripe, pushover):
         model_server_port=free_port(),
         extra_env={
             **LOAD_TEST_LIMITS,
+            # A borderline photo's review times out quickly enough to test (tests/e2e/test_human_review.py).
+            "BITBUDDIES_REVIEW_TIMEOUT": str(REVIEW_TIMEOUT_SECONDS),
             "STRIPE_API_KEY": stripe.api_key,
             "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret,
             "BITBUDDIES_STRIPE_API_BASE": stripe.url,
