@@ -11,9 +11,13 @@ the DAG's settle teardown refunds). Its arguments are only the job and an absolu
 human-in-the-loop entry form (``HITLEntryOperator``, in the UI's "Required actions") with the
 outcome (printed, shipped, failed), the tracking number, carrier and link, or the reason. Each
 answer moves the outbox job through the vendor's own transitions (``fulfillment/vendors/local.py``:
-re-recording a state changes nothing, an impossible move is refused and the form asks again, saying
-why); ``wait_for_print`` then records it on the order as for any vendor. After "printed" the form
-asks again for the shipping. For other vendors the task skips itself.
+re-recording a state changes nothing, an impossible move is refused and the form opens again, the
+reason in the task's log); ``wait_for_print`` then records it on the order as for any vendor. After
+"printed" the form opens again for the shipping. For other vendors the task skips itself.
+
+Airflow keeps one request per task instance: asking again only clears the answer (the execution
+API's upsert keeps the first subject and body), so the form's text is written once and does not
+depend on the job's state.
 """
 
 from __future__ import annotations
@@ -154,7 +158,6 @@ class RecordPrintOperator(HITLEntryOperator):
     def __init__(self, *, order_id: str, **kwargs: Any) -> None:
         super().__init__(subject="Print job", **(kwargs | {"params": PRINT_FORM}))
         self.order_id = order_id
-        self.problem = ""  # why the last answer was refused, shown when the form asks again
 
     def execute(self, context):
         from include import orders
@@ -169,8 +172,8 @@ class RecordPrintOperator(HITLEntryOperator):
             return job.to_dict()
         if self.response_timeout is None:
             self.response_timeout = self._timeout()
-        self.subject = f"Print order {orders.order_label(order)}: record what happened ({job.state.value} so far)"
-        self.body = _form_body(order, job, self.problem)
+        self.subject = f"Print order {orders.order_label(order)}: record printed, shipped or failed"
+        self.body = _form_body(order, job)
         return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
@@ -186,14 +189,12 @@ class RecordPrintOperator(HITLEntryOperator):
                 job = vendor.mark_failed(self.order_id, answer.get("reason") or "")
         except VendorError as error:
             self.log.warning("Order %s: the answer was refused (%s); asking again", self.order_id, error)
-            self.problem = str(error)
             return self.execute(context)
         self.log.info("Order %s: recorded %s at the local vendor", self.order_id, job.state.value)
         if job.state is VendorJobState.FAILED:
             # wait_for_print records it on the order and fails; the settle teardown refunds.
             return job.to_dict()
         if job.state is not VendorJobState.SHIPPED:
-            self.problem = ""
             return self.execute(context)  # printed: ask again for the shipping
         return job.to_dict()
 
@@ -203,16 +204,16 @@ class RecordPrintOperator(HITLEntryOperator):
         return timedelta(days=get_settings().print_wait_days)
 
 
-def _form_body(order, job: VendorJob, problem: str) -> str:
+def _form_body(order, job: VendorJob) -> str:
     from include import orders
 
     address = orders.shipping_address(order)
     lines = [
         f"**Order {orders.order_label(order)}**: {order.sheet_count} sheet(s) of {order.sheet_size}, {order.copies} cop{'y' if order.copies == 1 else 'ies'}.",
         f"Print PDF: `{job.detail.get('pdf_key', '')}` in storage. Ship to: {address.name}, {address.address1}, {address.zip} {address.city}, {address.country_code}.",
-        f"The job is **{job.state.value}**. Choose *printed* once it is printed, *shipped* with the tracking number once it is "
-        "handed to the carrier, or *cannot be printed* with the reason (the customer is refunded).",
+        "Choose *printed* once it is printed (this form then opens again), *shipped* with the tracking number once it is "
+        "handed to the carrier, or *cannot be printed* with the reason (the customer is refunded). An answer the print "
+        "outbox refuses (shipped without a tracking number, anything after shipped or failed) opens the form again; "
+        "the task's log says why.",
     ]
-    if problem:
-        lines.append(f"**Your last answer was refused:** {problem}.")
     return "\n\n".join(lines)

@@ -34,7 +34,7 @@ def free_port() -> int:
 E2E_DIR = Path(os.environ.get("BITBUDDIES_E2E_DIR") or Path(__file__).resolve().parents[2] / "var" / "e2e" / str(os.getpid()))
 
 
-REVIEW_TIMEOUT_SECONDS = 30
+REVIEW_TIMEOUT_SECONDS = 60
 
 
 @pytest.fixture(scope="session")

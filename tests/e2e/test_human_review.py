@@ -19,6 +19,9 @@ from skimage import data
 
 from include.generations import GENERATE_DAG_ID
 from include.review import REJECTED_BY_REVIEW
+from ops.airflow_roles import API_USER
+from ops.stack import api_airflow_password
+from tests.browser import browser, playwright_driver, screenshot  # noqa: F401  (fixtures)
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -49,6 +52,12 @@ def ledger_rows(stack, gid: str) -> list[tuple[str, int]]:
         return db.execute("SELECT reason, amount FROM ledger_entry WHERE generation_id = ? ORDER BY id", (gid,)).fetchall()
 
 
+def progress_events(stack, gid: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(stack.cfg.var_dir / "app.db") as db:
+        rows = db.execute("SELECT type, json_extract(data, '$.stage') FROM generation_event WHERE generation_id = ? ORDER BY seq", (gid,))
+        return [tuple(row) for row in rows.fetchall()]
+
+
 def hitl_url(stack, gid: str) -> str:
     return f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns/{gid}/taskInstances/review/-1/hitlDetails"
 
@@ -74,7 +83,25 @@ def answer(stack, gid: str, option: str, headers: dict) -> None:
     assert resp.status_code == 200, resp.text
 
 
-def test_borderline_photos_wait_for_review_approved_rejected_or_timed_out(stack, api, make_user):
+def show_required_actions(stack, browser, gid: str) -> None:  # noqa: F811
+    """The admin's "Required actions" in Airflow's UI lists the pending review, and its page has
+    the photo's score and the Approve / Reject buttons (screenshots for the README)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_cookies([{"name": "_token", "value": stack.airflow_token(), "url": stack.cfg.airflow_url}])
+    page = context.new_page()
+    try:
+        page.goto(f"{stack.cfg.airflow_url}/required_actions?response_received=false")
+        page.get_by_text(gid).first.wait_for(timeout=30_000)
+        screenshot(page, "operator-required-actions", full_page=False)
+        page.goto(f"{stack.cfg.airflow_url}/dags/{GENERATE_DAG_ID}/runs/{gid}/tasks/review/required_actions")
+        page.get_by_role("button", name="Approve").first.wait_for(timeout=30_000)
+        page.get_by_text("inside the review band").first.wait_for(timeout=10_000)
+        screenshot(page, "operator-review", full_page=False)
+    finally:
+        context.close()
+
+
+def test_borderline_photos_wait_for_review_approved_rejected_or_timed_out(stack, api, make_user, browser):  # noqa: F811
     headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
     photo = borderline_photo()
     keys = {name: make_user(tokens=1) for name in ("approved", "rejected", "timed_out", "clean")}
@@ -90,10 +117,14 @@ def test_borderline_photos_wait_for_review_approved_rejected_or_timed_out(stack,
 
     request = wait_for_request(stack, gids["rejected"], headers)
     assert request["options"] == ["Approve", "Reject"] and "0.3" in request["subject"] and gids["rejected"] in request["subject"]
-    # While it waits, the user's progress says so.
-    waiting = api.get(f"/api/generations/{gids['rejected']}", headers=auth(keys["rejected"])).json()
-    assert waiting["status"] == "running" and waiting["stage"] == "review", waiting
+    # While it waits, the user's progress stream says so (the page labels the stage "Waiting for review").
+    assert ("stage_started", "review") in progress_events(stack, gids["rejected"])
     assert task_instance(stack, gids["rejected"], "review", headers)["state"] == "awaiting_input"
+    show_required_actions(stack, browser, gids["rejected"])
+    # The API's least-privileged Airflow user cannot answer.
+    token = httpx.post(f"{stack.cfg.airflow_url}/auth/token", json={"username": API_USER, "password": api_airflow_password(stack.cfg)}, timeout=10)
+    refused = httpx.patch(hitl_url(stack, gids["rejected"]), headers=auth(token.json()["access_token"]), json={"chosen_options": ["Approve"]}, timeout=30)
+    assert refused.status_code == 403, refused.text
     answer(stack, gids["rejected"], "Reject", headers)
     wait_for_request(stack, gids["timed_out"], headers)  # and nobody answers it
     approver.join(timeout=300)
@@ -118,6 +149,7 @@ def test_borderline_photos_wait_for_review_approved_rejected_or_timed_out(stack,
     review = task_instance(stack, gids["approved"], "review", headers)
     assert (review["state"], review["try_number"]) == ("success", 1), review
     clean = task_instance(stack, gids["clean"], "review", headers)
-    assert clean["state"] == "skipped" and clean["start_date"] is None, clean
+    assert clean["state"] == "skipped" and clean["try_number"] == 0, clean
+    assert not any(stage == "review" for _, stage in progress_events(stack, gids["clean"]))
     for name, state in (("rejected", "failed"), ("timed_out", "failed")):
         assert task_instance(stack, gids[name], "review", headers)["state"] == state
