@@ -20,6 +20,7 @@ from skimage import data
 
 from fulfillment.geometry import MIN_ARTWORK_DPI, MIN_CUT_CLEARANCE_MM
 from include.orders import ORDER_DAG_ID
+from tests.browser import browser, playwright_driver, screenshot  # noqa: F401  (fixtures)
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 from tests.fulfillment.test_sheet import decode_qr_codes, images_with_dpi, segment_distance, stroked_paths
 
@@ -73,21 +74,45 @@ def wait_for_order(api, key: str, order_id: str, statuses: set[str], timeout: fl
     raise AssertionError(f"order {order_id} did not reach {statuses} in {timeout} s: {order}")
 
 
+def print_form_url(stack, order_id: str) -> str:
+    return f"{stack.cfg.airflow_url}/api/v2/dags/{DAG}/dagRuns/{order_id}/taskInstances/record_print/-1/hitlDetails"
+
+
+def open_print_form(stack, order_id: str, headers: dict) -> dict:
+    """The order's print form once it waits for an answer."""
+    deadline = time.time() + 120
+    while True:
+        request = httpx.get(print_form_url(stack, order_id), headers=headers, timeout=30)
+        if request.status_code == 200 and not request.json()["response_received"]:
+            return request.json()
+        assert time.time() < deadline, f"order {order_id}: no open print form ({request.status_code} {request.text[:300]})"
+        time.sleep(0.5)
+
+
 def record_print(stack, order_id: str, **answer) -> dict:
     """The print shop answers the order's open form (``record_print``) once it asks; the request."""
     headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
-    url = f"{stack.cfg.airflow_url}/api/v2/dags/{DAG}/dagRuns/{order_id}/taskInstances/record_print/-1/hitlDetails"
-    deadline = time.time() + 120
-    while True:
-        request = httpx.get(url, headers=headers, timeout=30)
-        if request.status_code == 200 and not request.json()["response_received"]:
-            break
-        assert time.time() < deadline, f"order {order_id}: no open print form ({request.status_code} {request.text[:300]})"
-        time.sleep(0.5)
+    request = open_print_form(stack, order_id, headers)
+    url = print_form_url(stack, order_id)
     form = {"outcome": None, "tracking_number": None, "carrier": None, "tracking_url": None, "reason": None}  # the UI sends every field
     resp = httpx.patch(url, headers=headers, json={"chosen_options": ["OK"], "params_input": form | answer}, timeout=30)
     assert resp.status_code == 200, resp.text
-    return request.json()
+    return request
+
+
+def show_print_form(stack, browser, order_id: str) -> None:  # noqa: F811
+    """The print form as the print shop sees it in Airflow's UI (a screenshot for the README)."""
+    token = stack.airflow_token()
+    open_print_form(stack, order_id, {"Authorization": f"Bearer {token}"})
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_cookies([{"name": "_token", "value": token, "url": stack.cfg.airflow_url}])
+    page = context.new_page()
+    try:
+        page.goto(f"{stack.cfg.airflow_url}/dags/{DAG}/runs/{order_id}/tasks/record_print/required_actions")
+        page.get_by_text("Tracking number").first.wait_for(timeout=60_000)
+        screenshot(page, "operator-print-form", full_page=False)
+    finally:
+        context.close()
 
 
 def run_state(stack, order_id: str, timeout: float = 120) -> str:
@@ -100,7 +125,7 @@ def run_state(stack, order_id: str, timeout: float = 120) -> str:
         time.sleep(1)
 
 
-def test_an_order_of_real_buddies_is_paid_rendered_printed_and_shipped(stack, api, stripe, buddies):
+def test_an_order_of_real_buddies_is_paid_rendered_printed_and_shipped(stack, api, stripe, buddies, browser):  # noqa: F811
     key, generations = buddies
     order = place_and_pay(api, stripe, key, [g["id"] for g in generations], deliveries=2)
     submitted = wait_for_order(api, key, order["id"], {"submitted", "failed", "refunded"})
@@ -121,6 +146,7 @@ def test_an_order_of_real_buddies_is_paid_rendered_printed_and_shipped(stack, ap
     home = api.get(f"/api/sticker-orders/{order['id']}/sheet.pdf", params={"variant": "home"}, headers=auth(key))
     assert home.status_code == 200 and b"CutContour" not in home.content
 
+    show_print_form(stack, browser, order["id"])
     asked = record_print(stack, order["id"], outcome="printed")
     assert "record printed, shipped or failed" in asked["subject"] and set(asked["params"]) == {"outcome", "tracking_number", "carrier", "tracking_url", "reason"}
     wait_for_order(api, key, order["id"], {"printed", "shipped"})
