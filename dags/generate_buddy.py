@@ -13,7 +13,9 @@ task finds that charge under the same ledger key, and takes it only for a run st
 without one), then every model stage is one
 `ModelJobOperator` (submit -> deferrable wait -> fetch, never submitted twice):
 `moderate` and `analyze` side by side on the photo (its provider URL is rendered into their
-inputs: `photo_url` macro) -> `cartoonize` once both passed -> (`expand_full_body` when the
+inputs: `photo_url` macro) -> (`review` when the photo's safety score is borderline: an operator
+approves it under "Required actions"; skipped by `moderate` for every other photo) ->
+`cartoonize` once both passed -> (`expand_full_body` when the
 subject is cut off, decided by `choose_body` from the analysis while `cartoonize` runs) ->
 `segment_image` -> `animate` -> `segment_video`; then `transcode` encodes what the user sees
 first, the WebM (VP9 + alpha) and the poster, into object storage, `publish` makes the buddy
@@ -24,7 +26,8 @@ a few seconds later (the API lists them in `formats_pending` until then).
 `DeadlineAlert`: the operator is alerted once (`plugins/bitbuddies_airflow/deadlines.py`), and the
 reconciliation DAG fails and refunds the generation as it does every stuck one.
 
-**Failure.** Business errors (NSFW photo, no usable subject) fail at once, without retries.
+**Failure.** Business errors (NSFW photo, no usable subject, a photo rejected by review or not
+reviewed within `review_timeout`) fail at once, without retries.
 `refund_token` is a teardown that runs once everything else is done: if the generation did not
 succeed it settles it: failed and its token given back, in one transaction (`include/settlement.py`,
 idempotent ledger key). Being a
@@ -49,6 +52,7 @@ from bitbuddies_airflow.deadlines import alert_overdue_generation
 from bitbuddies_airflow.notifiers import GenerationFailedNotifier
 from bitbuddies_airflow.operators import ModelJobOperator
 from bitbuddies_airflow.refunds import refuse_finished_generation, refuse_unless_formats_pending
+from bitbuddies_airflow.review import ModerateOperator, PhotoReviewOperator
 from bitbuddies_airflow.runs import generation_id, started_by_operator
 from bitbuddies_airflow.reporting import record_failure, report_outcome, report_retry, report_stage, report_stage_finished
 from bitbuddies_airflow.storage import open_for_write, provider_url
@@ -137,11 +141,6 @@ def photo_url(upload_path: str | None, gid: str | None) -> str:
     return provider_url(upload_path or generations.get(gid).upload_path)
 
 
-def reject_nsfw(result: dict) -> None:
-    if result.get("nsfw"):
-        raise AirflowFailException("This photo can't be used: it looks like it contains nudity.")
-
-
 @dag(
     dag_id=generations.GENERATE_DAG_ID,
     schedule=None,
@@ -191,21 +190,25 @@ def bitbuddies_generate():
         entry = ledger.charge_generation(generation_id())
         return entry.id
 
-    def model_stage(stage: str, **inputs) -> ModelJobOperator:
-        return ModelJobOperator(
+    def model_stage(stage: str, operator=ModelJobOperator, **inputs) -> ModelJobOperator:
+        return operator(
             task_id=stage, stage=stage, inputs=inputs, pool=MODEL_POOL, **MODEL_STAGES[stage].waits.operator_kwargs(),
             **stage_options.get(stage, {}),
         )
 
-    stage_options = {"moderate": {"check_result": reject_nsfw}}
+    # A flagged photo fails moderate; a borderline one waits for an operator in `review`.
+    stage_options = {"moderate": {"review_task_id": "review"}}
     prompt = "{{ params.prompt }}"
 
     stored = store_generation()
     charge = charge_token()
     photo = "{{ photo_url(params.upload_path, ti.xcom_pull(task_ids='store_generation')) }}"
-    moderate = model_stage("moderate", image_url=photo)
+    moderate = model_stage("moderate", operator=ModerateOperator, image_url=photo)
+    review = PhotoReviewOperator(task_id="review", moderate_task_id="moderate", photo_url=photo, prompt=prompt)
     analyze = model_stage("analyze", image_url=photo)
     cartoonize = model_stage("cartoonize", image_url=analyze.output["image_url"], prompt=prompt)
+    # `review` is skipped for every photo that is not borderline.
+    cartoonize.trigger_rule = "none_failed_min_one_success"
 
     @task.branch(on_execute_callback=None)
     def choose_body(analysis: dict) -> str:
@@ -281,6 +284,7 @@ def bitbuddies_generate():
     branch = choose_body(analyze.output)
     assets = transcode(segment_video.output)
     stored >> charge >> [moderate, analyze]
+    moderate >> review >> cartoonize
     moderate >> cartoonize
     [cartoonize, branch] >> expand
     [cartoonize, branch] >> segment_image
@@ -288,7 +292,7 @@ def bitbuddies_generate():
     done = publish(assets, segment_video.output)
     fallbacks = encode_fallbacks(segment_video.output)
     done >> fallbacks
-    every_task = [stored, charge, moderate, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done, fallbacks]
+    every_task = [stored, charge, moderate, review, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done, fallbacks]
     every_task >> refund_token().as_teardown()
 
 

@@ -9,7 +9,10 @@ task per sheet: the print-shop PDF with the `CutContour` die line and the print-
 `store_sheet` joins the sheets into the order's two PDFs -> `send_to_vendor` submits the print
 PDF (idempotent per order: a retry finds the job already there) -> `wait_for_print` waits in the
 triggerer (no worker held) for the vendor's printed and shipped updates, recording each on the
-order's timeline; tracking appears once shipped.
+order's timeline; tracking appears once shipped. With the `local` vendor, `record_print` is where
+the person printing reports: a form in Airflow's "Required actions" (printed, shipped with the
+tracking number, or failed with the reason) that moves the outbox job `wait_for_print` watches;
+for other vendors it skips itself.
 
 **Failure.** A vendor that reports the print failed fails `wait_for_print` at once (no retries).
 `settle_order` is a teardown that runs after everything else, whatever happened: an order that
@@ -28,7 +31,7 @@ from airflow.sdk import Param, dag, task
 from bitbuddies_airflow.notifiers import RunFailedNotifier
 from bitbuddies_airflow.dag_defaults import DB_TIMEOUT, RENDER_TIMEOUT, VENDOR_TIMEOUT, OWNER, owner_links
 from bitbuddies_airflow.hooks import StripeHook
-from bitbuddies_airflow.print_vendor import WaitForPrintOperator, print_vendor
+from bitbuddies_airflow.print_vendor import RecordPrintOperator, WaitForPrintOperator, print_vendor
 from bitbuddies_airflow.storage import open_for_write, provider_url, storage_path
 from include import orders
 from include.stages import MEDIA_POOL
@@ -103,6 +106,8 @@ def bitbuddies_sticker_order():
         return job.to_dict()
 
     wait_for_print = WaitForPrintOperator(task_id="wait_for_print", order_id="{{ params.order_id }}")
+    # The local vendor's print shop answers this form in Airflow's "Required actions"; other vendors skip it.
+    record_print = RecordPrintOperator(task_id="record_print", order_id="{{ params.order_id }}")
 
     @task(retries=8, execution_timeout=VENDOR_TIMEOUT)
     def settle_order(params=None) -> str:
@@ -116,8 +121,8 @@ def bitbuddies_sticker_order():
     rendered = render_sheet.expand(sheet_number=sheets)
     stored = store_sheet(rendered)
     sent = send_to_vendor(stored)
-    sent >> wait_for_print
-    [sheets, rendered, stored, sent, wait_for_print] >> settle_order().as_teardown()
+    sent >> [wait_for_print, record_print]
+    [sheets, rendered, stored, sent, wait_for_print, record_print] >> settle_order().as_teardown()
 
 
 bitbuddies_sticker_order()

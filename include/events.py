@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from include.db import session_scope
-from include.stages import STAGE_NAMES
+from include.stages import OPTIONAL_STAGES, STAGE_NAMES
 from include.models import TERMINAL_STATUSES, Generation, GenerationEvent, utcnow
 from include.settings import get_settings
 from include.user_messages import presentable
@@ -249,12 +249,12 @@ def reset_estimates() -> None:
 def estimate(medians: dict[str, float], finished: Iterable[str], current: str | None, elapsed: float) -> dict[str, Any]:
     """``percent`` done and ``eta_seconds`` left, from stage medians.
 
-    Stages with no history count as the median of the known ones; ``expand_full_body`` counts
-    only once it started (most subjects do not need it). Without any history the percent is by
+    Stages with no history count as the median of the known ones; the optional stages (``review``,
+    ``expand_full_body``) count only once they started (most generations do not need them). Without any history the percent is by
     stage count and the estimate is unknown (``None``).
     """
     finished = set(finished)
-    plan = [s for s in STAGE_NAMES if s != "expand_full_body" or s in finished or s == current]
+    plan = [s for s in STAGE_NAMES if s not in OPTIONAL_STAGES or s in finished or s == current]
     if not medians:
         done = len([s for s in plan if s in finished])
         return {"percent": int(100 * done / len(plan)), "eta_seconds": None}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -152,6 +152,19 @@ class Settings(BaseSettings):
 
     # The owner of the DAGs links to this in the Airflow UI: the team's runbook page or a mailto:.
     dag_owner_link: str = "mailto:operators@bitbuddies.example"
+
+    # Moderation: a photo whose score (0-1) is in [low, high) waits for an operator's approval in
+    # Airflow's "Required actions" (include/review.py); an empty band ([0, 0]) turns review off.
+    # Unanswered after review_timeout seconds, it is rejected (keep it below generation_deadline_minutes).
+    review_band: tuple[float, float] = (0.30, 0.45)
+    review_timeout: float = 1800.0
+
+    @field_validator("review_band")
+    @classmethod
+    def _band_in_order(cls, band: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= band[0] <= band[1] <= 1.0:
+            raise ValueError("review_band must be [low, high] with 0 <= low <= high <= 1")
+        return band
 
     # Money reconciliation: a generation not finished this long after it was created is stuck;
     # the reconciliation DAG fails and refunds it.

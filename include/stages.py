@@ -49,10 +49,13 @@ _QUICK = Waits(poll_interval=0.5, job_timeout=timedelta(minutes=5))
 _RENDER = Waits(poll_interval=0.5, job_timeout=timedelta(minutes=10), grace=6.0)
 _VIDEO = Waits(poll_interval=1.0, job_timeout=timedelta(minutes=30), grace=12.0)
 
-# In pipeline order. expand_full_body runs only when the subject is cut off.
+# In pipeline order. review runs only for a borderline photo, expand_full_body only when the
+# subject is cut off.
 STAGES: tuple[Stage, ...] = (
     Stage("charge"),
     Stage("moderate", "bitbuddies/moderate", _QUICK),
+    # A borderline photo waits here for an operator's approval (include/review.py); others skip it.
+    Stage("review"),
     Stage("analyze", "bitbuddies/analyze", _QUICK),
     Stage("cartoonize", "bitbuddies/cartoonize", _RENDER),
     Stage("expand_full_body", "bitbuddies/expand-full-body", _RENDER),
@@ -77,5 +80,8 @@ def model_pool(provider: str) -> str:
 
 # The motions the animate stage knows (model_server/vision/motions.py has their clips): a person
 # may choose one (web app, API ``motion``), else the prompt's words pick it (vision/prompt.py).
+# Stages most generations never run: progress shows (and estimates) them only once they start.
+OPTIONAL_STAGES = frozenset({"review", "expand_full_body"})
+
 MOTIONS = ("idle", "bounce", "wave", "jump", "dance", "sway", "walk")
 DEFAULT_MOTION = "bounce"

@@ -28,7 +28,7 @@ from include import deletion, ledger, quotas, storage
 from include.generations import pending_formats, share_url
 from include.models import Generation, User
 from include.settings import get_settings
-from include.stages import DEFAULT_MOTION, MOTIONS, STAGE_NAMES
+from include.stages import DEFAULT_MOTION, MOTIONS, OPTIONAL_STAGES, STAGE_NAMES
 
 router = APIRouter(include_in_schema=False)
 
@@ -37,6 +37,7 @@ PAGE_SIZE = 12
 STAGE_LABELS = {
     "charge": "Token taken",
     "moderate": "Safety check",
+    "review": "Waiting for review",
     "analyze": "Finding you in the photo",
     "cartoonize": "Drawing the cartoon",
     "expand_full_body": "Drawing the rest of the body",
@@ -141,6 +142,7 @@ def _buddy_page(request: Request, generation: Generation, status_code: int = 200
         embed_snippet=embed_snippet(generation.slug),
         has_photo=storage.exists(generation.upload_path),
         stages=[(s, STAGE_LABELS.get(s, s.replace("_", " ").capitalize())) for s in STAGE_NAMES],
+        optional_stages=OPTIONAL_STAGES,
         motion_label=MOTION_LABELS.get(generation.motion or "", None),
         delete_error=delete_error,
     )

@@ -3,7 +3,9 @@
 Each job is one JSON state file, ``<outbox>/<order_id>.json`` (the deployment's outbox is
 ``var_dir / "print-outbox"``, ``include.print_vendors``), holding the sheet's storage key, the address, the state
 and its history. Whoever prints the sheet (at home, or at a shop without an API) records what
-happened with the functions below or the CLI:
+happened in the sticker DAG's form in Airflow ("Required actions": ``record_print``,
+``plugins/bitbuddies_airflow/print_vendor.py``), or with the functions below or the CLI (for scripts;
+an open form then still waits for its answer, which is a no-op if it repeats the state):
 
     bitbuddies print-outbox list [--state submitted]      (the configured outbox)
     bitbuddies print-outbox printed ORDER_ID
@@ -33,7 +35,7 @@ from fulfillment.vendors.base import PrintVendor, ShippingAddress, VendorError, 
 
 VENDOR_NAME = "local"
 _ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# Which states each state may move to; re-recording the same terminal state is a no-op.
+# Which states each state may move to; re-recording the current state is a no-op.
 _NEXT_STATES = {
     VendorJobState.SUBMITTED: {VendorJobState.PRINTED, VendorJobState.SHIPPED, VendorJobState.FAILED},
     VendorJobState.PRINTED: {VendorJobState.SHIPPED, VendorJobState.FAILED},
@@ -153,8 +155,8 @@ class LocalOutboxVendor(PrintVendor):
             if record is None:
                 raise VendorError(f"no local print job for order {order_id}")
             current = VendorJobState(record["state"])
-            if current == target and current.is_terminal():
-                return _job(record)  # recording the same outcome twice changes nothing
+            if current == target:
+                return _job(record)  # recording the same state twice (a form sent twice) changes nothing
             if target not in _NEXT_STATES[current]:
                 raise VendorError(f"order {order_id} is {current.value}; it cannot become {target.value}")
             record.update(fields)

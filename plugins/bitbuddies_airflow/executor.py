@@ -29,6 +29,12 @@ submitted again and the ledger is not touched (its keys are per generation).
 - ``revoke_task`` (called for a task ``queued`` past ``[scheduler] task_queued_timeout``, e.g. a
   worker hung with it) kills the worker holding the task and forgets it; the scheduler then
   schedules the task again.
+- A task that parks (deferred, or ``awaiting_input`` for a human's answer) and is resumed in the
+  same try runs again under the same key. When the answer comes quickly, the resumed run can be
+  dispatched before the parked run's worker has reported its exit: that stale "success" would
+  take the key out of ``running`` and the scheduler would fail the resumed run as "killed
+  externally". Workers report what they finish with their pid, and a finish from a worker whose
+  key has since been dispatched again is dropped (the server already moved the task past it).
 - Idle workers wait for the queue without holding its read lock (Airflow's ``SimpleQueue.get``
   holds it while blocked), so killing an idle worker cannot leave every other worker waiting for a
   lock nobody will release.
@@ -55,6 +61,8 @@ from airflow.utils.state import TaskInstanceState
 
 # The marker a worker puts on the result queue when it takes a workload: (key, TAKEN, pid).
 TAKEN = "bitbuddies:taken"
+# What a worker puts when it is done with a workload: (key, FINISHED, (pid, state, error)).
+FINISHED = "bitbuddies:finished"
 PR_SET_PDEATHSIG = 1
 # What a worker reports when it starts a workload (LocalExecutor's workload.running_state).
 RUNNING_STATES = {TaskInstanceState.RUNNING, "running"}
@@ -95,6 +103,23 @@ class ReportingQueue:
         return getattr(self._queue, name)
 
 
+class ReportingOutput:
+    """The worker's view of the result queue: a finished workload is reported with the worker's pid."""
+
+    def __init__(self, queue) -> None:
+        self._queue = queue
+
+    def put(self, message) -> None:
+        key, state, error = message
+        if state in RUNNING_STATES:
+            self._queue.put(message)
+        else:
+            self._queue.put((key, FINISHED, (os.getpid(), state, error)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
 def _retry_killed_runners_at_once() -> None:
     """In a worker: a task runner killed by a signal is reported up for retry with no delay."""
     from datetime import datetime, timezone
@@ -127,7 +152,7 @@ def _retry_killed_runners_at_once() -> None:
 def _run_worker(logger_name, input, output, unread_messages, team_conf):
     os.register_at_fork(after_in_child=_die_with_parent)
     _retry_killed_runners_at_once()
-    local_executor._run_worker(logger_name, ReportingQueue(input, output), output, unread_messages, team_conf)
+    local_executor._run_worker(logger_name, ReportingQueue(input, output), ReportingOutput(output), unread_messages, team_conf)
 
 
 class RecoveringLocalExecutor(LocalExecutor):
@@ -135,6 +160,7 @@ class RecoveringLocalExecutor(LocalExecutor):
 
     def start(self) -> None:
         self._held: dict[int, Any] = {}  # worker pid -> key of the workload it runs
+        self._superseded: set[int] = set()  # workers whose key was dispatched again (a resumed task)
         super().start()
 
     def _spawn_worker(self):
@@ -152,16 +178,25 @@ class RecoveringLocalExecutor(LocalExecutor):
         proc.start()
         self.workers[proc.pid] = proc
 
+    def _process_workloads(self, workload_list):
+        for workload in workload_list:
+            self._superseded.update(pid for pid, held in self._held.items() if held == workload.key)
+        super()._process_workloads(workload_list)
+
     def _read_results(self):
         while not self.result_queue.empty():
             key, state, info = self.result_queue.get()
             if state == TAKEN:
                 self._held[info] = key
                 continue
-            if state not in RUNNING_STATES:  # the worker is done with it
-                for pid, held in list(self._held.items()):
-                    if held == key:
-                        del self._held[pid]
+            if state == FINISHED:  # the worker is done with it
+                pid, state, _error = info
+                if self._held.get(pid) == key:
+                    del self._held[pid]
+                if pid in self._superseded:
+                    self._superseded.discard(pid)
+                    self.log.info("Ignoring %s from worker %d: %s was dispatched again since (resumed)", state, pid, key)
+                    continue
             self.change_state(key, state)
 
     def _check_workers(self):
@@ -176,7 +211,8 @@ class RecoveringLocalExecutor(LocalExecutor):
 
     def _lost(self, pid: int, why: str) -> None:
         key = self._held.pop(pid, None)
-        if key is None:
+        if key is None or pid in self._superseded:  # a resumed task is another worker's now
+            self._superseded.discard(pid)
             return
         self.log.warning("Task %s lost (%s): reporting it failed so that it is retried at once", key, why)
         _retry_without_delay(key, why)
@@ -187,6 +223,7 @@ class RecoveringLocalExecutor(LocalExecutor):
         for pid, held in list(self._held.items()):
             if held == key:
                 del self._held[pid]
+                self._superseded.discard(pid)
                 self.log.warning("Revoking %s: killing worker %d, which holds it", key, pid)
                 try:
                     os.kill(pid, signal.SIGKILL)

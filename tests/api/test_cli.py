@@ -67,8 +67,8 @@ def test_alerts_list_shows_the_operator_alerts(fresh_app_db, capsys):
 
 
 def test_progress_line_counts_stages():
-    assert cli.progress_line({"status": "running", "stage": "animate"}, 12).startswith("[stage 7/10 animate]")
-    assert cli.progress_line({"status": "running", "stage": "charge_token"}, 1).startswith("[stage 1/10 charge_token]")
+    assert cli.progress_line({"status": "running", "stage": "animate"}, 12).startswith("[stage 8/11 animate]")
+    assert cli.progress_line({"status": "running", "stage": "charge_token"}, 1).startswith("[stage 1/11 charge_token]")
     assert cli.progress_line({"status": "queued", "stage": None}, 0).startswith("[queued]")
 
 
@@ -269,7 +269,7 @@ def test_generate_polls_when_the_api_has_no_event_stream(live_api, capsys, photo
         gid = pending_generation()
         generations.mark_stage(gid, "animate")
         deadline = time.monotonic() + 5
-        while "stage 7/10 animate" not in out.getvalue() and time.monotonic() < deadline:
+        while "stage 8/11 animate" not in out.getvalue() and time.monotonic() < deadline:
             time.sleep(0.01)
         generations.mark_succeeded(gid, {k: generations.asset_key(gid, k) for k in generations.ASSET_FILES})
 
@@ -279,7 +279,7 @@ def test_generate_polls_when_the_api_has_no_event_stream(live_api, capsys, photo
     thread.join(5)
     text = out.getvalue()
     assert code == 0, text
-    assert len(server.stream_requests) == 1 and "stage 7/10 animate" in text and "buddy is ready" in text
+    assert len(server.stream_requests) == 1 and "stage 8/11 animate" in text and "buddy is ready" in text
 
 
 def _all():

@@ -1,7 +1,8 @@
 """The generation DAG's own tasks, run against a fake model provider: what the DAG file wires in.
 
-The NSFW gate lives in the DAG (``moderate``'s ``check_result``): these tests take the real
-``moderate`` task from the DAG file, so removing or loosening the gate there fails them.
+The NSFW gate and the review band live in the DAG's ``moderate`` task (``ModerateOperator``):
+these tests take the real ``moderate`` task from the DAG file, so removing or loosening the gate
+there fails them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import copy
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, DownstreamTasksSkipped
 
 from include.generations import GENERATE_DAG_ID
 from tests.dags.test_dag_integrity import DAGS
@@ -37,10 +38,23 @@ def test_the_dags_moderate_task_fails_an_nsfw_photo_without_retry(dag, queue):
     assert len(queue.submissions) == 1
 
 
-def test_the_dags_moderate_task_passes_a_clean_photo(dag, queue):
+def test_the_dags_moderate_task_passes_a_clean_photo_and_skips_review(dag, queue):
     queue.next_job = {"states": ["COMPLETED"], "result": {"nsfw": False, "score": 0.01}}
+    context = make_context()
+    with pytest.raises(DownstreamTasksSkipped) as skipped:
+        moderate_task(dag).execute(context)
+    assert skipped.value.tasks == ["review"]  # only the review: cartoonize still runs
+    assert context["ti"].xcoms["return_value"]["nsfw"] is False
+
+
+@pytest.mark.parametrize("flagged", [False, True])
+def test_the_dags_moderate_task_leaves_a_borderline_photo_to_review(dag, queue, flagged):
+    # The default band is [0.30, 0.45): inside it the operator decides, even over the model's flag.
+    queue.next_job = {"states": ["COMPLETED"], "result": {"nsfw": flagged, "score": 0.38}}
     result = moderate_task(dag).execute(make_context())
-    assert result["nsfw"] is False
+    assert result["score"] == 0.38
+    assert dag.get_task("review").downstream_task_ids == {"cartoonize", "refund_token"}
+    assert dag.get_task("cartoonize").trigger_rule == "none_failed_min_one_success"
 
 
 def validated(dag, conf: dict) -> dict:

@@ -44,7 +44,7 @@ def test_settle_covers_every_task_and_does_not_decide_the_run(dag):
     assert settle.retries >= 3
     assert {t.task_id for t in dag.tasks} - {"settle_order"} <= settle.upstream_task_ids
     leaves = {t.task_id for t in dag.tasks if not (t.downstream_task_ids - {"settle_order"})} - {"settle_order"}
-    assert leaves == {"wait_for_print"}
+    assert leaves == {"wait_for_print", "record_print"}
 
 
 # --- secrets: the task's Stripe key is the Airflow connection's ---------------------------------

@@ -34,6 +34,9 @@ def free_port() -> int:
 E2E_DIR = Path(os.environ.get("BITBUDDIES_E2E_DIR") or Path(__file__).resolve().parents[2] / "var" / "e2e" / str(os.getpid()))
 
 
+REVIEW_TIMEOUT_SECONDS = 60
+
+
 @pytest.fixture(scope="session")
 def stripe():
     """The Stripe fake for the session: the stack's API and tasks pay and refund through it."""
@@ -64,6 +67,8 @@ def stack(stripe, pushover):
         stripe_api_base=stripe.url,
         extra_env={
             **LOAD_TEST_LIMITS,
+            # A borderline photo's review times out quickly enough to test (tests/e2e/test_human_review.py).
+            "BITBUDDIES_REVIEW_TIMEOUT": str(REVIEW_TIMEOUT_SECONDS),
             # The Airflow connection operators set for Pushover (plugins/bitbuddies_airflow/pushover.py).
             "AIRFLOW_CONN_BITBUDDIES_PUSHOVER": json.dumps(
                 {"conn_type": "generic", "login": pushover.user, "password": pushover.token, "extra": {"api_url": pushover.url}}

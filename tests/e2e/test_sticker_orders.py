@@ -2,15 +2,15 @@
 
 The happy path: the paid webhook starts the DAG, the sheet is rendered from the generations'
 real posters (every QR code decodes to its buddy's share page, CutContour separation, closed cut
-paths 2 mm apart, 300 dpi artwork), the local vendor's outbox job is moved to printed and shipped
-with the vendor CLI, and the order shows the tracking. The failure path: the vendor fails the
-job, its webhook arrives three times, and the payment is refunded at Stripe exactly once.
+paths 2 mm apart, 300 dpi artwork), the local vendor's print shop records printed, then shipped
+with the tracking number, in the DAG's form in Airflow's "Required actions" (answered through the
+REST API as the UI sends it, as the stack's admin), and the order shows the tracking. The failure
+path: the print shop records the failure in the same form, the vendor's webhook arrives three
+times, and the payment is refunded at Stripe exactly once.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import httpx
@@ -20,7 +20,7 @@ from skimage import data
 
 from fulfillment.geometry import MIN_ARTWORK_DPI, MIN_CUT_CLEARANCE_MM
 from include.orders import ORDER_DAG_ID
-from ops.stack import environment
+from tests.browser import browser, playwright_driver, screenshot  # noqa: F401  (fixtures)
 from tests.e2e.conftest import jpeg_bytes, wait_for_generation
 from tests.fulfillment.test_sheet import decode_qr_codes, images_with_dpi, segment_distance, stroked_paths
 
@@ -74,9 +74,45 @@ def wait_for_order(api, key: str, order_id: str, statuses: set[str], timeout: fl
     raise AssertionError(f"order {order_id} did not reach {statuses} in {timeout} s: {order}")
 
 
-def local_vendor(stack, *args: str) -> None:
-    """The print shop moves the job with the local vendor's CLI, in the stack's environment."""
-    subprocess.run([sys.executable, "-m", "api.cli", "print-outbox", *args], env=environment(stack.cfg), check=True, capture_output=True)
+def print_form_url(stack, order_id: str) -> str:
+    return f"{stack.cfg.airflow_url}/api/v2/dags/{DAG}/dagRuns/{order_id}/taskInstances/record_print/-1/hitlDetails"
+
+
+def open_print_form(stack, order_id: str, headers: dict) -> dict:
+    """The order's print form once it waits for an answer."""
+    deadline = time.time() + 120
+    while True:
+        request = httpx.get(print_form_url(stack, order_id), headers=headers, timeout=30)
+        if request.status_code == 200 and not request.json()["response_received"]:
+            return request.json()
+        assert time.time() < deadline, f"order {order_id}: no open print form ({request.status_code} {request.text[:300]})"
+        time.sleep(0.5)
+
+
+def record_print(stack, order_id: str, **answer) -> dict:
+    """The print shop answers the order's open form (``record_print``) once it asks; the request."""
+    headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
+    request = open_print_form(stack, order_id, headers)
+    url = print_form_url(stack, order_id)
+    form = {"outcome": None, "tracking_number": None, "carrier": None, "tracking_url": None, "reason": None}  # the UI sends every field
+    resp = httpx.patch(url, headers=headers, json={"chosen_options": ["OK"], "params_input": form | answer}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return request
+
+
+def show_print_form(stack, browser, order_id: str) -> None:  # noqa: F811
+    """The print form as the print shop sees it in Airflow's UI (a screenshot for the README)."""
+    token = stack.airflow_token()
+    open_print_form(stack, order_id, {"Authorization": f"Bearer {token}"})
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_cookies([{"name": "_token", "value": token, "url": stack.cfg.airflow_url}])
+    page = context.new_page()
+    try:
+        page.goto(f"{stack.cfg.airflow_url}/dags/{DAG}/runs/{order_id}/tasks/record_print/required_actions")
+        page.get_by_text("Tracking number").first.wait_for(timeout=60_000)
+        screenshot(page, "operator-print-form", full_page=False)
+    finally:
+        context.close()
 
 
 def run_state(stack, order_id: str, timeout: float = 120) -> str:
@@ -89,7 +125,7 @@ def run_state(stack, order_id: str, timeout: float = 120) -> str:
         time.sleep(1)
 
 
-def test_an_order_of_real_buddies_is_paid_rendered_printed_and_shipped(stack, api, stripe, buddies):
+def test_an_order_of_real_buddies_is_paid_rendered_printed_and_shipped(stack, api, stripe, buddies, browser):  # noqa: F811
     key, generations = buddies
     order = place_and_pay(api, stripe, key, [g["id"] for g in generations], deliveries=2)
     submitted = wait_for_order(api, key, order["id"], {"submitted", "failed", "refunded"})
@@ -110,9 +146,13 @@ def test_an_order_of_real_buddies_is_paid_rendered_printed_and_shipped(stack, ap
     home = api.get(f"/api/sticker-orders/{order['id']}/sheet.pdf", params={"variant": "home"}, headers=auth(key))
     assert home.status_code == 200 and b"CutContour" not in home.content
 
-    local_vendor(stack, "printed", order["id"])
+    show_print_form(stack, browser, order["id"])
+    asked = record_print(stack, order["id"], outcome="printed")
+    assert "record printed, shipped or failed" in asked["subject"] and set(asked["params"]) == {"outcome", "tracking_number", "carrier", "tracking_url", "reason"}
     wait_for_order(api, key, order["id"], {"printed", "shipped"})
-    local_vendor(stack, "shipped", order["id"], "--tracking", "1Z999AA10123456784", "--carrier", "UPS")
+    # Shipped without a tracking number is refused, and the form opens again.
+    record_print(stack, order["id"], outcome="shipped")
+    record_print(stack, order["id"], outcome="shipped", tracking_number="1Z999AA10123456784", carrier="UPS")
     shipped = wait_for_order(api, key, order["id"], {"shipped"})
     assert shipped["tracking"]["number"] == "1Z999AA10123456784" and shipped["tracking"]["carrier"] == "UPS"
     assert [e["status"] for e in shipped["timeline"] if e["kind"] == "status"] == [
@@ -129,7 +169,7 @@ def test_a_failed_print_reported_three_times_is_refunded_once(stack, api, stripe
     wait_for_order(api, key, order["id"], {"submitted", "failed", "refunded"})
     payment_intent = next(s["payment_intent"] for s in stripe.sessions.values() if s["metadata"].get("order_id") == order["id"])
 
-    local_vendor(stack, "failed", order["id"], "--reason", "the plotter chewed the sheet")
+    record_print(stack, order["id"], outcome="failed", reason="the plotter chewed the sheet")
     webhook = {"type": "order_failed", "data": {"reason": "the plotter chewed the sheet", "order": {"external_id": order["id"]}}}
     from include.settings import read_or_create_secret
 

@@ -137,3 +137,19 @@ def test_killing_an_idle_worker_does_not_stop_the_others(executor, tmp_path):
     time.sleep(0.2)
     submit(executor, Workload("d", seconds=0.1, runner_pid_file=str(tmp_path / "d")))
     sync_until(executor, lambda: executor.event_buffer.get("d", (None,))[0] == TaskInstanceState.SUCCESS)
+
+
+def test_a_resumed_task_is_not_ended_by_the_exit_of_the_try_that_parked_it(executor, tmp_path):
+    # The first run parks (its worker is still finishing) when the task is dispatched again under the
+    # same key, as a quickly answered human-in-the-loop task is.
+    executor.queued_tasks["d"] = object()
+    executor._process_workloads([Workload("d", seconds=1.0, runner_pid_file=str(tmp_path / "d1"))])
+    parked = holder(executor, "d")
+    executor.queued_tasks["d"] = object()
+    executor._process_workloads([Workload("d", seconds=4.0, runner_pid_file=str(tmp_path / "d2"))])
+    sync_until(executor, lambda: len([p for p, k in executor._held.items() if k == "d"]) == 2)
+    sync_until(executor, lambda: parked not in executor._held)
+    # The parked run's exit changed nothing: no success for "d" yet, nothing the scheduler would misread.
+    assert executor.event_buffer.get("d", (None,))[0] != TaskInstanceState.SUCCESS
+    sync_until(executor, lambda: executor.event_buffer.get("d", (None,))[0] == TaskInstanceState.SUCCESS)
+    assert not executor._held and not executor._superseded

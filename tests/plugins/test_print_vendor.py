@@ -1,22 +1,24 @@
-"""PrintJobTrigger and WaitForPrintOperator against the local outbox vendor: one case per outcome."""
+"""PrintJobTrigger, WaitForPrintOperator and the local vendor's form against the local outbox vendor."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.providers.standard.operators import hitl
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskAwaitingInput, TaskDeferred
 
-from bitbuddies_airflow.print_vendor import PrintJobTrigger, WaitForPrintOperator
+from bitbuddies_airflow.print_vendor import PrintJobTrigger, RecordPrintOperator, WaitForPrintOperator
 from fulfillment.vendors.base import ShippingAddress
 from fulfillment.vendors.local import LocalOutboxVendor
 from include.print_vendors import local_outbox_dir
 from include import orders
 from include.db import session_scope
-from include.models import Generation
+from include.models import Generation, StickerOrder
 from tests.api.support import fresh_app_db, make_user  # noqa: F401  (fixture)
 from tests.include.test_orders import ADDRESS
 
@@ -105,3 +107,68 @@ def test_an_order_not_sent_to_a_vendor_cannot_be_waited_for(fresh_app_db):
     order = orders.create_order(user.id, [generation.id], "A4", 1, ADDRESS)
     with pytest.raises(Exception, match="not been sent"):
         operator(order.id).execute(SimpleNamespace())
+
+
+# -- the local vendor's form (RecordPrintOperator) ------------------------------------------
+
+
+@pytest.fixture
+def asked(monkeypatch):
+    """Each request the form writes (Airflow's upsert_hitl_detail, which needs a task runner)."""
+    requests = []
+    monkeypatch.setattr(hitl, "upsert_hitl_detail", lambda **request: requests.append(request))
+    return requests
+
+
+def form(order_id: str) -> RecordPrintOperator:
+    return RecordPrintOperator(task_id="record_print", order_id=order_id)
+
+
+def answered(**answer) -> dict:
+    params = {"outcome": None, "tracking_number": None, "carrier": None, "tracking_url": None, "reason": None} | answer
+    return {"chosen_options": ["OK"], "params_input": params, "responded_at": datetime.now(UTC), "responded_by_user": {"id": "admin", "name": "admin"}}
+
+
+def context() -> dict:
+    return {"task_instance": SimpleNamespace(id="ti-1"), "ti": SimpleNamespace(id="ti-1")}
+
+
+def test_the_form_asks_until_shipped_with_tracking_and_refuses_what_the_vendor_refuses(submitted, asked):
+    order_id, vendor, job = submitted
+    with pytest.raises(TaskAwaitingInput):
+        form(order_id).execute(context())
+    assert "record printed, shipped or failed" in asked[-1]["subject"] and set(asked[-1]["params"]) >= {"outcome", "tracking_number"}
+
+    # Printed: recorded at the vendor, and the form asks again for the shipping.
+    with pytest.raises(TaskAwaitingInput):
+        form(order_id).execute_complete(context(), answered(outcome="printed"))
+    assert vendor.status(job).state.value == "printed" and len(asked) == 2
+    # The same answer twice (a form sent twice) changes nothing.
+    with pytest.raises(TaskAwaitingInput):
+        form(order_id).execute_complete(context(), answered(outcome="printed"))
+    assert len(vendor.status(job).detail["history"]) == 2
+
+    # Shipped without tracking: refused, asked again.
+    with pytest.raises(TaskAwaitingInput):
+        form(order_id).execute_complete(context(), answered(outcome="shipped"))
+    assert len(asked) == 4 and vendor.status(job).state.value == "printed"
+
+    result = form(order_id).execute_complete(context(), answered(outcome="shipped", tracking_number="1Z999", carrier="UPS"))
+    assert result["state"] == "shipped" and result["tracking_number"] == "1Z999"
+    # wait_for_print records it on the order as for any vendor.
+    operator(order_id).execute({})
+    assert orders.get(order_id).tracking_number == "1Z999"
+    # A finished job asks nothing more (e.g. the task cleared in the UI).
+    assert form(order_id).execute(context())["state"] == "shipped" and len(asked) == 4
+
+
+def test_the_form_records_a_failure_and_other_vendors_skip_it(submitted, asked):
+    order_id, vendor, job = submitted
+    assert form(order_id).execute_complete(context(), answered(outcome="failed", reason="paper jam"))["state"] == "failed"
+    assert vendor.status(job).error == "paper jam"
+    with pytest.raises(AirflowFailException, match="paper jam"):
+        operator(order_id).execute({})
+    with session_scope() as session:
+        session.get(StickerOrder, order_id).vendor = "printful"
+    with pytest.raises(AirflowSkipException):
+        form(order_id).execute(context())

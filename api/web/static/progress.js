@@ -27,7 +27,7 @@
   function setState(stage, state, note) {
     var li = item(stage);
     if (!li) return;
-    li.className = state + (stage === "expand_full_body" ? " optional used" : "");
+    li.className = state + (li.hasAttribute("data-optional") ? " optional used" : "");
     li.querySelector(".stage-state").textContent = state === "done" ? "done" : state === "active" ? "in progress" : "waiting";
     if (note !== undefined) li.querySelector(".stage-time").textContent = note;
   }

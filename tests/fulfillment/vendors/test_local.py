@@ -38,6 +38,7 @@ def test_submitting_again_returns_the_same_job(vendor):
 def test_printed_then_shipped_with_tracking(vendor):
     job = vendor.submit("ord-2", "k.pdf", ADDRESS)
     assert vendor.mark_printed("ord-2").state == VendorJobState.PRINTED
+    assert len(vendor.mark_printed("ord-2").detail["history"]) == 2  # recorded once
     shipped = vendor.mark_shipped("ord-2", "1Z999", "https://track.example/1Z999", "UPS")
     polled = vendor.status(job)
     assert polled.state == VendorJobState.SHIPPED and polled.state.is_terminal()
