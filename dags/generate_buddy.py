@@ -22,8 +22,8 @@ first, the WebM (VP9 + alpha) and the poster, into object storage, `publish` mak
 visible, and `encode_fallbacks` adds the animated WebP, the GIF and the walk loop (WebM and WebP)
 a few seconds later (the API lists them in `formats_pending` until then).
 
-**Deadline.** A run not finished `generation_deadline_minutes` after it was queued raises Airflow's
-`DeadlineAlert`: the operator is alerted once (`plugins/bitbuddies_airflow/deadlines.py`), and the
+**Deadline.** A run not finished `deadline_alert_minutes` (default: `generation_deadline_minutes`)
+after it was queued raises Airflow's `DeadlineAlert`: the operator is alerted once (`plugins/bitbuddies_airflow/deadlines.py`), and the
 reconciliation DAG fails and refunds the generation as it does every stuck one.
 
 **Failure.** Business errors (NSFW photo, no usable subject, a photo rejected by review or not
@@ -152,10 +152,10 @@ def photo_url(upload_path: str | None, gid: str | None) -> str:
     # Refund and alert when the run fails (at most once in Airflow: refund_token guarantees it).
     on_failure_callback=GenerationFailedNotifier(),
     # A run not finished this long after it was queued alerts the operator (in the triggerer); the
-    # reconciliation DAG fails and refunds it past the same deadline.
+    # reconciliation DAG fails and refunds it past generation_deadline_minutes (the alert's default).
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=timedelta(minutes=get_settings().generation_deadline_minutes),
+        interval=timedelta(minutes=get_settings().resolved_deadline_alert_minutes),
         callback=AsyncCallback(alert_overdue_generation),
     ),
     tags=["bitbuddies", "generation"],

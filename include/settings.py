@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     # Money reconciliation: a generation not finished this long after it was created is stuck;
     # the reconciliation DAG fails and refunds it.
     generation_deadline_minutes: int = 60
+    # The generation DAG's DeadlineAlert: a run not finished this long after it was queued alerts
+    # the operator once; 0 means at the refund deadline (generation_deadline_minutes). Set lower to
+    # hear of a slow run while it can still finish.
+    deadline_alert_minutes: float = 0.0
     # A generation with no progress (stage, event) this long raises one operator alert naming the
     # stuck task; the reconciliation DAG checks every 5 minutes.
     stall_minutes: int = 3
@@ -180,6 +184,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'app.db'}"
+
+    @property
+    def resolved_deadline_alert_minutes(self) -> float:
+        return self.deadline_alert_minutes or float(self.generation_deadline_minutes)
 
     @property
     def resolved_airflow_public_url(self) -> str:

@@ -1,7 +1,7 @@
 """What happens when a generation's run misses its deadline (Airflow's ``DeadlineAlert``).
 
-The generation DAG declares a deadline of ``generation_deadline_minutes`` after its run was
-queued; when a run has not finished by then, Airflow's triggerer awaits
+The generation DAG declares a deadline of ``deadline_alert_minutes`` (default
+``generation_deadline_minutes``) after its run was queued; when a run has not finished by then, Airflow's triggerer awaits
 :func:`alert_overdue_generation` with a small context (the run as the REST API shows it, and the
 deadline). It raises the ``generation_overdue`` alert once per generation (``include/alerts.py``);
 the reconciliation DAG still fails and refunds the generation, as for any stuck one. This module

@@ -173,6 +173,12 @@ class RecordPrintOperator(HITLEntryOperator):
     ui_color = "#ffe08a"
 
     def __init__(self, *, order_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "doc_md",
+            "The local vendor's print shop reports here, under **Required actions**: printed, shipped "
+            "with the tracking number, or cannot be printed with the reason. Each answer moves the "
+            "print outbox job; `wait_for_print` records it on the order. Other vendors skip this task.",
+        )
         super().__init__(subject="Print job", **(kwargs | {"params": PRINT_FORM}))
         self.order_id = order_id
 

@@ -59,6 +59,13 @@ class PhotoReviewOperator(ApprovalOperator):
 
     def __init__(self, *, moderate_task_id: str, photo_url: str, prompt: str, **kwargs: Any) -> None:
         kwargs.setdefault("response_timeout", timedelta(seconds=get_settings().review_timeout))
+        kwargs.setdefault(
+            "doc_md",
+            "A photo the safety check scored inside the review band waits here for an operator under "
+            "**Required actions**: Approve goes on; Reject, or no answer within `review_timeout`, fails "
+            "the generation with the user's message and `refund_token` gives the token back. Every "
+            "other photo skips this task (`moderate` skips it).",
+        )
         super().__init__(subject="Borderline photo", fail_on_reject=True, **kwargs)
         self.moderate_task_id = moderate_task_id
         self.photo_url = photo_url

@@ -105,12 +105,15 @@ def test_tasks_that_can_hang_have_an_execution_timeout(dagbag, dag_id, task_id):
 
 def test_every_task_has_the_owner_with_a_link_a_doc_and_a_timeout_where_it_can_hang(dagbag):
     """Tasks a worker runs stop after their execution_timeout; deferred waits (model jobs, the print
-    vendor) have their trigger's timeout instead."""
+    vendor) have their trigger's timeout instead, forms in Required actions their response_timeout."""
     from bitbuddies_airflow.dag_defaults import OWNER
     from bitbuddies_airflow.operators import ModelJobOperator
     from bitbuddies_airflow.print_vendor import WaitForPrintOperator
 
-    deferred = (ModelJobOperator, WaitForPrintOperator)
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    # Deferred waits and human-in-the-loop forms (their response_timeout) have their own timeouts.
+    deferred = (ModelJobOperator, WaitForPrintOperator, HITLOperator)
     problems = []
     for dag_id, dag in dagbag.dags.items():
         if dag.owner_links.get(OWNER) != get_settings().dag_owner_link:

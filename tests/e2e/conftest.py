@@ -34,6 +34,7 @@ def free_port() -> int:
 E2E_DIR = Path(os.environ.get("BITBUDDIES_E2E_DIR") or Path(__file__).resolve().parents[2] / "var" / "e2e" / str(os.getpid()))
 
 
+DEADLINE_ALERT_SECONDS = 45
 REVIEW_TIMEOUT_SECONDS = 60
 
 
@@ -69,6 +70,9 @@ def stack(stripe, pushover):
             **LOAD_TEST_LIMITS,
             # A borderline photo's review times out quickly enough to test (tests/e2e/test_human_review.py).
             "BITBUDDIES_REVIEW_TIMEOUT": str(REVIEW_TIMEOUT_SECONDS),
+            # Airflow's DeadlineAlert fires for a run still going this long after it was queued: the
+            # unanswered review above always outlasts it (slow generations of other tests may too).
+            "BITBUDDIES_DEADLINE_ALERT_MINUTES": str(DEADLINE_ALERT_SECONDS / 60),
             # The Airflow connection operators set for Pushover (plugins/bitbuddies_airflow/pushover.py).
             "AIRFLOW_CONN_BITBUDDIES_PUSHOVER": json.dumps(
                 {"conn_type": "generic", "login": pushover.user, "password": pushover.token, "extra": {"api_url": pushover.url}}

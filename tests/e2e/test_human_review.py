@@ -2,8 +2,8 @@
 
 Three generations of the same borderline photo run side by side: one approved the moment its
 request appears (also the fastest possible resume of a parked task), one rejected, one left
-unanswered until ``BITBUDDIES_REVIEW_TIMEOUT``. A clean photo beside them never runs the review
-task. Answers go through Airflow's REST API as the UI sends them, as the stack's admin.
+unanswered until ``BITBUDDIES_REVIEW_TIMEOUT`` (its run outlasts the stack's DeadlineAlert, which
+alerts the operator once). A clean photo beside them never runs the review task. Answers go through Airflow's REST API as the UI sends them, as the stack's admin.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def show_required_actions(stack, browser, gid: str) -> None:  # noqa: F811
         context.close()
 
 
-def test_borderline_photos_wait_for_review_approved_rejected_or_timed_out(stack, api, make_user, browser):  # noqa: F811
+def test_borderline_photos_wait_for_review_approved_rejected_or_timed_out(stack, api, make_user, browser, pushover):  # noqa: F811
     headers = {"Authorization": f"Bearer {stack.airflow_token()}"}
     photo = borderline_photo()
     keys = {name: make_user(tokens=1) for name in ("approved", "rejected", "timed_out", "clean")}
@@ -153,3 +153,17 @@ def test_borderline_photos_wait_for_review_approved_rejected_or_timed_out(stack,
     assert not any(stage == "review" for _, stage in progress_events(stack, gids["clean"]))
     for name, state in (("rejected", "failed"), ("timed_out", "failed")):
         assert task_instance(stack, gids[name], "review", headers)["state"] == state
+
+    # The unanswered review held its run past the stack's deadline (DEADLINE_ALERT_SECONDS after it
+    # was queued): Airflow's DeadlineAlert raised one generation_overdue alert, sent to Pushover once.
+    overdue = gids["timed_out"]
+    deadline = time.time() + 120
+    while not (sent := [m for m in pushover.messages if overdue in m["message"] and "missed its deadline" in m.get("title", "")]):
+        assert time.time() < deadline, "the overdue run's deadline alert did not reach Pushover"
+        time.sleep(2)
+    time.sleep(5)
+    assert len([m for m in pushover.messages if overdue in m["message"] and "missed its deadline" in m.get("title", "")]) == 1
+    assert sent[0]["url"].startswith(f"{stack.cfg.airflow_url}/dags/{GENERATE_DAG_ID}/runs/{overdue}")
+    with sqlite3.connect(stack.cfg.var_dir / "app.db") as db:
+        rows = db.execute("SELECT key FROM alert WHERE generation_id = ? AND kind = 'generation_overdue'", (overdue,)).fetchall()
+    assert rows == [(f"generation_overdue:{overdue}",)]

@@ -27,7 +27,7 @@ def test_the_generation_deadlines_stored_interval_is_read_in_seconds():
     assert isinstance(interval, dict)  # what Airflow 3.3's own recalculation passes to timedelta(seconds=...)
     with pytest.raises(TypeError):
         timedelta(seconds=interval)
-    assert deadline_fix.interval_seconds(interval) == get_settings().generation_deadline_minutes * 60
+    assert deadline_fix.interval_seconds(interval) == get_settings().resolved_deadline_alert_minutes * 60
     assert deadline_fix.interval_seconds(90) == 90.0  # legacy rows: a bare number
 
 
@@ -48,7 +48,7 @@ def test_a_cleared_run_moves_its_queued_at_deadline_by_the_stored_interval():
         (odd, SimpleNamespace(interval={"__data__": {"callable": "x"}})),  # not a fixed interval: left alone
     ]))
     deadline_fix.recalculate_dagrun_queued_at_deadlines(SimpleNamespace(id=7, run_id="r"), queued, session)
-    assert deadline.deadline_time == queued + timedelta(minutes=get_settings().generation_deadline_minutes)
+    assert deadline.deadline_time == queued + timedelta(minutes=get_settings().resolved_deadline_alert_minutes)
     assert odd.deadline_time == queued
 
 

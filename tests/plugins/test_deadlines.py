@@ -64,5 +64,5 @@ def test_the_generation_dag_declares_its_deadline():
     dag = DagBag(dag_folder=str(DAGS / "generate_buddy.py")).dags["bitbuddies_generate"]
     deadlines = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
     [deadline] = deadlines
-    assert deadline.interval.total_seconds() == get_settings().generation_deadline_minutes * 60
+    assert deadline.interval.total_seconds() == get_settings().resolved_deadline_alert_minutes * 60
     assert deadline.callback.path == "bitbuddies_airflow.deadlines.alert_overdue_generation"
