@@ -166,7 +166,7 @@ def photo_url(upload_path: str | None, gid: str | None) -> str:
 )
 def bitbuddies_generate():
     @task(retries=2, execution_timeout=DOWNLOAD_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, pre_execute=None)
-    def store_generation(params=None) -> str:
+    def store_generation(params=None, run_id=None) -> str:
         """A run from the trigger form stores (and pays for) its generation here; the API's runs pass its id."""
         gid = generation_id()
         if not started_by_operator():
@@ -176,7 +176,7 @@ def bitbuddies_generate():
             motion=params["motion"], payment=params["payment"],
         )
         try:
-            generation = operator_generations.store(gid, request)
+            generation = operator_generations.store(gid, request, run_id=run_id)
         except operator_generations.OperatorRequestRefused as exc:
             raise AirflowFailException(str(exc)) from None
         print(f"generation {gid} stored for user {generation.user_id} ({params['payment']})")

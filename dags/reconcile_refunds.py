@@ -79,7 +79,7 @@ def bitbuddies_reconcile_refunds():
         runs = get_current_context()["ti"].get_task_states(dag_id=generations.GENERATE_DAG_ID, run_ids=[g.id for g, _ in stalled])
         for generation, last_progress in stalled:
             stuck = {task: state for task, state in runs.get(generation.id, {}).items() if state in ACTIVE_TASK_STATES}
-            alert = alerts.generation_stalled(generation, last_progress, stuck, generations.airflow_run_url(generation.id))
+            alert = alerts.generation_stalled(generation, last_progress, stuck, generations.airflow_run_url(generation))
             print(f"{generation.id}: no progress since {last_progress:%H:%M:%S}; stuck {stuck}; alert {alert.key}")
         return [g.id for g, _ in stalled]
 

@@ -51,9 +51,11 @@ class GenerationNotFound(LookupError):
     pass
 
 
-def airflow_run_url(generation_id: str) -> str:
-    """The generation's DAG run in the Airflow UI (Airflow 3's route ``/dags/{dag_id}/runs/{run_id}``)."""
-    return f"{get_settings().resolved_airflow_public_url}/dags/{GENERATE_DAG_ID}/runs/{quote(generation_id, safe='')}"
+def airflow_run_url(generation: Generation | str) -> str:
+    """The generation's DAG run in the Airflow UI (Airflow 3's route ``/dags/{dag_id}/runs/{run_id}``):
+    its own id as run id when the API started it, the form run's id when an operator did."""
+    run_id = generation if isinstance(generation, str) else (generation.airflow_run_id or generation.id)
+    return f"{get_settings().resolved_airflow_public_url}/dags/{GENERATE_DAG_ID}/runs/{quote(run_id, safe='')}"
 
 
 def upload_key(generation_id: str, extension: str = "jpg") -> str:

@@ -153,6 +153,9 @@ class Generation(GenerationBase, table=True):
     slug: str = Field(default_factory=new_slug, unique=True, index=True, max_length=32)
     idempotency_key: str | None = Field(default=None, max_length=255)
     triggered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # The Airflow run of a generation an operator started from the trigger form; None: the API
+    # started it and the run id is the generation id (generations.airflow_run_url).
+    airflow_run_id: str | None = Field(default=None, max_length=250)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -112,8 +112,9 @@ def user_by_email(email: str) -> User:
     return user
 
 
-def store(generation_id: str, request: OperatorRequest) -> Generation:
-    """Store and pay for the generation ``generation_id`` once; a repeat returns the stored one."""
+def store(generation_id: str, request: OperatorRequest, run_id: str | None = None) -> Generation:
+    """Store and pay for the generation ``generation_id`` (of the Airflow run ``run_id``) once; a
+    repeat returns the stored one."""
     with session_scope() as session:
         existing = session.get(Generation, generation_id)
     if existing is not None:
@@ -131,7 +132,7 @@ def store(generation_id: str, request: OperatorRequest) -> Generation:
     now = utcnow()
     generation = Generation(
         id=generation_id, user_id=user.id, prompt=request.prompt, motion=request.motion, upload_path=key,
-        triggered_at=now, created_at=now, updated_at=now,
+        triggered_at=now, airflow_run_id=run_id, created_at=now, updated_at=now,
     )
     try:
         ledger.create_paid_generation(generation, operator_grant=request.payment == "operator_grant")

@@ -8,7 +8,8 @@
 An ``external_views`` entry with ``destination: "dag_run"`` is a tab on every DAG run page of the
 Airflow 3 UI (the UI lists only views with a ``url_route``, at ``.../runs/{run_id}/plugin/{url_route}``)
 showing ``href`` in an iframe after replacing ``{DAG_ID}`` and ``{RUN_ID}``. A generation's run id
-is its generation id, so the tab shows ``{public_base_url}/g/{RUN_ID}``; the page itself says
+is its generation id (a run from the trigger form: the page finds the generation whose id is
+derived from the run id), so the tab shows ``{public_base_url}/g/{RUN_ID}``; the page itself says
 "not a generation" for other DAGs' runs (``?dag_id=``) and links back to the run.
 
 The web app's address is read when the api-server loads the plugin

@@ -28,6 +28,7 @@ from api.deps import SessionDep
 from include.generations import share_url
 from include import events
 from include.generations import GENERATE_DAG_ID, airflow_run_url
+from include.operator_generations import generation_id_for_run
 from include.models import TERMINAL_STATUSES, Generation
 from include.settings import get_settings
 
@@ -47,6 +48,10 @@ def generation_page(
         # The plugin's tab is on every DAG's runs; only generation runs have a page.
         return HTMLResponse(_page("Not a generation", f"<p>Runs of <code>{escape(dag_id)}</code> are not BitBuddies generations.</p>"), headers=HEADERS)
     generation = session.get(Generation, generation_id)
+    if generation is None:
+        # The tab of a run an operator started from the trigger form: its generation's id is
+        # derived from the run id (include/operator_generations.py).
+        generation = session.get(Generation, generation_id_for_run(GENERATE_DAG_ID, generation_id))
     if generation is None or generation.deleted_at is not None:
         return HTMLResponse(
             _page("Generation not found", "<p>No generation has this id.</p>"), status_code=status.HTTP_404_NOT_FOUND, headers=HEADERS
@@ -94,7 +99,7 @@ def render_generation_page(generation: Generation, history: list[events.Event]) 
     if generation.status == "succeeded":
         url = escape(share_url(generation), quote=True)
         facts.append(f"<dt>Buddy</dt><dd><a href='{url}'>{url}</a></dd>")
-    run_url = escape(airflow_run_url(generation.id), quote=True)
+    run_url = escape(airflow_run_url(generation), quote=True)
     facts.append(f"<dt>Airflow</dt><dd><a id='airflow-run' href='{run_url}' target='_top'>the run in the Airflow UI</a></dd>")
     table = (
         "<table><thead><tr><th>#</th><th>time (UTC)</th><th>event</th><th>stage</th><th></th></tr></thead>"

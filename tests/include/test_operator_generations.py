@@ -73,6 +73,20 @@ def test_a_file_on_the_server_is_stored_clean_and_the_user_pays_one_token(fresh_
     assert audit.audit().ok
 
 
+def test_the_stored_generation_knows_its_run_and_links_to_it(fresh_app_db, photo_file, monkeypatch):
+    from include.generations import airflow_run_url
+    from include.settings import get_settings
+
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_PUBLIC_URL", "https://airflow.example.com")
+    get_settings.cache_clear()
+    make_user(tokens=1)
+    generation = og.store(GID, request(photo_file), run_id="manual__2026-12-01T06:00:00+00:00")
+    assert generation.airflow_run_id == "manual__2026-12-01T06:00:00+00:00"
+    assert airflow_run_url(generation) == "https://airflow.example.com/dags/bitbuddies_generate/runs/manual__2026-12-01T06%3A00%3A00%2B00%3A00"
+    api_started = Generation(id="a" * 32, user_id=generation.user_id, prompt="p", upload_path="x")
+    assert airflow_run_url(api_started).endswith(f"/runs/{'a' * 32}")
+
+
 def test_a_retried_store_returns_the_stored_generation_and_charges_nothing_more(fresh_app_db, photo_file):
     user, _ = make_user(tokens=3)
     first = og.store(GID, request(photo_file))

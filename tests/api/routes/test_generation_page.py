@@ -34,6 +34,25 @@ def test_page_shows_progress_and_links_to_the_airflow_run(client, monkeypatch):
     assert "my secret prompt" not in html and "page@example.com" not in html
 
 
+def test_the_tab_of_a_run_started_from_the_trigger_form_shows_its_generation(client, monkeypatch):
+    """Such a run's id is Airflow's (manual__...); its generation's id is derived from it, and the
+    page links back to the run under Airflow's id."""
+    from include.operator_generations import generation_id_for_run
+    from include.settings import get_settings
+
+    monkeypatch.setenv("BITBUDDIES_AIRFLOW_PUBLIC_URL", "https://airflow.example.com")
+    get_settings.cache_clear()
+    run_id = "manual__2026-12-01T06:00:00+00:00"
+    user, _ = make_user("form@example.com", tokens=1)
+    gid = generation_id_for_run("bitbuddies_generate", run_id)
+    with session_scope() as session:
+        session.add(Generation(id=gid, user_id=user.id, prompt="p", upload_path="uploads/x/photo.jpg", airflow_run_id=run_id))
+    page = client.get(f"/g/{run_id}?dag_id=bitbuddies_generate")
+    assert page.status_code == 200 and f"Generation {gid}" in page.text
+    assert "href='https://airflow.example.com/dags/bitbuddies_generate/runs/manual__2026-12-01T06%3A00%3A00%2B00%3A00'" in page.text
+    assert client.get("/g/manual__2026-12-01T07:00:00+00:00?dag_id=bitbuddies_generate").status_code == 404
+
+
 def test_failed_generation_shows_the_error_and_refund(client):
     gid = new_generation()
     with session_scope() as session:
