@@ -142,6 +142,10 @@ def test_operators_start_buddies_with_the_trigger_form(stack, api, make_user, br
     assert ledger_rows(stack, gid) == [("charge", -1)]
     assert api.get("/api/me", headers=auth(payer)).json()["balance"] == 0
     assert run_state(stack, runs["paid"], headers) == "success"
+    # The run's BitBuddies tab (/g/{RUN_ID}) shows this generation and links back to the run.
+    tab = api.get(f"/g/{runs['paid']}", params={"dag_id": GENERATE_DAG_ID})
+    assert tab.status_code == 200 and f"Generation {gid}" in tab.text and "succeeded" in tab.text
+    assert f"/dags/{GENERATE_DAG_ID}/runs/{runs['paid']}'" in tab.text
 
     granted_gid = generation_id_for_run(GENERATE_DAG_ID, runs["granted"])
     wait_stored(api, granted, granted_gid)
