@@ -82,6 +82,9 @@ def test_create_page_submits_with_the_chosen_motion(browser_client, fake_airflow
     assert again.headers["location"] == response.headers["location"]
     progress = browser_client.get(f"/buddies/{gid}")
     assert f'data-events-url="/api/generations/{gid}/events"' in progress.text and "/static/progress.js" in progress.text
+    # A borderline photo's wait for an operator is a stage of its own, shown only once it starts.
+    review = re.search(r'<li data-stage="review" class="([^"]*)"[^>]*>(.*?)</li>', progress.text, re.S)
+    assert review and "optional" in review.group(1) and "Waiting for review" in review.group(2)
 
 
 def test_a_bad_photo_shows_the_apis_message_and_costs_nothing(browser_client):
