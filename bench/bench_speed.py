@@ -1,6 +1,7 @@
 """`make bench`: where a generation's time, the CPU and the memory go, beside the old behaviour.
 
-Run: ``make bench`` (``.venv/bin/python -m bench [--runs 3] [--concurrency 5,10,20] [--baseline REV]``).
+Run: ``make bench`` (``.venv/bin/python -m bench [--runs 3] [--concurrency 5,10,20] [--baseline REV]``);
+``--report var/bench/speed.json`` prints and plots an earlier run again.
 
 For each variant it starts the whole embedded stack (as `make up` does, on private ports under
 ``var/bench/<variant>``) and measures, one variant after the other in the same run:
@@ -10,7 +11,8 @@ For each variant it starts the whole embedded stack (as `make up` does, on priva
   stage the model server's compute, the encode on the critical path (the ``transcode`` task) and
   orchestration (the rest: Airflow's scheduling, task processes, waits), the gap between tasks;
 - **throughput** (``--concurrency``): N generations at once, generations a minute against the CPU
-  ceiling (the machine's cores divided by the model compute + encode seconds a generation needs),
+  ceiling (the machine's cores divided by the model compute + media encode seconds a generation
+  needs: every encode task's time, the fallback formats' too),
   and the CPU seconds per generation by process: Airflow (scheduler, its workers and task
   processes with their ffmpeg encodes, triggerer, dag-processor, api-server), the model server, the API.
 
@@ -196,6 +198,7 @@ def measure_latency(v: Variant, runs: int) -> dict:
         timeline = critical_path(tis, t0)
         per_run.append({**times, "timeline": timeline,
                         "transcode_s": tis.get("transcode", {}).get("duration") or 0.0,
+                        "encode_s": sum(tis.get(t, {}).get("duration") or 0.0 for t in ENCODE_TASKS),
                         "task_processes": sum(1 for ti in tis.values() if ti["state"] == "success")})
         print(f"  {v.name} run {i}: visible {times['visible_s']:.1f} s, all formats {times['all_formats_s']:.1f} s", flush=True)
     cpu_after = cpu_seconds(v.pids)
@@ -225,6 +228,7 @@ def measure_latency(v: Variant, runs: int) -> dict:
         "compute_on_critical_path_s": compute_on_path,
         "compute_on_path_per_stage_s": on_path,
         "transcode_on_critical_path_s": transcode,
+        "media_encode_s_per_generation": statistics.median(r["encode_s"] for r in per_run),
         "orchestration_s": visible - compute_on_path - transcode,
         "task_gap_median_s": statistics.median(gaps) if gaps else None,
         "task_processes_per_run": statistics.median(r["task_processes"] for r in per_run),
@@ -325,6 +329,19 @@ def commit() -> str:
     return out.stdout.strip() + ("+changes" if dirty.strip() else "")
 
 
+# The tasks that encode media: the ceiling counts all of their time, on the critical path or not.
+ENCODE_TASKS = ("transcode", "encode_fallbacks")
+
+
+def media_encode_s(latency: dict) -> float:
+    """Median seconds of media encoding per generation (every format: the transcode task's and the
+    fallback encodes'); from the runs' task timelines for results written before it was recorded."""
+    if latency.get("media_encode_s_per_generation") is not None:
+        return latency["media_encode_s_per_generation"]
+    spans = [sum(r["timeline"][t][1] - r["timeline"][t][0] for t in ENCODE_TASKS if t in r["timeline"]) for r in latency["runs"]]
+    return statistics.median(spans)
+
+
 def ceiling_per_minute(model_compute_s: float, encode_s: float) -> float:
     cores = len(os.sched_getaffinity(0))
     return 60 * cores / (model_compute_s + encode_s)
@@ -355,6 +372,9 @@ def report(results: dict) -> None:
         if len(vals) == 2 and vals[1]:
             line += f"{vals[0] / vals[1]:>12.2f}"
         print(line)
+    vals = [media_encode_s(variants[n]["latency"]) for n in names]
+    print(f"{'media encode per generation (every format)':46s}" + "".join(f"{x:>10.2f} s" for x in vals)
+          + (f"{vals[0] / vals[1]:>12.2f}" if len(vals) == 2 and vals[1] else ""))
     for label, key in (("stack idle PSS (fresh)", "idle_pss_mb"), ("stack idle PSS (after the runs)", "idle_after_runs_pss_mb")):
         vals = [variants[n][key] for n in names]
         print(f"{label:46s}" + "".join(f"{x:>9.0f} MB" for x in vals) + (f"{vals[0] / vals[1]:>12.2f}" if len(vals) == 2 else ""))
@@ -368,7 +388,7 @@ def report(results: dict) -> None:
     for n in names:
         for t in variants[n].get("throughput", []):
             lat = variants[n]["latency"]
-            ceiling = ceiling_per_minute(t["model_compute_s_per_generation"], lat["transcode_on_critical_path_s"])
+            ceiling = ceiling_per_minute(t["model_compute_s_per_generation"], media_encode_s(lat))
             airflow = sum(t["cpu_s_per_generation"].get(s, 0) for s in AIRFLOW_SERVICES)
             print(f"{n} at {t['n']} concurrent: {t['per_minute']:.2f} generations/min, ceiling {ceiling:.2f} "
                   f"(ratio {t['per_minute'] / ceiling:.2f}); CPU s per generation: Airflow {airflow:.1f}, "
@@ -476,7 +496,14 @@ def main() -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--idle", type=float, default=45.0, help="seconds the stack idles before its memory is read")
     parser.add_argument("--docs", action="store_true", help="copy the plots to docs/bench/ for the README")
+    parser.add_argument("--report", metavar="JSON", help="print and plot the results of an earlier run (its speed.json) instead of measuring")
     args = parser.parse_args()
+    if args.report:
+        results = json.loads(Path(args.report).read_text())
+        OUT.mkdir(parents=True, exist_ok=True)
+        report(results)
+        print("\nwrote", *plot(results, OUT))
+        return 0
     concurrency = [int(x) for x in args.concurrency.split(",") if x.strip()]
 
     OUT.mkdir(parents=True, exist_ok=True)
