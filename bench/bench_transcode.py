@@ -62,7 +62,7 @@ def bench_clip(label: str, clip: np.ndarray, workdir: Path) -> None:
     src = workdir / f"{label}.mkv"
     started = time.perf_counter()
     write_frames_video(clip, str(src), fps=FPS)
-    print(f"[{label}] FFV1 intermediate: {time.perf_counter() - started:.2f} s, {src.stat().st_size / 1e6:.2f} MB")
+    print(f"[{label}] lossless intermediate: {time.perf_counter() - started:.2f} s, {src.stat().st_size / 1e6:.2f} MB")
 
     @contextmanager
     def open_output(name: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +182,7 @@ def run_animate(ctx: JobContext, inp: AnimateInput) -> dict[str, Any]:
     from PIL import Image, UnidentifiedImageError
 
     from include.media.frames import write_frames_video
-    from model_server.vision.animation import WALK, animate_loops
+    from model_server.vision.animation import WALK, iter_loops
     from model_server.vision.errors import INVALID_IMAGE, VisionError
     from model_server.vision.imageio import read_png_meta
     from model_server.vision.matting import composite_on_key, pick_key_color
@@ -197,47 +198,60 @@ def run_animate(ctx: JobContext, inp: AnimateInput) -> dict[str, Any]:
     meta = read_png_meta(data)
     motion = inp.motion if inp.motion in MOTIONS else parse_prompt(inp.prompt).motion
     ctx.log(f"Animating {motion!r}: {inp.duration} s at {inp.fps} fps, {inp.size} px")
-    # Every buddy also gets a walk loop (the embed widget walks it across a page); one rig serves both.
-    loops = animate_loops(rgba, meta, (motion, WALK), inp.duration, inp.fps, inp.size)
     key = pick_key_color(rgba)
-    ctx.log(f"Rendered {len(loops[motion])} frames of {motion!r} and of the walk; key colour {_hex(key)}")
-    for name, frames in ((ANIMATION_FILE, loops[motion]), (WALK_FILE, loops[WALK])):
-        write_frames_video(composite_on_key(frames, key), str(ctx.output_path(name)), inp.fps)
-    frames = loops[motion]
+    files = {motion: ANIMATION_FILE, WALK: WALK_FILE}
+    num_frames = 0
+
+    def write(name: str, frames) -> None:
+        write_frames_video(composite_on_key(frames, key), str(ctx.output_path(files[name])), inp.fps)
+
+    # Every buddy also gets a walk loop (the embed widget walks it across a page); one rig serves
+    # both. Each loop is composited and encoded on a thread while the next one renders.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="animate") as pool:
+        writes = []
+        for name, frames in iter_loops(rgba, meta, (motion, WALK), inp.duration, inp.fps, inp.size):
+            num_frames = num_frames or len(frames)
+            writes.append(pool.submit(write, name, frames))
+        for done in writes:
+            done.result()
+    ctx.log(f"Rendered {num_frames} frames of {motion!r} and of the walk; key colour {_hex(key)}")
     return {
         "video": ctx.file_info(ANIMATION_FILE),
         "walk_video": ctx.file_info(WALK_FILE),
         "key_color": _hex(key),
         "fps": inp.fps,
-        "num_frames": int(len(frames)),
+        "num_frames": int(num_frames),
         "motion": motion,
     }
 
 
 def run_segment_video(ctx: JobContext, inp: SegmentVideoInput) -> dict[str, Any]:
-    from include.media.frames import probe_frames, read_frames_video, write_frames_video
+    from include.media.frames import probe_header, read_frames_video, write_frames_video
     from model_server.vision.matting import key_matte
 
     key = tuple(int(inp.key_color[i:i + 2], 16) for i in (1, 3, 5))
-    fps = inp.fps
-    result: dict[str, Any] = {}
     clips = [("video", inp.video_url, "segmented.mkv")]
     if inp.walk_video_url:
         clips.append(("walk_video", inp.walk_video_url, "walk_segmented.mkv"))
-    for field, url, name in clips:
-        source = ctx.output_path("input.mkv")
+
+    def segment(field: str, url: str, name: str) -> tuple[int, int]:
+        source = ctx.output_path(f"input-{field}.mkv")
         source.write_bytes(ctx.fetch(url))
-        fps = fps or int(round(float(probe_frames(str(source))["fps"])))
-        frames = read_frames_video(str(source), rgba=False)
-        ctx.log(f"Decoded {len(frames)} frames at {fps} fps")
-        rgba = key_matte(frames, key)
-        write_frames_video(rgba, str(ctx.output_path(name)), fps)
+        header = probe_header(str(source))
+        frames = read_frames_video(str(source), rgba=False, header=header)
+        fps = inp.fps or int(round(float(header["fps"])))
+        ctx.log(f"Decoded {len(frames)} frames of the {field.replace('_', ' ')} at {fps} fps")
+        write_frames_video(key_matte(frames, key), str(ctx.output_path(name)), fps)
         # The downloaded input is not a result; keep only what the response names.
         source.unlink(missing_ok=True)
         ctx.log(f"Encoded the RGBA video {name}")
-        result[field] = ctx.file_info(name)
-        result.setdefault("num_frames", int(len(rgba)))
-    return {**result, "fps": fps}
+        return fps, len(frames)
+
+    # The clips are independent: on two cores both are segmented at once.
+    with ThreadPoolExecutor(max_workers=len(clips), thread_name_prefix="segment") as pool:
+        done = [pool.submit(segment, *clip) for clip in clips]
+        (fps, num_frames), *_ = [future.result() for future in done]
+    return {**{field: ctx.file_info(name) for field, _, name in clips}, "num_frames": int(num_frames), "fps": fps}
 
 
 def run_selftest(ctx: JobContext, inp: SelftestInput) -> dict[str, Any]:

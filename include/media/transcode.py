@@ -1,6 +1,6 @@
 """The web deliverables of a buddy: transparent WebM, animated WebP, GIF and a poster PNG.
 
-Input is the RGBA FFV1 clip produced by the segment-video stage (a path or an http(s) URL).
+Input is the RGBA clip (lossless Ut Video, ``include/media/frames.py``) produced by the segment-video stage (a path or an http(s) URL).
 Each format is one ffmpeg process whose stdout is copied chunk by chunk into a writer the
 caller opens (an ObjectStoragePath in the Airflow task, a local file in tests): no deliverable
 is ever held whole in memory or staged in a temporary file.

@@ -20,6 +20,7 @@ object clips: bounce, squash, sway, and a waddle for the walk.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -220,14 +221,24 @@ def render(rgba: np.ndarray, meta: dict, performance: Performance, rig: Rig, siz
         textures.append(tex)
     renderer = Renderer(rig, textures[0], tex_scale, size)
     blinks = _blink_frames(n, fps) if len(textures) > 1 else set()
+    # A loop of whole beats repeats its poses every beat: each distinct pose (to a thousandth of a
+    # pixel) is drawn once and copied to the frames that repeat it.
+    drawn: dict[tuple[bytes, bool], int] = {}
     for i in range(n):
-        renderer.render(verts[i] * scale + offset, frames[i], textures[1] if i in blinks else None)
+        placed = verts[i] * scale + offset
+        pose = (np.round(placed, 3).tobytes(), i in blinks)
+        if pose in drawn:
+            frames[i] = frames[drawn[pose]]
+            continue
+        drawn[pose] = i
+        renderer.render(placed, frames[i], textures[1] if i in blinks else None)
     return frames
 
 
-def animate_loops(rgba: np.ndarray, meta: dict, names: tuple[str, ...], seconds: float = 5.0, fps: int = 24,
-                  size: int = 512) -> dict[str, np.ndarray]:
-    """Motion name -> (N, size, size, 4) uint8 RGBA frames of a seamless loop, N = round(seconds * fps).
+def iter_loops(rgba: np.ndarray, meta: dict, names: tuple[str, ...], seconds: float = 5.0, fps: int = 24,
+               size: int = 512) -> Iterator[tuple[str, np.ndarray]]:
+    """(motion name, (N, size, size, 4) uint8 RGBA frames of a seamless loop) for each name, in
+    order, as each is rendered; N = round(seconds * fps).
 
     One rig serves every loop; each loop is placed on its own canvas as large as its motion allows.
     """
@@ -235,14 +246,20 @@ def animate_loops(rgba: np.ndarray, meta: dict, names: tuple[str, ...], seconds:
         raise ValueError("animate expects an RGBA cut-out")
     n = max(1, round(seconds * fps))
     if not (rgba[..., 3] > 0).any():
-        return {name: np.zeros((n, size, size, 4), np.uint8) for name in names}
+        for name in dict.fromkeys(names):
+            yield name, np.zeros((n, size, size, 4), np.uint8)
+        return
     rig = build_rig(rgba, meta)
     mirror = _free_arm(rig) == "right"
-    out = {}
     for name in dict.fromkeys(names):
         performance = perform(rig, motions.clip_for(name, rig.has("spine")), seconds, n, mirror=mirror)
-        out[name] = render(rgba, meta, performance, rig, size, fps)
-    return out
+        yield name, render(rgba, meta, performance, rig, size, fps)
+
+
+def animate_loops(rgba: np.ndarray, meta: dict, names: tuple[str, ...], seconds: float = 5.0, fps: int = 24,
+                  size: int = 512) -> dict[str, np.ndarray]:
+    """Motion name -> (N, size, size, 4) uint8 RGBA frames of a seamless loop (see :func:`iter_loops`)."""
+    return dict(iter_loops(rgba, meta, names, seconds, fps, size))
 
 
 def animate(rgba: np.ndarray, meta: dict, motion: str, seconds: float = 5.0, fps: int = 24, size: int = 512) -> np.ndarray:

@@ -11,11 +11,13 @@ Speed: the character covers a fraction of each frame, so both directions only to
 around it. ``key_matte`` finds that box with one cheap 8-bit difference against the key: a
 pixel within ``_key_tolerance`` of the key in every channel is provably within the noise
 distance in Lab, so it is pure background (alpha 0) and the matte of the box equals the matte
-of the whole frame.
+of the whole frame. A loop of whole beats repeats its frames: both directions work on each
+distinct frame once (``first_copies``) and copy the result to its repeats.
 """
 
 from __future__ import annotations
 
+import zlib
 from functools import lru_cache
 
 import cv2
@@ -63,6 +65,20 @@ def pick_key_color(rgba: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(v) for v in _CANDIDATES[int(np.argmax(dists))])
 
 
+def first_copies(frames: np.ndarray) -> list[int]:
+    """For each frame, the index of the first frame with exactly the same pixels (itself if none)."""
+    seen: dict[int, list[int]] = {}
+    out = []
+    for i, frame in enumerate(frames):
+        # A checksum only picks the candidates (fast); equal pixels are then checked exactly.
+        digest = zlib.crc32(np.ascontiguousarray(frame))
+        same = next((j for j in seen.get(digest, ()) if np.array_equal(frames[j], frame)), i)
+        if same == i:
+            seen.setdefault(digest, []).append(i)
+        out.append(same)
+    return out
+
+
 def _box_of(mask_2d: np.ndarray, channels: int, pad: int) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) around the non-zero entries of a (H, W * channels) mask, padded."""
     x, y, bw, bh = cv2.boundingRect(mask_2d)
@@ -80,7 +96,10 @@ def composite_on_key(frames_rgba: np.ndarray, key: tuple[int, int, int]) -> np.n
     key_img[...] = np.asarray(key, np.uint8)
     out = np.empty((n, h, w, 3), np.uint8)
     out[:] = key_img  # whole-frame copies: far faster than broadcasting a 3-value colour
-    for frame, dest in zip(frames_rgba, out):
+    for i, (same, frame, dest) in enumerate(zip(first_copies(frames_rgba), frames_rgba, out)):
+        if same != i:
+            dest[...] = out[same]
+            continue
         box = _box_of(frame[..., 3], 1, 0)
         if box is None:
             continue  # fully transparent: all key
@@ -165,7 +184,9 @@ def key_matte(frames_rgb: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
     out = np.zeros((n, h, w, 4), np.uint8)
     if n == 0:
         return out
-    boxes = [box_of(np.ascontiguousarray(frame)) for frame in frames_rgb]
+    copies = first_copies(frames_rgb)
+    boxes = [box_of(np.ascontiguousarray(frame)) if same == i else None
+             for i, (same, frame) in enumerate(zip(copies, frames_rgb))]
     # The opaque threshold adapts to the video: a share of how far the character's colours are
     # from the key (measured on the first frame), never below a safe floor. Outside the box every
     # pixel is within the noise distance, so the box holds all the "far" pixels.
@@ -176,7 +197,10 @@ def key_matte(frames_rgb: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
         far = first[first > 2 * NOISE_DISTANCE]
     reach = float(np.percentile(far, 5)) if len(far) else 40.0
     core_thresh = float(np.clip(CORE_DISTANCE * reach, 3 * NOISE_DISTANCE, 60.0))
-    for frame, box, dest in zip(frames_rgb, boxes, out):
+    for i, (same, frame, box, dest) in enumerate(zip(copies, frames_rgb, boxes, out)):
+        if same != i:
+            dest[...] = out[same]
+            continue
         if box is None:
             continue  # pure key: fully transparent
         x0, y0, x1, y1 = box

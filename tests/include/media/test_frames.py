@@ -1,4 +1,4 @@
-"""Tests for include/media/frames.py: lossless FFV1 intermediates, probing, reading over HTTP."""
+"""Tests for include/media/frames.py: lossless Ut Video intermediates, probing, reading over HTTP."""
 
 from __future__ import annotations
 
@@ -30,15 +30,15 @@ def _random_rgba(frames: int, height: int, width: int) -> np.ndarray:
 
 # -- command builders (no ffmpeg run) ----------------------------------------------------------
 
-@pytest.mark.parametrize(("channels", "raw", "stored"), [(4, "rgba", "bgra"), (3, "rgb24", "bgr0")])
-def test_write_command_encodes_raw_stdin_frames_as_ffv1_matroska(channels, raw, stored):
+@pytest.mark.parametrize(("channels", "raw", "stored"), [(4, "rgba", "gbrap"), (3, "rgb24", "gbrp")])
+def test_write_command_encodes_raw_stdin_frames_as_utvideo_matroska(channels, raw, stored):
     argv = build_write_command(640, 360, channels, 24, "pipe:1")
     input_at = argv.index("-i")
     assert argv[input_at + 1] == "pipe:0"
     head, tail = argv[:input_at], argv[input_at + 2:]
     assert _value_after(head, "-f") == "rawvideo" and _value_after(head, "-pix_fmt") == raw
     assert _value_after(head, "-s") == "640x360" and _value_after(head, "-framerate") == "24"
-    assert _value_after(tail, "-c:v") == "ffv1" and _value_after(tail, "-pix_fmt") == stored
+    assert _value_after(tail, "-c:v") == "utvideo" and _value_after(tail, "-pix_fmt") == stored
     assert _value_after(tail, "-f") == "matroska"
     assert "pipe:1" in tail
 
@@ -50,14 +50,14 @@ def test_read_command_decodes_vp9_with_libvpx_to_keep_alpha():
     assert _value_after(argv, "-fps_mode") == "passthrough"
 
 
-def test_read_command_uses_native_decoder_for_ffv1_and_rgb24_without_alpha():
-    argv = build_read_command("clip.mkv", rgba=False, codec="ffv1")
+def test_read_command_uses_native_decoder_for_utvideo_and_rgb24_without_alpha():
+    argv = build_read_command("clip.mkv", rgba=False, codec="utvideo")
     assert "libvpx-vp9" not in argv
     assert _value_after(argv, "-pix_fmt") == "rgb24"
 
 
 def test_read_command_for_url_sets_http_timeout_before_input():
-    argv = build_read_command("http://storage.local/clip.mkv", rgba=True, codec="ffv1")
+    argv = build_read_command("http://storage.local/clip.mkv", rgba=True, codec="utvideo")
     assert argv.index("-rw_timeout") < argv.index("-i")
 
 
@@ -135,7 +135,7 @@ def test_probe_reports_size_rate_and_frame_count_of_a_piped_clip(tmp_path, short
     info = probe_frames(str(path))
     assert info["width"] == 96 and info["height"] == 96
     assert info["fps"] == 12 and info["frames"] == 12
-    assert info["codec"] == "ffv1" and info["pix_fmt"] == "bgra"
+    assert info["codec"] == "utvideo" and info["pix_fmt"] == "gbrap"
 
 
 @pytest.fixture()

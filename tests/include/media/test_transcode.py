@@ -190,7 +190,7 @@ def test_poster_is_the_first_frame_as_rgba_png(encoded, source_clip):
     _, sinks = encoded
     poster = Image.open(sinks.directory / "poster.png")
     assert poster.format == "PNG" and poster.mode == "RGBA" and poster.size == (SIZE, SIZE)
-    np.testing.assert_array_equal(np.asarray(poster), clip[0])  # PNG from lossless FFV1: exact
+    np.testing.assert_array_equal(np.asarray(poster), clip[0])  # PNG from the lossless intermediate: exact
 
 
 def test_large_outputs_are_streamed_in_many_bounded_chunks(encoded):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from bench.quality_set import figure
+from model_server.vision import animation
 from model_server.vision.animation import MOTIONS, animate
-from model_server.vision.matting import composite_on_key, key_matte, pick_key_color
+from model_server.vision.matting import composite_on_key, first_copies, key_matte, pick_key_color
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,40 @@ def test_animation_is_a_seamless_loop(character, motion):
     assert max(steps) > 0  # it moves
     # The jump from the last frame to the first is a step like its neighbours (no seam).
     assert wrap <= 1.3 * max(steps[0], steps[-1]) + 0.05
+
+
+def test_a_loop_of_whole_beats_draws_each_pose_once(character, monkeypatch):
+    rgba, meta = character
+    calls = []
+    draw = animation.Renderer.render
+    monkeypatch.setattr(animation.Renderer, "render", lambda self, *a: calls.append(1) or draw(self, *a))
+    # dance: one beat a second, so a 3 s loop repeats its first second's poses twice (blinks aside).
+    frames = animate(rgba, meta, "dance", seconds=3.0, fps=12, size=128)
+    assert len(frames) == 36 and 12 <= len(calls) < 20
+    blinks = animation._blink_frames(36, 12)
+    repeated = [i for i in range(12, 36) if i not in blinks and i % 12 not in blinks]
+    assert repeated and all(np.array_equal(frames[i], frames[i % 12]) for i in repeated)
+
+
+def test_first_copies_finds_exact_repeats_only():
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    nearly_a = a.copy()
+    nearly_a[3, 3, 1] ^= 1
+    assert first_copies(np.stack([a, b, a, nearly_a, b, a])) == [0, 1, 0, 3, 1, 0]
+
+
+def test_mattes_of_repeated_frames_are_the_mattes_of_their_first_copies(character):
+    rgba, meta = character
+    frames = animate(rgba, meta, "wave", seconds=1.0, fps=6, size=96)
+    key = pick_key_color(rgba)
+    distinct = composite_on_key(frames, key)
+    order = [0, 1, 2, 1, 3, 0, 4, 5, 2]
+    # Each frame on its own gives the same matte as inside a clip of repeats.
+    alone = [key_matte(np.concatenate([distinct[:1], distinct[i:i + 1]]), key)[1] for i in range(len(distinct))]
+    looped = key_matte(distinct[order], key)
+    assert all(np.array_equal(looped[j], alone[i]) for j, i in enumerate(order))
+    assert np.array_equal(composite_on_key(frames[order], key), distinct[order])
 
 
 @pytest.fixture(scope="module")
