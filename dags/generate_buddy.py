@@ -250,16 +250,16 @@ def bitbuddies_generate():
         on_failure_callback=drop_pending_formats, pre_execute=refuse_unless_formats_pending,
     )
     def encode_fallbacks(video: dict, params=None) -> None:
-        """After publishing: the animated WebP and the GIF, and the walk loop when there is one."""
-        from include.media.transcode import FALLBACK_FORMATS, OUTPUT_NAMES, WALK_FORMATS, WALK_OUTPUT_NAMES
+        """After publishing: the animated WebP and the GIF, and the walk loop when there is one (all
+        four encodes share the media slots, slowest first)."""
+        from include.media.transcode import FALLBACK_FORMATS, OUTPUT_NAMES, WALK_FORMATS, WALK_OUTPUT_NAMES, Clip, transcode_clips
 
         prefix = f"generations/{generation_id()}"
-        fps = int(video.get("fps") or 24)
-        assets = encode(video["video"]["url"], fps, prefix, FALLBACK_FORMATS, OUTPUT_NAMES)
+        clips = [Clip(video["video"]["url"], FALLBACK_FORMATS, OUTPUT_NAMES)]
         if video.get("walk_video"):
-            walk = encode(video["walk_video"]["url"], fps, prefix, WALK_FORMATS, WALK_OUTPUT_NAMES)
-            assets |= {f"walk_{fmt}": key for fmt, key in walk.items()}
-        generations.add_assets(generation_id(), assets)
+            clips.append(Clip(video["walk_video"]["url"], WALK_FORMATS, WALK_OUTPUT_NAMES, key_prefix="walk_"))
+        assets = transcode_clips(clips, lambda name: open_for_write(f"{prefix}/{name}"), fps=int(video.get("fps") or 24))
+        generations.add_assets(generation_id(), {key: f"{prefix}/{asset.name}" for key, asset in assets.items()})
 
     @task(on_success_callback=report_outcome, execution_timeout=DB_TIMEOUT)
     def publish(assets: dict[str, str], video: dict, params=None) -> None:

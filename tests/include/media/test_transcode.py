@@ -11,7 +11,17 @@ from PIL import Image, ImageSequence
 
 from include.media import transcode as transcode_module
 from include.media.frames import probe_frames, read_frames_video, write_frames_video
-from include.media.transcode import WALK_FORMATS, WALK_OUTPUT_NAMES, WEB_FORMATS, MediaError, build_command, transcode
+from include.media.transcode import (
+    FALLBACK_FORMATS,
+    WALK_FORMATS,
+    WALK_OUTPUT_NAMES,
+    WEB_FORMATS,
+    Clip,
+    MediaError,
+    build_command,
+    transcode,
+    transcode_clips,
+)
 
 from .conftest import alpha_iou, moving_disc_clip
 
@@ -235,6 +245,17 @@ def test_walk_loop_is_encoded_as_webm_and_webp_under_its_own_names(short_source,
     assert {fmt: a.name for fmt, a in assets.items()} == {"webm": "walk.webm", "webp": "walk.webp"}
     assert (tmp_path / "walk.webm").read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
     assert (tmp_path / "walk.webp").read_bytes()[8:12] == b"WEBP"
+
+
+def test_clips_share_the_encoders_slowest_first_and_key_their_assets(short_source, tmp_path):
+    sinks = RecordingSinks(tmp_path)
+    clips = [Clip(short_source, FALLBACK_FORMATS), Clip(short_source, WALK_FORMATS, WALK_OUTPUT_NAMES, key_prefix="walk_")]
+    assets = transcode_clips(clips, sinks, 12, parallel=1)
+    assert {key: a.name for key, a in assets.items()} == {
+        "webp": "buddy.webp", "gif": "buddy.gif", "walk_webm": "walk.webm", "walk_webp": "walk.webp"}
+    # One encoder at a time here: both WebPs (the slowest) ran before the GIF and the WebM.
+    assert list(sinks.chunk_sizes) == ["buddy.webp", "walk.webp", "buddy.gif", "walk.webm"]
+    assert all(a.bytes_written > 0 for a in assets.values())
 
 
 def test_ffmpeg_failure_raises_media_error_with_stderr_and_closes_writers(tmp_path):
