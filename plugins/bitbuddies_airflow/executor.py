@@ -35,6 +35,8 @@ submitted again and the ledger is not touched (its keys are per generation).
   take the key out of ``running`` and the scheduler would fail the resumed run as "killed
   externally". Workers report what they finish with their pid, and a finish from a worker whose
   key has since been dispatched again is dropped (the server already moved the task past it).
+- The DAG files' imports are loaded in the scheduler before the workers are forked
+  (``preload.py``): task processes, forked from the workers, start with them.
 - Idle workers wait for the queue without holding its read lock (Airflow's ``SimpleQueue.get``
   holds it while blocked), so killing an idle worker cannot leave every other worker waiting for a
   lock nobody will release.
@@ -58,6 +60,8 @@ from airflow.executors import local_executor
 from airflow.executors.local_executor import LocalExecutor
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
+
+from bitbuddies_airflow.preload import preload_enabled, preload_for_tasks
 
 # The marker a worker puts on the result queue when it takes a workload: (key, TAKEN, pid).
 TAKEN = "bitbuddies:taken"
@@ -161,6 +165,9 @@ class RecoveringLocalExecutor(LocalExecutor):
     def start(self) -> None:
         self._held: dict[int, Any] = {}  # worker pid -> key of the workload it runs
         self._superseded: set[int] = set()  # workers whose key was dispatched again (a resumed task)
+        if preload_enabled():
+            # Before the workers are forked: every task process starts with its DAG's imports done.
+            preload_for_tasks()
         super().start()
 
     def _spawn_worker(self):
