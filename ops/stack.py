@@ -106,6 +106,8 @@ EMBEDDED_EXECUTOR = "bitbuddies_airflow.executor.RecoveringLocalExecutor"
 # holds it (plugins/bitbuddies_airflow/celery_executor.py): a slow start on a loaded machine is
 # waited for, a dead worker's task is rescheduled.
 PRODUCTION_EXECUTOR = "bitbuddies_airflow.celery_executor.RecoveringCeleryExecutor"
+# The production workers' Celery configuration (Airflow's default plus the task processes' preload).
+CELERY_CONFIG = "bitbuddies_airflow.celery_config.CELERY_CONFIG"
 # Backstops for a task lost where no process exit reveals it (a hung worker, a worker orphaned by a
 # dead scheduler): each state is noticed within timeout + check interval (45 s), retried after the
 # DAG's 2 s retry delay, so a lost stage runs again within 60 s. A crashed scheduler's queued tasks
@@ -318,6 +320,8 @@ def production_environment(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": str(cfg.default_worker_concurrency + cfg.media_worker_concurrency),
         "AIRFLOW__CELERY__BROKER_URL": cfg.redis_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
+        # Workers load the DAG files' imports once, before forking (plugins/bitbuddies_airflow/preload.py).
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": CELERY_CONFIG,
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
         # Tasks record the worker's name (several workers share this machine's hostname).
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "ops.stack.worker_hostname",

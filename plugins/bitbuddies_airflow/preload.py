@@ -86,4 +86,7 @@ def preload_for_tasks(dags_folder: str | Path | None = None) -> list[str]:
         from airflow.configuration import conf
 
         dags_folder = conf.get("core", "dags_folder")
-    return preload([*TASK_RUNTIME_MODULES, *dag_file_imports(dags_folder)])
+    before = len(sys.modules)
+    failed = preload([*TASK_RUNTIME_MODULES, *dag_file_imports(dags_folder)])
+    log.info("Preloaded %d modules for task processes from %s", len(sys.modules) - before, dags_folder)
+    return failed

@@ -58,3 +58,17 @@ def test_preloading_can_be_turned_off(monkeypatch):
     monkeypatch.setenv(preload.PRELOAD_ENV, "0")
     assert not preload.preload_enabled()
 
+
+
+def test_celery_workers_preload_when_celery_imports_their_modules():
+    code = (
+        "import sys; from celery.signals import import_modules;"
+        "from airflow.providers.celery.executors.celery_executor import app;"
+        "before = 'include.ledger' in sys.modules;"
+        "import_modules.send(sender=app);"
+        "print(before, 'include.ledger' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}", "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+           "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "bitbuddies_airflow.celery_config.CELERY_CONFIG"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip().splitlines()[-1] == "False True"
