@@ -428,9 +428,10 @@ def process_specs(cfg: StackConfig) -> dict[str, list[str]]:
     return {
         "model-server": [sys.executable, "-m", "model_server"],
         "api-server": [airflow, "api-server", "--port", str(cfg.airflow_port), "--host", "127.0.0.1"],
-        "scheduler": [airflow, "scheduler"],
+        # Logs are on this machine's disk already, where the api-server reads them: no log server
+        # beside the scheduler (~40 MB) or the triggerer (~100 MB).
+        "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
         "dag-processor": [airflow, "dag-processor"],
-        # Logs are on this machine's disk already: no log server beside the triggerer (~100 MB).
         # ops/triggerer.py: `airflow triggerer` with its imports frozen for the GC.
         "triggerer": [sys.executable, "-m", "ops.triggerer", "--skip-serve-logs"],
         "api": [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(cfg.api_port)],

@@ -114,6 +114,11 @@ def test_worker_hostname_is_the_celery_name_when_set(monkeypatch):
     assert worker_hostname()  # the machine's name
 
 
+def test_no_log_server_beside_the_scheduler(tmp_path):
+    # Task logs are files on this machine, read by the api-server directly.
+    assert process_specs(StackConfig(var_dir=tmp_path))["scheduler"][1:] == ["scheduler", "--skip-serve-logs"]
+
+
 def test_the_triggerer_runs_airflow_triggerer_with_its_imports_frozen(tmp_path):
     argv = process_specs(StackConfig(var_dir=tmp_path))["triggerer"]
     assert argv[1:] == ["-m", "ops.triggerer", "--skip-serve-logs"]
