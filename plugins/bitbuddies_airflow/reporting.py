@@ -12,7 +12,7 @@ names, with its token. Publishing is bounded and never raises; a lost terminal
 event is recreated by the API from the generation's row.
 
 An operator's run (the trigger form) has no generation until its ``charge_token`` task stored it:
-``report_stage``, ``report_retry`` and ``record_failure`` skip such a run quietly
+``report_stage``, ``report_retry``, ``record_failure`` and ``report_outcome`` skip such a run quietly
 (``runs.not_stored_yet``); ``charge_token`` reports its stage itself once it stored the generation.
 """
 
@@ -106,10 +106,10 @@ def task_url(context, task_id: str | None) -> str | None:
 
 def report_outcome(context) -> None:
     """After ``publish`` or ``refund_token``: the terminal event, and the alert for a failure."""
-    report_stage_finished(context)
     gid = _generation_id(context)
-    if not gid:
-        return
+    if not gid or not_stored_yet(context):
+        return  # an operator's request refused before anything was stored: the run's alert says why
+    report_stage_finished(context)
     try:
         generation = generations.get(gid)
     except Exception:  # noqa: BLE001
