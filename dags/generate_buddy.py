@@ -5,12 +5,12 @@ One run per generation: a photo and a prompt in, an animated, transparent cartoo
 The web API triggers it with `dag_run_id` = the generation id. An operator starts one from the
 UI's trigger form: a photo (URL or a file on the server), a prompt, a motion, the user's email and
 who pays (the user's tokens, or an operator grant the ledger records as such);
-`store_generation` then stores and pays for the generation as the API would
+`charge_token` then first stores and pays for the generation as the API would
 (`include/operator_generations.py`). Runs the API started pass `generation_id` and skip that.
 
-**Pipeline.** `store_generation` (operator runs only), then `charge_token` confirms the token is paid (the API took it with the generation; the
-task finds that charge under the same ledger key, and takes it only for a run started from the UI
-without one), then every model stage is one
+**Pipeline.** `charge_token` (storing the generation first for an operator's run) confirms the
+token is paid (the API took it with the generation; the task finds that charge under the same
+ledger key, and takes it only for a run started from the UI without one), then every model stage is one
 `ModelJobOperator` (submit -> deferrable wait -> fetch, never submitted twice):
 `moderate` and `analyze` side by side on the photo (its provider URL is rendered into their
 inputs: `photo_url` macro) -> (`review` when the photo's safety score is borderline: an operator
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.sdk.exceptions import AirflowFailException
@@ -136,9 +136,26 @@ def drop_pending_formats(context) -> None:
         generations.drop_pending_assets(gid)
 
 
-def photo_url(upload_path: str | None, gid: str | None) -> str:
-    """The photo's URL for the model provider: the API's upload, or what store_generation stored."""
-    return provider_url(upload_path or generations.get(gid).upload_path)
+def photo_url(upload_path: str | None, dag_run) -> str:
+    """The photo's URL for the model provider: the API's upload (in the run's conf), else the one
+    stored for the run (by charge_token, for a run from the trigger form)."""
+    return provider_url(upload_path or generations.get(generation_id({"dag_run": dag_run})).upload_path)
+
+
+def store_operator_generation(gid: str, params: dict, run_id: str) -> None:
+    """A run from the trigger form: store and pay for its generation as the API would (once; a
+    retry finds it stored). A refused request fails the run at once, with the reason."""
+    request = operator_generations.OperatorRequest(
+        photo=params["photo"] or "", prompt=params["prompt"], email=params["email"] or "",
+        motion=params["motion"], payment=params["payment"],
+    )
+    try:
+        stored = operator_generations.store(gid, request, run_id=run_id)
+    except operator_generations.OperatorRequestRefused as exc:
+        raise AirflowFailException(str(exc)) from None
+    print(f"generation {gid} stored for user {stored.user_id} ({params['payment']})")
+    # This task's on_execute_callback found nothing to report before the generation existed.
+    report_stage(get_current_context())
 
 
 @dag(
@@ -165,30 +182,22 @@ def photo_url(upload_path: str | None, gid: str | None) -> str:
     params=PARAMS,
 )
 def bitbuddies_generate():
-    @task(retries=2, execution_timeout=DOWNLOAD_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, pre_execute=None)
-    def store_generation(params=None, run_id=None) -> str:
-        """A run from the trigger form stores (and pays for) its generation here; the API's runs pass its id."""
+    # One task (one task process on every run's critical path) stores an operator's generation and
+    # confirms the charge. Both steps are idempotent (the store is keyed by the run, the charge by
+    # the ledger key), so retries are safe; the timeout allows for downloading an operator's photo.
+    # Its callbacks and pre_execute skip an operator's run whose generation is not stored yet.
+    @task(retries=5, execution_timeout=DOWNLOAD_TIMEOUT)
+    def charge_token(params=None, run_id=None) -> str:
+        """A run from the trigger form stores (and pays for) its generation here first; then the
+        generation's token is confirmed paid: the ledger's charge under the generation's key (taken
+        here only for a run from the trigger form without one). Returns the generation id."""
         gid = generation_id()
-        if not started_by_operator():
-            return gid
-        request = operator_generations.OperatorRequest(
-            photo=params["photo"] or "", prompt=params["prompt"], email=params["email"] or "",
-            motion=params["motion"], payment=params["payment"],
-        )
-        try:
-            generation = operator_generations.store(gid, request, run_id=run_id)
-        except operator_generations.OperatorRequestRefused as exc:
-            raise AirflowFailException(str(exc)) from None
-        print(f"generation {gid} stored for user {generation.user_id} ({params['payment']})")
-        return gid
-
-    @task(retries=5, execution_timeout=DB_TIMEOUT)
-    def charge_token(params=None) -> int:
-        """Confirms the generation's token is paid: the ledger's charge under the generation's key
-        (taken here only for a run from the trigger form without one)."""
+        if started_by_operator():
+            store_operator_generation(gid, params, run_id)
         # The API charged attempt 1 when it stored the generation: this returns that entry.
-        entry = ledger.charge_generation(generation_id())
-        return entry.id
+        entry = ledger.charge_generation(gid)
+        print(f"generation {gid}: charge {entry.id} confirmed")
+        return gid
 
     def model_stage(stage: str, operator=ModelJobOperator, **inputs) -> ModelJobOperator:
         return operator(
@@ -200,9 +209,8 @@ def bitbuddies_generate():
     stage_options = {"moderate": {"review_task_id": "review"}}
     prompt = "{{ params.prompt }}"
 
-    stored = store_generation()
     charge = charge_token()
-    photo = "{{ photo_url(params.upload_path, ti.xcom_pull(task_ids='store_generation')) }}"
+    photo = "{{ photo_url(params.upload_path, dag_run) }}"
     moderate = model_stage("moderate", operator=ModerateOperator, image_url=photo)
     review = PhotoReviewOperator(task_id="review", moderate_task_id="moderate", photo_url=photo, prompt=prompt)
     analyze = model_stage("analyze", image_url=photo)
@@ -283,7 +291,7 @@ def bitbuddies_generate():
     # The body decision needs only the analysis: it is made while cartoonize runs, off the critical path.
     branch = choose_body(analyze.output)
     assets = transcode(segment_video.output)
-    stored >> charge >> [moderate, analyze]
+    charge >> [moderate, analyze]
     moderate >> review >> cartoonize
     moderate >> cartoonize
     [cartoonize, branch] >> expand
@@ -292,7 +300,7 @@ def bitbuddies_generate():
     done = publish(assets, segment_video.output)
     fallbacks = encode_fallbacks(segment_video.output)
     done >> fallbacks
-    every_task = [stored, charge, moderate, review, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done, fallbacks]
+    every_task = [charge, moderate, review, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done, fallbacks]
     every_task >> refund_token().as_teardown()
 
 

@@ -4,8 +4,9 @@
   (``include.settlement``: failed and refunded in one transaction, as the ``refund_token`` task
   does, so whichever runs first settles and the other changes nothing) and alerts. Callbacks run at most once in Airflow 3.3, which
   is why the task and the reconciliation DAG exist too; the run still ends failed.
-- ``refuse_finished_generation`` runs before every paid task (``pre_execute``): a generation that
-  already ended (failed and refunded, or succeeded) is never worked on again. An operator who
+- ``refuse_finished_generation`` runs before every paid task (``pre_execute``; a no-op for an
+  operator's run whose generation is not stored yet): a generation that already ended (failed
+  and refunded, or succeeded) is never worked on again. An operator who
   clears a finished run in the UI gets a clear task error instead of free or double paid work;
   the ledger stays right (the refund teardown finds nothing left to refund).
 - ``send_alert`` raises the operator alert (``include.alerts.generation_failed``), best effort.
@@ -17,7 +18,7 @@ import logging
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from bitbuddies_airflow.runs import generation_id
+from bitbuddies_airflow.runs import generation_id, not_stored_yet
 from include import alerts, generations
 from include.settlement import settle_failed_generation
 
@@ -61,9 +62,11 @@ def refund_failed_run(context) -> None:
 
 
 def refuse_finished_generation(context) -> None:
-    """pre_execute of every task but the refund: never work (or pay) again for a finished generation."""
+    """pre_execute of every task but the refund: never work (or pay) again for a finished generation.
+
+    An operator's run whose generation ``charge_token`` has not stored yet has nothing finished to refuse."""
     gid = _generation_id(context)
-    if not gid:
+    if not gid or not_stored_yet(context):
         return
     generation = generations.get(gid)
     if generation.status in ("succeeded", "failed"):

@@ -10,6 +10,10 @@ They also publish the live progress events (include/event_publisher.py): ``stage
 the operator's alert for a failure. They post to the API the Airflow connection ``bitbuddies_api``
 names, with its token. Publishing is bounded and never raises; a lost terminal
 event is recreated by the API from the generation's row.
+
+An operator's run (the trigger form) has no generation until its ``charge_token`` task stored it:
+``report_stage``, ``report_retry``, ``record_failure`` and ``report_outcome`` skip such a run quietly
+(``runs.not_stored_yet``); ``charge_token`` reports its stage itself once it stored the generation.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import logging
 from airflow.sdk.exceptions import AirflowFailException
 
 from bitbuddies_airflow.hooks import InternalApiHook
-from bitbuddies_airflow.runs import generation_id
+from bitbuddies_airflow.runs import generation_id, not_stored_yet
 from include import alerts, event_publisher, events, generations
 from include.user_messages import is_presentable
 from include.models import utcnow
@@ -43,7 +47,7 @@ def _publish(generation_id: str, type: str, data: dict | None = None, key: str |
 
 def report_stage(context) -> None:
     gid = _generation_id(context)
-    if gid:
+    if gid and not not_stored_yet(context):
         ti = context["ti"]
         try:
             generations.mark_stage(gid, ti.task_id)
@@ -78,7 +82,7 @@ def report_stage_finished(context) -> None:
 
 def report_retry(context) -> None:
     gid = _generation_id(context)
-    if not gid:
+    if not gid or not_stored_yet(context):
         return
     ti = context["ti"]
     _publish(
@@ -102,10 +106,10 @@ def task_url(context, task_id: str | None) -> str | None:
 
 def report_outcome(context) -> None:
     """After ``publish`` or ``refund_token``: the terminal event, and the alert for a failure."""
-    report_stage_finished(context)
     gid = _generation_id(context)
-    if not gid:
-        return
+    if not gid or not_stored_yet(context):
+        return  # an operator's request refused before anything was stored: the run's alert says why
+    report_stage_finished(context)
     try:
         generation = generations.get(gid)
     except Exception:  # noqa: BLE001
@@ -136,8 +140,8 @@ def user_message(task_id: str, exc: BaseException | None) -> str:
 
 def record_failure(context) -> None:
     gid = _generation_id(context)
-    if not gid:
-        return
+    if not gid or not_stored_yet(context):
+        return  # e.g. an operator's request refused before anything was stored: the run's alert says why
     ti = context["ti"]
     try:
         generations.record_error(gid, user_message(ti.task_id, context.get("exception")), ti.task_id)

@@ -91,7 +91,7 @@ def test_refund_covers_every_task_and_the_run_still_fails(dagbag):
 @pytest.mark.parametrize(
     ("dag_id", "task_id"),
     [
-        (GENERATE_DAG_ID, "store_generation"),  # downloads the operator's photo
+        (GENERATE_DAG_ID, "charge_token"),  # downloads an operator's photo
         (GENERATE_DAG_ID, "transcode"),
         ("bitbuddies_sticker_order", "render_sheet"),
         ("bitbuddies_sticker_order", "store_sheet"),

@@ -14,6 +14,8 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import AirflowFailException, DownstreamTasksSkipped
 
 from include.generations import GENERATE_DAG_ID
+from include.db import session_scope
+from tests.api.support import fresh_app_db  # noqa: F401  (fixture)
 from tests.dags.test_dag_integrity import DAGS
 from tests.plugins.test_operators import make_context, queue  # noqa: F401  (fixture)
 
@@ -100,17 +102,68 @@ def test_a_form_request_validates(dag):
     assert validated(dag, {"photo": "/srv/photos/cat.jpg"})["photo"] == "/srv/photos/cat.jpg"
 
 
-class _NoXcom:
-    def xcom_pull(self, **_):
-        return None
-
-
-def test_the_photo_reaches_moderate_and_analyze_as_the_providers_url(dag, tmp_path, monkeypatch):
+def test_the_photo_reaches_moderate_and_analyze_as_the_providers_url(dag, fresh_app_db):
     # No task of its own: the DAG's photo_url macro renders the provider URL inside the submitting task.
-    from bitbuddies_airflow.storage import provider_url
+    from types import SimpleNamespace
 
-    for task_id in ("moderate", "analyze"):
-        task = dag.get_task(task_id)
-        rendered = task.render_template(task.inputs, {"params": {"upload_path": "uploads/g/photo.jpg"}, "ti": _NoXcom()}, jinja_env=dag.get_template_env())
-        assert rendered == {"image_url": provider_url("uploads/g/photo.jpg")}, task_id
+    from bitbuddies_airflow.storage import provider_url
+    from include.models import Generation
+    from include.operator_generations import generation_id_for_run
+    from tests.api.support import make_user
+
+    # An operator's run (trigger form): charge_token stored its generation under the run's id.
+    run_id = "manual__2026-12-01T10:00:00+00:00"
+    user, _ = make_user()
+    with session_scope() as session:
+        session.add(Generation(id=generation_id_for_run(GENERATE_DAG_ID, run_id), user_id=user.id, prompt="wave", upload_path="uploads/op/photo.jpg"))
+    runs = {
+        "uploads/g/photo.jpg": ({"upload_path": "uploads/g/photo.jpg"}, {"generation_id": "a" * 32, "upload_path": "uploads/g/photo.jpg"}),
+        "uploads/op/photo.jpg": ({"upload_path": None}, {"photo": "/srv/p.jpg"}),
+    }
+    for key, (params, conf) in runs.items():
+        dag_run = SimpleNamespace(dag_id=GENERATE_DAG_ID, run_id=run_id, conf=conf)
+        for task_id in ("moderate", "analyze"):
+            task = dag.get_task(task_id)
+            rendered = task.render_template(task.inputs, {"params": params, "dag_run": dag_run}, jinja_env=dag.get_template_env())
+            assert rendered == {"image_url": provider_url(key)}, task_id
     assert "photo_url" not in dag.task_ids
+    assert "store_generation" not in dag.task_ids  # folded into charge_token: one task process fewer per run
+
+
+@pytest.mark.parametrize("email", ["ada@example.com", "nobody@example.com"])
+def test_charge_token_stores_an_operators_generation_then_confirms_its_charge(dag, fresh_app_db, tmp_path, email):
+    """store_generation is folded into charge_token: for a run from the trigger form it stores and
+    pays first (a refused request fails at once, with the reason, storing and charging nothing)."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import set_current_context
+    from sqlmodel import select
+
+    from include import ledger
+    from include.models import LedgerEntry
+    from include.operator_generations import generation_id_for_run
+    from tests.api.support import make_user
+    from tests.api.images import jpeg
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg(640, 480))
+    user, _ = make_user(email="ada@example.com", tokens=1)
+    run_id = "manual__2026-12-01T10:00:00+00:00"
+    params = {"photo": str(photo), "prompt": "a happy cat", "email": email, "motion": "wave", "payment": "user_tokens",
+              "generation_id": None, "upload_path": None}
+    ti = SimpleNamespace(task_id="charge_token", try_number=1, start_date=None, log_url=None)
+    context = {"dag_run": SimpleNamespace(dag_id=GENERATE_DAG_ID, run_id=run_id, conf={}), "params": params, "ti": ti}
+    gid = generation_id_for_run(GENERATE_DAG_ID, run_id)
+    charge = dag.get_task("charge_token").python_callable
+    with set_current_context(context):
+        if email == "nobody@example.com":
+            with pytest.raises(AirflowFailException, match="No user has the email"):
+                charge(params=params, run_id=run_id)
+            with session_scope() as session:
+                assert session.exec(select(LedgerEntry).where(LedgerEntry.generation_id == gid)).all() == []
+            return
+        assert charge(params=params, run_id=run_id) == gid
+        assert charge(params=params, run_id=run_id) == gid  # a retry: stored and charged once
+    assert ledger.balance(user.id) == 0
+    with session_scope() as session:
+        assert [e.reason for e in session.exec(select(LedgerEntry).where(LedgerEntry.generation_id == gid)).all()] == ["charge"]

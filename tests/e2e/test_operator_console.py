@@ -161,7 +161,9 @@ def test_operators_start_buddies_with_the_trigger_form(stack, api, make_user, br
         f"{stack.cfg.airflow_url}/api/v2/dags/{GENERATE_DAG_ID}/dagRuns/{runs['refused']}/taskInstances", headers=headers
     ).json()["task_instances"]
     states = {ti["task_id"]: ti["state"] for ti in tis}
-    assert states["store_generation"] == "failed" and states["charge_token"] == "upstream_failed"
+    # Refused where the generation is stored, in the run's first task (charge_token): at once, no retry.
+    assert states["charge_token"] == "failed" and states["moderate"] == "upstream_failed"
+    assert next(ti for ti in tis if ti["task_id"] == "charge_token")["try_number"] == 1
     assert states["refund_token"] == "success"  # nothing stored, nothing to refund
 
 

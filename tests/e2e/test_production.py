@@ -225,7 +225,7 @@ def test_concurrent_generations_survive_a_killed_worker(production_stack):
 
 
 # The run's first task: the one a frozen worker takes before anything of the run has started.
-FIRST_TASK = "store_generation"
+FIRST_TASK = "charge_token"
 
 
 def requeues(stack: Stack, headers: dict, gid: str) -> int:

@@ -88,9 +88,9 @@ def test_every_generation_task_but_the_refund_refuses_finished_generations():
 
     dag = DagBag(dag_folder=str(DAGS / "generate_buddy.py")).dags["bitbuddies_generate"]
     for t in dag.tasks:
-        # store_generation runs before an operator's generation exists; for a stored one it only
-        # returns its id, and charge_token (the first paid task) refuses a finished one.
-        expected = {"refund_token": None, "store_generation": None, "encode_fallbacks": refunds.refuse_unless_formats_pending}.get(
+        # charge_token (the first paid task) refuses a finished one too; before an operator's
+        # generation is stored it has nothing to refuse (test_an_operators_run_not_stored_yet_...).
+        expected = {"refund_token": None, "encode_fallbacks": refunds.refuse_unless_formats_pending}.get(
             t.task_id, refunds.refuse_finished_generation)
         assert t._pre_execute_hook is expected, t.task_id
     callbacks = dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]

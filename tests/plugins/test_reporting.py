@@ -110,3 +110,51 @@ def test_internal_error_text_never_reaches_the_user(exc):
 def test_business_errors_reach_the_user_word_for_word():
     message = "We couldn't find a person or character in this photo."
     assert reporting.user_message("analyze", AirflowFailException(message)) == message
+
+
+def operator_run_context(task_id="charge_token", try_number=1, exception=None) -> dict:
+    """A run an operator started from the trigger form: no generation id in its conf."""
+    ti = SimpleNamespace(task_id=task_id, try_number=try_number, start_date=utcnow(), log_url="http://af/log")
+    run = SimpleNamespace(dag_id=generations.GENERATE_DAG_ID, run_id="manual__2026-12-01T10:00:00+00:00", conf={"photo": "/p.jpg"})
+    return {"dag_run": run, "params": {"photo": "/p.jpg"}, "ti": ti, "exception": exception}
+
+
+def test_an_operators_run_not_stored_yet_is_skipped_quietly_by_the_callbacks(fresh_app_db, published, caplog):
+    # charge_token stores an operator's generation: its callbacks and pre_execute run before that
+    # (first try), or after a refused request stored nothing. Nothing to report, record or refuse.
+    from bitbuddies_airflow import refunds
+    from bitbuddies_airflow.runs import generation_id, not_stored_yet
+
+    refused = AirflowFailException("No user has the email 'nobody@example.com'.")
+    ctx = operator_run_context(exception=refused)
+    assert not_stored_yet(ctx) and not generations.exists(generation_id(ctx))
+    refunds.refuse_finished_generation(ctx)
+    reporting.report_stage(ctx)
+    reporting.report_retry(operator_run_context(try_number=2, exception=RuntimeError("download failed")))
+    reporting.record_failure(ctx)
+    reporting.report_outcome(operator_run_context("refund_token"))  # the refund teardown: never stored
+    assert published == [] and not generations.exists(generation_id(ctx))
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+
+
+def test_an_operators_stored_generation_is_reported_and_guarded_as_any_other(fresh_app_db, published):
+    from bitbuddies_airflow import refunds
+    from bitbuddies_airflow.runs import generation_id, not_stored_yet
+
+    ctx = operator_run_context()
+    user, _ = make_user()
+    with session_scope() as session:
+        session.add(Generation(id=generation_id(ctx), user_id=user.id, prompt="wave", upload_path="uploads/x/photo.jpg"))
+    assert not not_stored_yet(ctx)
+    reporting.report_stage(ctx)
+    assert [k for _, _, k in published] == ["stage_started:charge_token:1"]
+    generations.mark_succeeded(generation_id(ctx), {})
+    with pytest.raises(AirflowFailException, match="already succeeded"):
+        refunds.refuse_finished_generation(ctx)
+
+
+def test_an_api_run_never_queries_whether_its_generation_is_stored(monkeypatch):
+    from bitbuddies_airflow.runs import not_stored_yet
+
+    monkeypatch.setattr(generations, "exists", lambda gid: pytest.fail("queried"))
+    assert not_stored_yet({"dag_run": SimpleNamespace(conf={"generation_id": "a" * 32})}) is False
