@@ -37,6 +37,8 @@ submitted again and the ledger is not touched (its keys are per generation).
   key has since been dispatched again is dropped (the server already moved the task past it).
 - The DAG files' imports are loaded in the scheduler before the workers are forked
   (``preload.py``): task processes, forked from the workers, start with them.
+- Workers are forked when tasks wait for one (not ``parallelism`` of them at start) and leave
+  once the executor has had no task for ``WORKER_IDLE_SECONDS``: an idle stack holds no worker.
 - Idle workers wait for the queue without holding its read lock (Airflow's ``SimpleQueue.get``
   holds it while blocked), so killing an idle worker cannot leave every other worker waiting for a
   lock nobody will release.
@@ -53,6 +55,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -68,6 +71,9 @@ TAKEN = "bitbuddies:taken"
 # What a worker puts when it is done with a workload: (key, FINISHED, (pid, state, error)).
 FINISHED = "bitbuddies:finished"
 PR_SET_PDEATHSIG = 1
+# Workers are forked as tasks arrive (as many as are waiting, up to parallelism) and leave after this
+# long without a task: an idle stack holds none (~40 MB PSS each), a busy one keeps what it uses.
+WORKER_IDLE_SECONDS = 30.0
 # What a worker reports when it starts a workload (LocalExecutor's workload.running_state).
 RUNNING_STATES = {TaskInstanceState.RUNNING, "running"}
 
@@ -165,10 +171,18 @@ class RecoveringLocalExecutor(LocalExecutor):
     def start(self) -> None:
         self._held: dict[int, Any] = {}  # worker pid -> key of the workload it runs
         self._superseded: set[int] = set()  # workers whose key was dispatched again (a resumed task)
+        self._retiring = 0  # idle workers told to exit (a None on the queue) and not reaped yet
+        self._last_busy = time.monotonic()
         if preload_enabled():
             # Before the workers are forked: every task process starts with its DAG's imports done.
             preload_for_tasks()
-        super().start()
+        # No worker yet: LocalExecutor.start forks `parallelism` of them when it uses fork;
+        # _check_workers forks them as tasks arrive.
+        fork, self.is_mp_using_fork = self.is_mp_using_fork, False
+        try:
+            super().start()
+        finally:
+            self.is_mp_using_fork = fork
 
     def _spawn_worker(self):
         # LocalExecutor._spawn_worker with this module's worker function.
@@ -213,8 +227,27 @@ class RecoveringLocalExecutor(LocalExecutor):
             # so a task it finished is not mistaken for one it lost.
             self._read_results()
             for pid in dead:
-                self._lost(pid, f"worker {pid} exited with {self.workers[pid].exitcode}")
-        super()._check_workers()
+                proc = self.workers.pop(pid)
+                if pid not in self._held and proc.exitcode == 0 and self._retiring:
+                    self._retiring -= 1  # an idle worker that took its None and left
+                else:
+                    self._lost(pid, f"worker {pid} exited with {proc.exitcode}")
+                proc.close()
+        with self._unread_messages:
+            waiting = self._unread_messages.value  # workloads on the queue no worker has taken yet
+        idle = max(0, len(self.workers) - len(self._held) - self._retiring)
+        now = time.monotonic()
+        if waiting or self._held:
+            self._last_busy = now
+        missing = min(waiting - idle, self.parallelism - len(self.workers))
+        if missing > 0:
+            self._spawn_workers_with_gc_freeze(missing)
+        elif idle > 0 and not waiting and now - self._last_busy > WORKER_IDLE_SECONDS:
+            # A quiet stack keeps no idle worker: each is told to exit (and forked again when needed).
+            for _ in range(idle):
+                self.activity_queue.put(None)
+            self._retiring += idle
+            self.log.info("Retiring %d idle workers after %.0f s without tasks", idle, now - self._last_busy)
 
     def _lost(self, pid: int, why: str) -> None:
         key = self._held.pop(pid, None)

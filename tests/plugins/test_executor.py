@@ -18,6 +18,7 @@ import pytest
 from airflow.executors.base_executor import BaseExecutor
 from airflow.utils.state import TaskInstanceState
 
+from bitbuddies_airflow import executor as executor_module
 from bitbuddies_airflow.executor import RecoveringLocalExecutor
 
 
@@ -132,7 +133,11 @@ def test_revoke_task_kills_the_holder_and_forgets_the_task(executor, tmp_path):
 
 
 def test_killing_an_idle_worker_does_not_stop_the_others(executor, tmp_path):
+    for key in ("w1", "w2"):  # two tasks at once: two workers, idle again afterwards
+        submit(executor, Workload(key, seconds=0.5, runner_pid_file=str(tmp_path / key)))
+    sync_until(executor, lambda: all(executor.event_buffer.get(k, (None,))[0] == TaskInstanceState.SUCCESS for k in ("w1", "w2")))
     idle = list(executor.workers)
+    assert len(idle) == 2
     os.kill(idle[0], signal.SIGKILL)  # possibly the one waiting on the queue
     time.sleep(0.2)
     submit(executor, Workload("d", seconds=0.1, runner_pid_file=str(tmp_path / "d")))
@@ -153,3 +158,20 @@ def test_a_resumed_task_is_not_ended_by_the_exit_of_the_try_that_parked_it(execu
     assert executor.event_buffer.get("d", (None,))[0] != TaskInstanceState.SUCCESS
     sync_until(executor, lambda: executor.event_buffer.get("d", (None,))[0] == TaskInstanceState.SUCCESS)
     assert not executor._held and not executor._superseded
+
+
+def test_workers_are_forked_as_tasks_wait_and_leave_when_idle(executor, tmp_path, monkeypatch):
+    assert not executor.workers  # nothing forked before a task arrives
+    submit(executor, Workload("e", seconds=1.0, runner_pid_file=str(tmp_path / "e")))
+    assert len(executor.workers) == 1
+    holder(executor, "e")
+    submit(executor, Workload("f", seconds=1.0, runner_pid_file=str(tmp_path / "f")))
+    assert len(executor.workers) == 2  # the first one is busy
+    sync_until(executor, lambda: all(executor.event_buffer.get(k, (None,))[0] == TaskInstanceState.SUCCESS for k in "ef"))
+    monkeypatch.setattr(executor_module, "WORKER_IDLE_SECONDS", 0.3)
+    sync_until(executor, lambda: not executor.workers)
+    assert executor._retiring == 0 and not executor._held
+    assert all(state == TaskInstanceState.SUCCESS for state, _ in executor.event_buffer.values())  # nothing "lost"
+    submit(executor, Workload("g", seconds=0.1, runner_pid_file=str(tmp_path / "g")))
+    assert len(executor.workers) == 1
+    sync_until(executor, lambda: executor.event_buffer.get("g", (None,))[0] == TaskInstanceState.SUCCESS)
