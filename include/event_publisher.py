@@ -7,7 +7,9 @@ attempts, every error swallowed and logged: progress must never fail or slow a g
 The retry policy is written once, in :func:`_attempts`, a generator that says what to do next
 (post, or pause) and is told what happened; :func:`publish` and :func:`apublish` only carry that
 out with a blocking or an async HTTP client (a loop of two lines each), so the two cannot drift
-apart.
+apart. The blocking client is one per process, kept open (a task process publishes when its
+stage starts and when it ends: the second post reuses the connection); every client shares the
+process's TLS context (``include/http.py``).
 
 Where the endpoint is and its bearer token come as an :class:`EventsEndpoint`: Airflow's
 callbacks and triggers pass the one of the Airflow connection ``bitbuddies_api``
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from include.http import tls_context
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -127,10 +132,33 @@ def publish(
 ) -> bool:
     """Post an event to the API (``endpoint``, else the settings'); True when stored. Never raises, gives up within ~2 s."""
     run = _Run(generation_id, type, data, key, endpoint)
-    with httpx.Client(timeout=PUBLISH_TIMEOUT_SECONDS) as http:
-        while not run.done:
-            run.advance(_post(http, run.step) if isinstance(run.step, Post) else time.sleep(run.step))
+    http = _client()
+    while not run.done:
+        run.advance(_post(http, run.step) if isinstance(run.step, Post) else time.sleep(run.step))
     return run.result
+
+
+_clients: dict[int, httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _client() -> httpx.Client:
+    """This process's client for :func:`publish`. Keyed by the process id: a forked child opens
+    its own instead of sharing its parent's connections."""
+    pid = os.getpid()
+    with _clients_lock:
+        if pid not in _clients:
+            _clients.clear()  # a parent's, inherited through fork: never used here
+            _clients[pid] = httpx.Client(timeout=PUBLISH_TIMEOUT_SECONDS, verify=tls_context())
+        return _clients[pid]
+
+
+def close_client() -> None:
+    """Close this process's client (the next :func:`publish` opens a new one)."""
+    with _clients_lock:
+        client = _clients.pop(os.getpid(), None)
+    if client is not None:
+        client.close()
 
 
 def _post(http: httpx.Client, post: Post) -> Outcome:
@@ -145,7 +173,7 @@ async def apublish(
 ) -> bool:
     """:func:`publish` for async code (the triggerer): the same policy, awaited."""
     run = _Run(generation_id, type, data, key, endpoint)
-    async with httpx.AsyncClient(timeout=PUBLISH_TIMEOUT_SECONDS) as http:
+    async with httpx.AsyncClient(timeout=PUBLISH_TIMEOUT_SECONDS, verify=tls_context()) as http:
         while not run.done:
             run.advance(await _apost(http, run.step) if isinstance(run.step, Post) else await asyncio.sleep(run.step))
     return run.result

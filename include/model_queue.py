@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import json
 import logging
 import random
-import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import certifi
 import httpx
+
+from include.http import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +159,6 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context for every client: httpx builds a new one (~0.85 MB, the CA bundle) per
-    client otherwise, and a triggerer holds one client per waiting job (500 waits: 425 MB)."""
-    return ssl.create_default_context(cafile=certifi.where())
-
-
 def _auth_headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Key {api_key}"} if api_key else {}
 
@@ -202,8 +194,9 @@ class QueueClient:
         # How long the provider may keep the files a job makes (fal's CDN honours it; the local
         # model server's are purged by the retention DAG).
         self.media_expiry_seconds = media_expiry_seconds
+        # The process's one TLS context (include/http.py): a triggerer holds a client per waiting job.
         self._http = httpx.Client(timeout=timeout, headers=_auth_headers(api_key), transport=transport,
-                                  verify=_tls_context())
+                                  verify=tls_context())
 
     def close(self) -> None:
         self._http.close()
@@ -256,7 +249,7 @@ class AsyncQueueClient:
 
     def __init__(self, api_key: str | None = None, *, timeout: float = 15.0, transport: httpx.AsyncBaseTransport | None = None):
         self._http = httpx.AsyncClient(timeout=timeout, headers=_auth_headers(api_key), transport=transport,
-                                       verify=_tls_context())
+                                       verify=tls_context())
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -6,7 +6,8 @@ process then loads the task runner and parses its DAG file, whose imports (our `
 ``bitbuddies_airflow`` modules, sqlmodel, Pillow, pydantic-settings, ...) cost 0.15-0.4 s of CPU
 per task on two cores, and a generation runs 13 tasks. Imported here before the workers are
 forked, those modules are already in every task process (copy-on-write pages shared by all), and
-parsing a DAG file only runs its own body.
+parsing a DAG file only runs its own body. The TLS contexts those processes' HTTP clients use are
+built here too (:func:`warm_tls_contexts`).
 
 What is imported: the task runner and the DAG bag the runner parses with, and every absolute
 module a DAG file imports (anywhere in the file, so the imports inside tasks too), found by
@@ -88,5 +89,21 @@ def preload_for_tasks(dags_folder: str | Path | None = None) -> list[str]:
         dags_folder = conf.get("core", "dags_folder")
     before = len(sys.modules)
     failed = preload([*TASK_RUNTIME_MODULES, *dag_file_imports(dags_folder)])
+    warm_tls_contexts()
     log.info("Preloaded %d modules for task processes from %s", len(sys.modules) - before, dags_folder)
     return failed
+
+
+def warm_tls_contexts() -> None:
+    """Build, once in the parent, the TLS contexts every worker and task process would build for
+    itself (the CA bundle parsed: 50-130 ms of CPU each): the task SDK's client to Airflow's
+    API (one per task, in the worker) and ours (``include/http.py``: events, model jobs)."""
+    try:
+        from airflow.sdk.api.client import API_SSL_CA_FILE_PATH, API_SSL_CERT_PATH, Client
+
+        Client._get_ssl_context_cached(API_SSL_CA_FILE_PATH, API_SSL_CERT_PATH)
+        from include.http import tls_context
+
+        tls_context()
+    except Exception as exc:  # noqa: BLE001 - each process builds its own, as without this
+        log.warning("TLS contexts not built ahead of the task processes: %s: %s", type(exc).__name__, exc)

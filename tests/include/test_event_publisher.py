@@ -51,9 +51,11 @@ def scripted(monkeypatch):
         monkeypatch.setattr(event_publisher.httpx, "Client", lambda **kw: real_client(transport=transport, **kw))
         monkeypatch.setattr(event_publisher.httpx, "AsyncClient", lambda **kw: real_async(transport=transport, **kw))
         monkeypatch.setattr(event_publisher.time, "sleep", lambda seconds: None)
+        event_publisher.close_client()  # the next publish opens a client on the scripted endpoint
         return api
 
-    return install
+    yield install
+    event_publisher.close_client()
 
 
 CASES = [
@@ -74,3 +76,15 @@ def test_sync_and_async_publishers_follow_the_same_policy(scripted, answers, sto
     sent = [r.read() for r in sync_api.requests + async_api.requests]
     assert len(set(sent)) == 1 and b'"key":"k"' in sent[0]
     assert sync_api.requests[0].headers["authorization"].startswith("Bearer ")
+
+
+def test_one_blocking_client_per_process_and_never_a_parent_s(monkeypatch):
+    event_publisher.close_client()
+    first = event_publisher._client()
+    assert event_publisher._client() is first  # the second event reuses the connection
+    monkeypatch.setattr(event_publisher.os, "getpid", lambda: -1)  # as in a forked child
+    child = event_publisher._client()
+    assert child is not first
+    assert not first.is_closed  # the parent's stays the parent's: the child neither uses nor closes it
+    event_publisher.close_client()
+    assert child.is_closed

@@ -45,11 +45,14 @@ def test_the_generation_dags_imports_are_preloaded_in_a_fresh_process():
         "import sys; from bitbuddies_airflow.preload import preload_for_tasks;"
         f"failed = preload_for_tasks({str(ROOT / 'dags')!r});"
         "print(failed, all(m in sys.modules for m in ('include.ledger', 'include.generations',"
-        " 'bitbuddies_airflow.operators', 'airflow.sdk.execution_time.task_runner', 'include.media.transcode')))"
+        " 'bitbuddies_airflow.operators', 'airflow.sdk.execution_time.task_runner', 'include.media.transcode')),"
+        # The TLS contexts are built: a forked child's clients reuse them.
+        " __import__('include.http').http.tls_context.cache_info().currsize,"
+        " __import__('airflow.sdk.api.client').sdk.api.client.Client._get_ssl_context_cached.cache_info().currsize)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"}).stdout
-    assert out.strip().splitlines()[-1] == "[] True"
+    assert out.strip().splitlines()[-1] == "[] True 1 1"
 
 
 def test_preloading_can_be_turned_off(monkeypatch):
