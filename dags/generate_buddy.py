@@ -16,7 +16,7 @@ ledger key, and takes it only for a run started from the UI without one), then e
 inputs: `photo_url` macro) -> (`review` when the photo's safety score is borderline: an operator
 approves it under "Required actions"; skipped by `moderate` for every other photo) ->
 `cartoonize` once both passed -> (`expand_full_body` when the
-subject is cut off, decided by `choose_body` from the analysis while `cartoonize` runs) ->
+subject is cut off: `analyze` skips it for a whole one, from inside its own task) ->
 `segment_image` -> `animate` -> `segment_video`; then `transcode` encodes what the user sees
 first, the WebM (VP9 + alpha) and the poster, into object storage, `publish` makes the buddy
 visible, and `encode_fallbacks` adds the animated WebP, the GIF and the walk loop (WebM and WebP)
@@ -50,7 +50,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from bitbuddies_airflow.dag_defaults import DB_TIMEOUT, DOWNLOAD_TIMEOUT, ENCODE_TIMEOUT, OWNER, owner_links
 from bitbuddies_airflow.deadlines import alert_overdue_generation
 from bitbuddies_airflow.notifiers import GenerationFailedNotifier
-from bitbuddies_airflow.operators import ModelJobOperator
+from bitbuddies_airflow.operators import AnalyzeOperator, ModelJobOperator
 from bitbuddies_airflow.refunds import refuse_finished_generation, refuse_unless_formats_pending
 from bitbuddies_airflow.review import ModerateOperator, PhotoReviewOperator
 from bitbuddies_airflow.runs import generation_id, started_by_operator
@@ -154,8 +154,11 @@ def store_operator_generation(gid: str, params: dict, run_id: str) -> None:
     except operator_generations.OperatorRequestRefused as exc:
         raise AirflowFailException(str(exc)) from None
     print(f"generation {gid} stored for user {stored.user_id} ({params['payment']})")
-    # This task's on_execute_callback found nothing to report before the generation existed.
-    report_stage(get_current_context())
+    # This task's pre_execute and on_execute_callback found nothing before the generation existed:
+    # its stage is recorded and reported now.
+    context = get_current_context()
+    refuse_finished_generation(context)
+    report_stage(context)
 
 
 @dag(
@@ -205,23 +208,19 @@ def bitbuddies_generate():
             **stage_options.get(stage, {}),
         )
 
-    # A flagged photo fails moderate; a borderline one waits for an operator in `review`.
-    stage_options = {"moderate": {"review_task_id": "review"}}
+    # A flagged photo fails moderate; a borderline one waits for an operator in `review`. A subject
+    # that is not cut off skips `expand_full_body` (analyze decides: no branch task of its own).
+    stage_options = {"moderate": {"review_task_id": "review"}, "analyze": {"expand_task_id": "expand_full_body"}}
     prompt = "{{ params.prompt }}"
 
     charge = charge_token()
     photo = "{{ photo_url(params.upload_path, dag_run) }}"
     moderate = model_stage("moderate", operator=ModerateOperator, image_url=photo)
     review = PhotoReviewOperator(task_id="review", moderate_task_id="moderate", photo_url=photo, prompt=prompt)
-    analyze = model_stage("analyze", image_url=photo)
+    analyze = model_stage("analyze", operator=AnalyzeOperator, image_url=photo)
     cartoonize = model_stage("cartoonize", image_url=analyze.output["image_url"], prompt=prompt)
     # `review` is skipped for every photo that is not borderline.
     cartoonize.trigger_rule = "none_failed_min_one_success"
-
-    @task.branch(on_execute_callback=None)
-    def choose_body(analysis: dict) -> str:
-        """`expand_full_body` when the analysis says the subject is cut off, else straight to `segment_image`."""
-        return "expand_full_body" if analysis.get("cut_off") else "segment_image"
 
     expand = model_stage("expand_full_body", image_url=cartoonize.output["image_url"], prompt=prompt)
     segment_image = model_stage(
@@ -288,19 +287,18 @@ def bitbuddies_generate():
         refunded = settle_failed_generation(gid)
         print(f"{gid}: {'refunded and failed' if refunded else 'succeeded or never charged: nothing to refund'}")
 
-    # The body decision needs only the analysis: it is made while cartoonize runs, off the critical path.
-    branch = choose_body(analyze.output)
     assets = transcode(segment_video.output)
     charge >> [moderate, analyze]
     moderate >> review >> cartoonize
     moderate >> cartoonize
-    [cartoonize, branch] >> expand
-    [cartoonize, branch] >> segment_image
-    expand >> segment_image
+    # analyze skips expand (a direct downstream) for a whole subject; segment_image takes the
+    # expanded cartoon when there is one, else the cartoon.
+    [analyze, cartoonize] >> expand >> segment_image
+    cartoonize >> segment_image
     done = publish(assets, segment_video.output)
     fallbacks = encode_fallbacks(segment_video.output)
     done >> fallbacks
-    every_task = [charge, moderate, review, analyze, cartoonize, branch, expand, segment_image, animate, segment_video, assets, done, fallbacks]
+    every_task = [charge, moderate, review, analyze, cartoonize, expand, segment_image, animate, segment_video, assets, done, fallbacks]
     every_task >> refund_token().as_teardown()
 
 

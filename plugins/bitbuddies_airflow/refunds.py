@@ -6,7 +6,8 @@
   is why the task and the reconciliation DAG exist too; the run still ends failed.
 - ``refuse_finished_generation`` runs before every paid task (``pre_execute``; a no-op for an
   operator's run whose generation is not stored yet): a generation that already ended (failed
-  and refunded, or succeeded) is never worked on again. An operator who
+  and refunded, or succeeded) is never worked on again; one still running records the task's
+  stage in the same transaction. An operator who
   clears a finished run in the UI gets a clear task error instead of free or double paid work;
   the ledger stays right (the refund teardown finds nothing left to refund).
 - ``send_alert`` raises the operator alert (``include.alerts.generation_failed``), best effort.
@@ -64,11 +65,14 @@ def refund_failed_run(context) -> None:
 def refuse_finished_generation(context) -> None:
     """pre_execute of every task but the refund: never work (or pay) again for a finished generation.
 
+    A generation still running records here that this task's stage started (``generations.mark_stage``,
+    which leaves a finished one untouched): the check and the record are one transaction, and the
+    task's ``on_execute_callback`` (``reporting.report_stage``) only publishes the progress event.
     An operator's run whose generation ``charge_token`` has not stored yet has nothing finished to refuse."""
     gid = _generation_id(context)
     if not gid or not_stored_yet(context):
         return
-    generation = generations.get(gid)
+    generation = generations.mark_stage(gid, context["ti"].task_id)
     if generation.status in ("succeeded", "failed"):
         refund = "its token was refunded" if generation.refund_state == "refunded" else "it was not refunded"
         raise AirflowFailException(

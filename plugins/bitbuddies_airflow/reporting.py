@@ -35,28 +35,37 @@ def _generation_id(context) -> str | None:
     return generation_id(context)
 
 
-def _publish(generation_id: str, type: str, data: dict | None = None, key: str | None = None) -> bool:
+# Where a task's context keeps the API's endpoint once read: a task publishes when its stage
+# starts and when it ends, and the connection is read (a round trip to Airflow's API) once.
+_ENDPOINT_KEY = "bitbuddies_api_endpoint"
+
+
+def _publish(context, generation_id: str, type: str, data: dict | None = None, key: str | None = None) -> bool:
     """Publish to the API named by the Airflow connection ``bitbuddies_api`` (never raises)."""
-    try:
-        endpoint = InternalApiHook().get_endpoint()
-    except Exception:  # noqa: BLE001 - progress must never fail the pipeline
-        log.exception("Could not read the connection to the API")
-        return False
-    return endpoint is not None and event_publisher.publish(generation_id, type, data, key, endpoint=endpoint)
+    endpoint = context.get(_ENDPOINT_KEY)
+    if endpoint is None:
+        try:
+            endpoint = InternalApiHook().get_endpoint()
+        except Exception:  # noqa: BLE001 - progress must never fail the pipeline
+            log.exception("Could not read the connection to the API")
+            return False
+        if endpoint is None:
+            return False
+        context[_ENDPOINT_KEY] = endpoint
+    return event_publisher.publish(generation_id, type, data, key, endpoint=endpoint)
 
 
 def report_stage(context) -> None:
+    """on_execute_callback: the ``stage_started`` event. The task's pre_execute
+    (``refunds.refuse_finished_generation``) has recorded the stage on the generation."""
     gid = _generation_id(context)
     if gid and not not_stored_yet(context):
         ti = context["ti"]
-        try:
-            generations.mark_stage(gid, ti.task_id)
-        except Exception:  # noqa: BLE001 - progress must never fail the pipeline
-            log.exception("Could not report stage for %s", gid)
         stage = events.stage_of(ti.task_id)
         if stage:
             # Also runs when a deferred task resumes: the key makes that a repeat, stored once.
             _publish(
+                context,
                 gid,
                 "stage_started",
                 {"stage": stage, "task": ti.task_id, "try_number": ti.try_number},
@@ -73,6 +82,7 @@ def report_stage_finished(context) -> None:
     started = getattr(ti, "start_date", None)
     duration = (utcnow() - started).total_seconds() if started else None
     _publish(
+        context,
         gid,
         "stage_finished",
         {"stage": stage, "task": ti.task_id, "try_number": ti.try_number, "duration_seconds": duration},
@@ -86,6 +96,7 @@ def report_retry(context) -> None:
         return
     ti = context["ti"]
     _publish(
+        context,
         gid,
         "retry",
         {"stage": events.stage_of(ti.task_id), "task": ti.task_id, "try_number": ti.try_number,
@@ -119,14 +130,14 @@ def report_outcome(context) -> None:
         return
     if generation.status == "failed":
         refunded = generation.refund_state == "refunded"
-        _publish(gid, "refund", {"refunded": refunded}, key="refund")
+        _publish(context, gid, "refund", {"refunded": refunded}, key="refund")
         try:
             alerts.generation_failed(
                 gid, generation.failed_task, generation.error or "unknown error", refunded, task_url(context, generation.failed_task)
             )
         except Exception:  # noqa: BLE001 - the DAG's failure callback and the reconciliation alert too
             log.exception("Could not raise the alert for %s", gid)
-    _publish(gid, generation.status, events.terminal_data(generation))
+    _publish(context, gid, generation.status, events.terminal_data(generation))
 
 
 def user_message(task_id: str, exc: BaseException | None) -> str:

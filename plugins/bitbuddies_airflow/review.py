@@ -19,19 +19,16 @@ from typing import Any
 
 from airflow.providers.standard.exceptions import HITLRejectException, HITLTriggerEventError
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
-from bitbuddies_airflow.operators import ModelJobOperator
+from bitbuddies_airflow.operators import SkippingModelJobOperator
 from bitbuddies_airflow.runs import generation_id
 from include.review import NSFW_REJECTED, REJECTED_BY_REVIEW, Verdict, moderation_verdict, review_body, review_subject
 from include.settings import get_settings
 
 
-class ModerateOperator(ModelJobOperator, SkipMixin):
+class ModerateOperator(SkippingModelJobOperator):
     """The moderation stage: a flagged photo fails, a borderline one leaves ``review_task_id`` to run."""
-
-    inherits_from_skipmixin = True
 
     def __init__(self, *, review_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -44,10 +41,7 @@ class ModerateOperator(ModelJobOperator, SkipMixin):
         if verdict is Verdict.REJECT:
             raise AirflowFailException(NSFW_REJECTED)
         if verdict is Verdict.PASS:
-            review = [t for t in self.get_direct_relatives(upstream=False) if t.task_id == self.review_task_id]
-            # Skipping ends this task by exception: its result is stored as the return value first.
-            context["ti"].xcom_push(key="return_value", value=result)
-            self.skip(ti=context["ti"], tasks=review)
+            self._skip_with_result(context, result, self.review_task_id)
         return result
 
 

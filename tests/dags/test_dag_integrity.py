@@ -63,12 +63,13 @@ def test_generation_dag_is_the_pipeline(dagbag):
     # side by side, and nothing is cartoonized before the photo passed moderation.
     assert {"moderate", "analyze"} <= dag.get_task("charge_token").downstream_task_ids
     assert {"moderate", "analyze"} <= dag.get_task("cartoonize").upstream_task_ids
-    # The body decision reads only the analysis, so it is made while cartoonize runs.
-    assert dag.get_task("choose_body").upstream_task_ids == {"analyze"}
+    # analyze decides the body (it skips expand_full_body, a direct downstream, for a whole subject).
+    assert type(dag.get_task("analyze")).__name__ == "AnalyzeOperator"
+    assert dag.get_task("analyze").expand_task_id == "expand_full_body"
+    assert dag.get_task("expand_full_body").upstream_task_ids == {"analyze", "cartoonize"}
     order = ["cartoonize", "segment_image", "animate", "segment_video", "transcode", "publish", "encode_fallbacks"]
     for up, down in zip(order, order[1:]):
         assert down in dag.get_task(up).downstream_task_ids, f"{up} -> {down}"
-    assert {"expand_full_body", "segment_image"} <= dag.get_task("choose_body").downstream_task_ids
     assert "cartoonize" in dag.get_task("expand_full_body").upstream_task_ids
     assert dag.get_task("segment_image").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("transcode").pool == dag.get_task("encode_fallbacks").pool == MEDIA_POOL
@@ -125,6 +126,6 @@ def test_every_task_has_the_owner_with_a_link_a_doc_and_a_timeout_where_it_can_h
             if not (t.doc_md or kwargs.get("doc_md") or "").strip():
                 problems.append(f"{dag_id}.{t.task_id}: no doc_md")
             timeout = t.execution_timeout or kwargs.get("execution_timeout")
-            if not isinstance(t, deferred) and t.task_id != "choose_body" and timeout is None:
+            if not isinstance(t, deferred) and timeout is None:
                 problems.append(f"{dag_id}.{t.task_id}: no execution_timeout")
     assert not problems, "\n".join(problems)

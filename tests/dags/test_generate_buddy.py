@@ -49,6 +49,22 @@ def test_the_dags_moderate_task_passes_a_clean_photo_and_skips_review(dag, queue
     assert context["ti"].xcoms["return_value"]["nsfw"] is False
 
 
+@pytest.mark.parametrize("cut_off", [False, True])
+def test_the_dags_analyze_task_skips_the_expansion_of_a_whole_subject(dag, queue, cut_off):
+    queue.next_job = {"states": ["COMPLETED"], "result": {"cut_off": cut_off, "image": {"url": "http://files/a.png"}}}
+    task = copy.copy(dag.get_task("analyze"))
+    task.inputs = {"image_url": "http://photos.example/p.jpg"}
+    context = make_context()
+    if cut_off:
+        assert task.execute(context)["cut_off"] is True  # expand_full_body runs after cartoonize
+    else:
+        with pytest.raises(DownstreamTasksSkipped) as skipped:
+            task.execute(context)
+        assert skipped.value.tasks == ["expand_full_body"]  # only the expansion: cartoonize still runs
+        assert context["ti"].xcoms["return_value"]["cut_off"] is False
+    assert context["ti"].xcoms["image_url"] == "http://files/a.png"  # cartoonize's input either way
+
+
 @pytest.mark.parametrize("flagged", [False, True])
 def test_the_dags_moderate_task_leaves_a_borderline_photo_to_review(dag, queue, flagged):
     # The default band is [0.30, 0.45): inside it the operator decides, even over the model's flag.

@@ -61,10 +61,14 @@ def context(gid, task_id, try_number=1):
 
 
 def test_stage_start_finish_and_retry_events(gid, published):
+    from bitbuddies_airflow import refunds
+
     reporting.report_stage(context(gid, "charge_token"))
     reporting.report_stage_finished(context(gid, "charge_token"))
     reporting.report_retry(context(gid, "animate", 2))
-    reporting.report_stage(context(gid, "photo_url"))  # not a progress stage
+    ctx = context(gid, "photo_url")  # not a progress stage
+    refunds.refuse_finished_generation(ctx)  # pre_execute records the stage; the callback publishes
+    reporting.report_stage(ctx)
     assert [(t, k) for t, _, k in published] == [
         ("stage_started", "stage_started:charge_token:1"),
         ("stage_finished", "stage_finished:charge_token:1"),
@@ -158,3 +162,15 @@ def test_an_api_run_never_queries_whether_its_generation_is_stored(monkeypatch):
 
     monkeypatch.setattr(generations, "exists", lambda gid: pytest.fail("queried"))
     assert not_stored_yet({"dag_run": SimpleNamespace(conf={"generation_id": "a" * 32})}) is False
+
+
+def test_a_task_reads_the_api_connection_once(gid, published, monkeypatch):
+    from bitbuddies_airflow.hooks import InternalApiHook
+
+    reads = []
+    real = InternalApiHook.get_endpoint
+    monkeypatch.setattr(InternalApiHook, "get_endpoint", lambda self: reads.append(1) or real(self))
+    ctx = context(gid, "animate")
+    reporting.report_stage(ctx)
+    reporting.report_stage_finished(ctx)
+    assert len(published) == 2 and len(reads) == 1
