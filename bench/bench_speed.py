@@ -173,6 +173,32 @@ def wait_until_done(api: httpx.Client, gid: str, t0: float, timeout: float = 900
     raise TimeoutError(f"generation {gid} not done after {timeout} s")
 
 
+def wait_until_all_done(api: httpx.Client, gids: list[str], t0: float, stall_s: float = 300) -> list[dict]:
+    """:func:`wait_until_done` for many generations at once; gives up when none of them moved on
+    (status, stage or formats) for ``stall_s`` seconds (a stack whose scheduler died never finishes)."""
+    visible: dict[str, float] = {}
+    done: dict[str, dict] = {}
+    seen: dict[str, tuple] = {}
+    last_progress = time.time()
+    while len(done) < len(gids):
+        for gid in (g for g in gids if g not in done):
+            state = api.get(f"/api/generations/{gid}").json()
+            now = time.time() - t0
+            if state["status"] == "failed":
+                raise RuntimeError(f"generation {gid} failed: {state['error']}")
+            mark = (state["status"], state.get("stage"), tuple(state.get("formats_pending") or ()))
+            if seen.get(gid) != mark:
+                seen[gid], last_progress = mark, time.time()
+            if state["status"] == "succeeded":
+                visible.setdefault(gid, now)
+                if not state.get("formats_pending"):
+                    done[gid] = {"visible_s": visible[gid], "all_formats_s": now}
+        if time.time() - last_progress > stall_s:
+            raise TimeoutError(f"no generation moved on for {stall_s:.0f} s ({len(gids) - len(done)} not done)")
+        time.sleep(0.5)
+    return [done[gid] for gid in gids]
+
+
 def critical_path(tis: dict[str, dict], t0: float) -> dict[str, float]:
     """Seconds from submit to each task's start and end (the run's timeline)."""
     out = {}
@@ -254,7 +280,7 @@ def measure_throughput(v: Variant, n: int) -> dict:
     t0 = time.time()
     gids = [api.post("/api/generations", files={"image": ("p.jpg", photo, "image/jpeg")}, data={"prompt": "wave hello"}).json()["id"]
             for _ in range(n)]
-    results = [wait_until_done(api, gid, t0, timeout=3600) for gid in gids]
+    results = wait_until_all_done(api, gids, t0)
     wall = max(r["visible_s"] for r in results)
     stop.set()
     sampler.join()
@@ -292,8 +318,9 @@ def _measure(v: Variant, runs: int, concurrency: list[int], idle_s: float, loads
         print(f"  {v.name} idle PSS {total_mb(memory):.0f} MB", flush=True)
         result = {"settings": v.settings, "idle_memory": memory, "idle_pss_mb": total_mb(memory),
                   "latency": measure_latency(v, runs)}
-        # Idle again after generations: every model-server worker that took a job keeps its models.
-        time.sleep(10)
+        # Idle again after generations, as long as before them (idle executor workers retire after
+        # 30 s; every model-server worker that took a job keeps its models).
+        time.sleep(idle_s)
         result["idle_after_runs_memory"] = stack_memory(v.pids)
         result["idle_after_runs_pss_mb"] = total_mb(result["idle_after_runs_memory"])
         print(f"  {v.name} idle PSS after the runs {result['idle_after_runs_pss_mb']:.0f} MB", flush=True)
