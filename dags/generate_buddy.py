@@ -18,9 +18,10 @@ approves it under "Required actions"; skipped by `moderate` for every other phot
 `cartoonize` once both passed -> (`expand_full_body` when the
 subject is cut off: `analyze` skips it for a whole one, from inside its own task) ->
 `segment_image` -> `animate` -> `segment_video`; then `transcode` encodes what the user sees
-first, the WebM (VP9 + alpha) and the poster, into object storage, `publish` makes the buddy
-visible, and `encode_fallbacks` adds the animated WebP, the GIF and the walk loop (WebM and WebP)
-a few seconds later (the API lists them in `formats_pending` until then).
+first, the WebM (VP9 + alpha) and the poster, into object storage and publishes the buddy (the
+product's **publish** step, at the end of the same task: no task process of its own on every
+buddy's path), and `encode_fallbacks` adds the animated WebP, the GIF and the walk loop (WebM and
+WebP) a few seconds later (the API lists them in `formats_pending` until then).
 
 **Deadline.** A run not finished `deadline_alert_minutes` (default: `generation_deadline_minutes`)
 after it was queued raises Airflow's `DeadlineAlert`: the operator is alerted once (`plugins/bitbuddies_airflow/deadlines.py`), and the
@@ -54,7 +55,7 @@ from bitbuddies_airflow.operators import AnalyzeOperator, ModelJobOperator
 from bitbuddies_airflow.refunds import refuse_finished_generation, refuse_unless_formats_pending
 from bitbuddies_airflow.review import ModerateOperator, PhotoReviewOperator
 from bitbuddies_airflow.runs import generation_id, started_by_operator
-from bitbuddies_airflow.reporting import record_failure, report_outcome, report_retry, report_stage, report_stage_finished
+from bitbuddies_airflow.reporting import inner_stage, record_failure, report_outcome, report_retry, report_stage, report_stage_finished
 from bitbuddies_airflow.storage import open_for_write, provider_url
 from include import generations, ledger, operator_generations
 from include.settlement import settle_failed_generation
@@ -244,13 +245,19 @@ def bitbuddies_generate():
         assets = encode_formats(video_url, lambda name: open_for_write(f"{prefix}/{name}"), fps=fps, formats=formats, names=names)
         return {fmt: f"{prefix}/{asset.name}" for fmt, asset in assets.items()}
 
-    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT)
+    # Publishing ends this task: its success callback sends the outcome's event.
+    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT, on_success_callback=report_outcome)
     def transcode(video: dict, params=None) -> dict[str, str]:
-        """What the user sees first: the WebM with alpha and the poster (the fallbacks follow)."""
+        """What the user sees first: the WebM with alpha and the poster; then the buddy is published
+        (the generation succeeds) with its fallback formats listed as pending."""
         from include.media.transcode import FIRST_FORMATS, OUTPUT_NAMES
 
-        prefix = f"generations/{generation_id()}"
-        return encode(video["video"]["url"], int(video.get("fps") or 24), prefix, FIRST_FORMATS, OUTPUT_NAMES)
+        gid = generation_id()
+        prefix = f"generations/{gid}"
+        assets = encode(video["video"]["url"], int(video.get("fps") or 24), prefix, FIRST_FORMATS, OUTPUT_NAMES)
+        with inner_stage(get_current_context(), "publish"):
+            generations.mark_succeeded(gid, assets, pending=pending_after_publish(video))
+        return assets
 
     @task(
         pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT, on_execute_callback=None, on_success_callback=None,
@@ -268,16 +275,11 @@ def bitbuddies_generate():
         assets = transcode_clips(clips, lambda name: open_for_write(f"{prefix}/{name}"), fps=int(video.get("fps") or 24))
         generations.add_assets(generation_id(), {key: f"{prefix}/{asset.name}" for key, asset in assets.items()})
 
-    @task(on_success_callback=report_outcome, execution_timeout=DB_TIMEOUT)
-    def publish(assets: dict[str, str], video: dict, params=None) -> None:
-        """Makes the buddy visible (the generation succeeds); its fallback formats are listed as pending."""
-        generations.mark_succeeded(generation_id(), assets, pending=pending_after_publish(video))
-
     @task(retries=8, execution_timeout=DB_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, on_success_callback=report_outcome, pre_execute=None)
     def refund_token(params=None) -> None:
         """Compensation, after every other task is done: a generation that did not succeed gets its token back.
 
-        A teardown, so it never decides the run's state: `publish` does, and a failed run stays failed.
+        A teardown, so it never decides the run's state: `transcode` publishes, and a failed run stays failed.
         The ledger key makes it idempotent across retries, re-runs and the reconciliation DAG.
         """
         gid = generation_id()
@@ -287,7 +289,7 @@ def bitbuddies_generate():
         refunded = settle_failed_generation(gid)
         print(f"{gid}: {'refunded and failed' if refunded else 'succeeded or never charged: nothing to refund'}")
 
-    assets = transcode(segment_video.output)
+    published = transcode(segment_video.output)
     charge >> [moderate, analyze]
     moderate >> review >> cartoonize
     moderate >> cartoonize
@@ -295,10 +297,9 @@ def bitbuddies_generate():
     # expanded cartoon when there is one, else the cartoon.
     [analyze, cartoonize] >> expand >> segment_image
     cartoonize >> segment_image
-    done = publish(assets, segment_video.output)
     fallbacks = encode_fallbacks(segment_video.output)
-    done >> fallbacks
-    every_task = [charge, moderate, review, analyze, cartoonize, expand, segment_image, animate, segment_video, assets, done, fallbacks]
+    published >> fallbacks
+    every_task = [charge, moderate, review, analyze, cartoonize, expand, segment_image, animate, segment_video, published, fallbacks]
     every_task >> refund_token().as_teardown()
 
 

@@ -19,6 +19,9 @@ An operator's run (the trigger form) has no generation until its ``charge_token`
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -88,6 +91,22 @@ def report_stage_finished(context) -> None:
         {"stage": stage, "task": ti.task_id, "try_number": ti.try_number, "duration_seconds": duration},
         key=f"stage_finished:{ti.task_id}:{ti.try_number}",
     )
+
+
+@contextmanager
+def inner_stage(context, stage: str) -> Iterator[None]:
+    """A pipeline stage done inside another stage's task (``publish`` at the end of ``transcode``):
+    its ``stage_started`` and ``stage_finished`` events, as a task of its own would publish them."""
+    gid = _generation_id(context)
+    ti = context["ti"]
+    data = {"stage": stage, "task": ti.task_id, "try_number": ti.try_number}
+    if gid:
+        _publish(context, gid, "stage_started", data, key=f"stage_started:{stage}:{ti.try_number}")
+    started = time.monotonic()
+    yield
+    if gid:
+        _publish(context, gid, "stage_finished", data | {"duration_seconds": time.monotonic() - started},
+                 key=f"stage_finished:{stage}:{ti.try_number}")
 
 
 def report_retry(context) -> None:

@@ -94,7 +94,7 @@ def test_failed_outcome_publishes_refund_and_terminal_and_alerts_once(gid, publi
 
 def test_succeeded_outcome_publishes_the_terminal_event(gid, published):
     generations.mark_succeeded(gid, {})
-    reporting.report_outcome(context(gid, "publish"))
+    reporting.report_outcome(context(gid, "transcode"))  # transcode publishes
     assert [t for t, _, _ in published] == ["stage_finished", "succeeded"]
 
 
@@ -174,3 +174,13 @@ def test_a_task_reads_the_api_connection_once(gid, published, monkeypatch):
     reporting.report_stage(ctx)
     reporting.report_stage_finished(ctx)
     assert len(published) == 2 and len(reads) == 1
+
+
+def test_a_stage_inside_another_task_reports_its_own_start_and_finish(gid, published):
+    # publish is the end of transcode's task: the user's progress still shows it as a stage.
+    ctx = context(gid, "transcode")
+    with reporting.inner_stage(ctx, "publish"):
+        generations.mark_succeeded(gid, {})
+    (started, data, key), (finished, done, done_key) = published
+    assert (started, data["stage"], data["task"], key) == ("stage_started", "publish", "transcode", "stage_started:publish:1")
+    assert (finished, done_key) == ("stage_finished", "stage_finished:publish:1") and done["duration_seconds"] >= 0
