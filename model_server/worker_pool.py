@@ -6,11 +6,14 @@ takes the oldest queued job, hands it to its process over a private pipe and rel
 process's log lines and outcome into the :class:`JobStore`. Cancelling a running job kills
 that process and starts a fresh one, so a hung or runaway stage never blocks a slot for good.
 
-Only the first ``warm_workers`` processes load the models when they start (~240 MB each once
-loaded: the pose graph, the nudity detector); the others start bare (~6 MB) and load what a job
-needs when they first get one. A queued job goes to an idle warm worker when there is one, so an
-idle server holds one set of models and a lone generation never waits for a model to load; under
-load every worker takes jobs and warms up on its first.
+Only the first ``warm_workers`` processes load the models when they start (~270 MB each once
+loaded: the pose graph, the nudity detector); the others start bare (~27 MB) and load what a job
+needs when they first get one. A queued job goes to a worker that has run its model (or loaded
+every model) when one is idle; when those are all busy, another worker takes it only once it has
+waited ``COLD_START_DELAY_S`` (loading a model takes 0.5-2 s, longer than the quick stages it
+would wait for). So an idle server holds one set of models, a lone generation (whose moderate and
+analyze jobs come together) never waits for a model to load, and under load every worker takes
+jobs and loads what its jobs need.
 
 Jobs belong to the server, not to the HTTP client that submitted them: a client that goes
 away changes nothing. The manager also keeps the in-flight record (most jobs running and
@@ -40,6 +43,8 @@ WORKER_CRASHED = "worker_crashed"
 
 # How often a slot waiting on its worker looks at the cancel requests.
 _CANCEL_CHECK_S = 0.05
+# How long a queued job waits for a busy worker that has its model before another loads it.
+COLD_START_DELAY_S = 1.0
 
 
 class _Slot:
@@ -47,9 +52,10 @@ class _Slot:
 
     def __init__(self, index: int, files_root: Path, max_input_bytes: int, warm_up: bool = True) -> None:
         self.index = index
-        # Loads its models when it starts; a bare worker becomes warm with its first job.
+        # Loads its models when it starts; a bare worker loads what each job needs.
         self.warm_up = warm_up
-        self.warm = warm_up
+        # The models its process has run (None: it loaded every model when it started).
+        self.models: set[str] | None = None if warm_up else set()
         self._files_root = files_root
         self._max_input_bytes = max_input_bytes
         self._mp = multiprocessing.get_context("spawn")
@@ -70,7 +76,15 @@ class _Slot:
         self.process.start()
         child_conn.close()
         self.conn = parent_conn
-        self.warm = self.warm_up
+        self.models = None if self.warm_up else set()
+
+    @property
+    def warm(self) -> bool:
+        """Whether its process has loaded any model."""
+        return self.models is None or bool(self.models)
+
+    def has(self, model_id: str | None) -> bool:
+        return self.models is None or model_id in self.models
 
     def stop(self) -> None:
         if self.process is not None:
@@ -95,11 +109,13 @@ class JobManager:
         # and every job status transition, so that cancel and completion never interleave.
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()
+        # Each queued job's model and when it was queued (monotonic): who takes it, and when.
+        self._queued: dict[str, tuple[str, float]] = {}
         self._running: dict[str, _Slot] = {}
         self._cancel_requested: set[str] = set()
         self._slots = [_Slot(i, files_root, max_input_bytes, warm_up=i < warm_workers) for i in range(workers)]
-        # Warm slots waiting for a job: a bare slot leaves the queue to them.
-        self._idle_warm = 0
+        # Slots waiting for a job: one that has a queued job's model takes it first.
+        self._idle: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._stats_since = time.time()
@@ -116,7 +132,8 @@ class JobManager:
         self._store.fail_interrupted_jobs(time.time())
         with self._cond:
             # Jobs that were still queued never started: they keep their place in line.
-            self._queue.extend(job.request_id for job in self._store.jobs_with_status(IN_QUEUE))
+            for job in self._store.jobs_with_status(IN_QUEUE):
+                self._enqueue(job)
         for slot in self._slots:
             slot.ensure_started()
             thread = threading.Thread(target=self._serve_slot, args=(slot,), name=f"model-slot-{slot.index}",
@@ -148,7 +165,7 @@ class JobManager:
                       idempotency_key=idempotency_key, status=IN_QUEUE, created_at=now)
             self._store.create(job)
             self._store.record_submission(model_id, job.request_id, idempotency_key, False, now)
-            self._queue.append(job.request_id)
+            self._enqueue(job)
             self._note_in_flight()
             self._cond.notify_all()
             return job, False
@@ -169,6 +186,7 @@ class JobManager:
                 return False
             if request_id in self._queue:
                 self._queue.remove(request_id)
+                self._queued.pop(request_id, None)
                 self._finish_cancelled(request_id, None)
                 return True
             if job.status == IN_PROGRESS:
@@ -205,22 +223,39 @@ class JobManager:
         self._max_outstanding = max(self._max_outstanding, running + len(self._queue))
 
     # -- slots ----------------------------------------------------------------------------
+    def _enqueue(self, job: Job) -> None:
+        self._queue.append(job.request_id)
+        self._queued[job.request_id] = (job.model_id, time.monotonic())
+
+    def _wait_before_taking(self, slot: _Slot, request_id: str) -> float | None:
+        """Seconds ``slot`` leaves the job at the head of the queue to others: 0 to take it now,
+        None to wait until something changes (a slot that has the model is idle: it takes it)."""
+        model_id, queued_at = self._queued[request_id]
+        if slot.has(model_id):
+            return 0.0
+        holders = [other for other in self._slots if other is not slot and other.has(model_id)]
+        if not holders:
+            return 0.0  # no process has loaded it: the first idle slot does
+        if any(other.index in self._idle for other in holders):
+            return None
+        return max(0.0, queued_at + COLD_START_DELAY_S - time.monotonic())
+
     def _serve_slot(self, slot: _Slot) -> None:
         while True:
             with self._cond:
-                warm = slot.warm
-                if warm:
-                    self._idle_warm += 1
+                self._idle.add(slot.index)
                 try:
-                    # A bare slot takes a job only when no warm slot is idle to take it.
-                    while not self._stopping and (not self._queue or (not slot.warm and self._idle_warm > 0)):
-                        self._cond.wait()
+                    while not self._stopping:
+                        wait = self._wait_before_taking(slot, self._queue[0]) if self._queue else None
+                        if wait == 0.0:
+                            break
+                        self._cond.wait(wait)
                 finally:
-                    if warm:
-                        self._idle_warm -= 1
+                    self._idle.discard(slot.index)
                 if self._stopping:
                     return
                 request_id = self._queue.popleft()
+                self._queued.pop(request_id, None)
                 # The jobs left in line may now be for the bare slots.
                 self._cond.notify_all()
                 self._store.mark_running(request_id, time.time())
@@ -291,7 +326,8 @@ class JobManager:
                     # Cancelled while finishing: the result is discarded, as promised to the client.
                     self._finish_cancelled(request_id, message[-1])
                 elif kind == "done":
-                    slot.warm = True  # its process has loaded what this stage needs
+                    if slot.models is not None:
+                        slot.models.add(job.model_id)  # its process has loaded what this stage needs
                     _, result, seconds = message
                     self._store.mark_succeeded(request_id, result, seconds, time.time())
                 else:

@@ -33,14 +33,21 @@ def test_jobs_go_to_the_warm_worker_while_it_is_idle_and_to_the_bare_one_under_l
             taken_by.append(manager._running.get(job.request_id, slots[0]).index)
             wait_done(store, job.request_id)
         assert taken_by == [0, 0, 0] and not slots[1].warm
-        # Two at once: the second is not kept waiting for the busy warm worker.
-        jobs = [manager.submit(SELFTEST, {"seconds": 1.0}, "http://x", None)[0] for _ in range(2)]
+        # Two quick jobs at once (a generation's moderate and analyze): the second waits for the
+        # warm worker rather than for a model to load in the bare one.
+        jobs = [manager.submit(SELFTEST, {"seconds": 0.2}, "http://x", None)[0] for _ in range(2)]
+        for job in jobs:
+            wait_done(store, job.request_id)
+        assert not slots[1].warm
+        # Under load the bare worker takes a job once it has waited COLD_START_DELAY_S for the busy one.
+        jobs = [manager.submit(SELFTEST, {"seconds": 4.0}, "http://x", None)[0] for _ in range(2)]
         deadline = time.time() + 30
         while len(manager._running) < 2 and time.time() < deadline:
             time.sleep(0.01)
         assert {slot.index for slot in manager._running.values()} == {0, 1}
         for job in jobs:
             wait_done(store, job.request_id)
-        assert slots[1].warm  # it has run a job: it takes its share from now on
+        assert slots[1].warm and slots[1].has(SELFTEST)  # it has run that model: it takes its jobs at once now
+        assert not slots[1].has("bitbuddies/analyze")  # not this one: it is left to the worker that has it
     finally:
         manager.stop()
