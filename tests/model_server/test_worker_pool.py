@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from model_server.fault_injection import Faults
 from model_server.job_store import JobStore
 from model_server.worker_pool import JobManager
@@ -51,3 +53,35 @@ def test_jobs_go_to_the_warm_worker_while_it_is_idle_and_to_the_bare_one_under_l
         assert not slots[1].has("bitbuddies/analyze")  # not this one: it is left to the worker that has it
     finally:
         manager.stop()
+
+
+def test_a_queued_job_waits_for_a_worker_that_has_its_model_before_another_loads_it(tmp_path, monkeypatch):
+    from model_server import worker_pool
+    from model_server.job_store import Job
+
+    manager = JobManager(JobStore(tmp_path / "jobs.db"), Faults(), workers=3, files_root=tmp_path, max_input_bytes=1024,
+                         warm_workers=1)
+    warm, ran_analyze, bare = manager._slots  # not started: the rule only
+    ran_analyze.models = {"bitbuddies/analyze"}
+    clock = [100.0]
+    monkeypatch.setattr(worker_pool.time, "monotonic", lambda: clock[0])
+
+    def queued(model_id: str) -> str:
+        job = Job(request_id=model_id, model_id=model_id, input={}, base_url="http://x", idempotency_key=None,
+                  status="IN_QUEUE", created_at=0.0)
+        manager._enqueue(job)
+        return job.request_id
+
+    analyze, moderate, sticker = queued("bitbuddies/analyze"), queued("bitbuddies/moderate"), queued("bitbuddies/sticker")
+    # Whoever has the model takes it at once; the others leave it to an idle holder.
+    assert manager._wait_before_taking(warm, analyze) == 0 == manager._wait_before_taking(ran_analyze, analyze)
+    manager._idle = {warm.index}
+    assert manager._wait_before_taking(bare, analyze) is None and manager._wait_before_taking(bare, moderate) is None
+    # Its holders busy, another worker loads it once the job has waited COLD_START_DELAY_S.
+    manager._idle = set()
+    assert manager._wait_before_taking(bare, moderate) == pytest.approx(worker_pool.COLD_START_DELAY_S)
+    clock[0] += worker_pool.COLD_START_DELAY_S
+    assert manager._wait_before_taking(bare, moderate) == 0
+    # A model no worker has loaded (no warm worker here): the first idle one loads it, nobody waits.
+    warm.models = set()
+    assert manager._wait_before_taking(bare, sticker) == 0
