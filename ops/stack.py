@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -108,6 +109,8 @@ EMBEDDED_EXECUTOR = "bitbuddies_airflow.executor.RecoveringLocalExecutor"
 PRODUCTION_EXECUTOR = "bitbuddies_airflow.celery_executor.RecoveringCeleryExecutor"
 # The production workers' Celery configuration (Airflow's default plus the task processes' preload).
 CELERY_CONFIG = "bitbuddies_airflow.celery_config.CELERY_CONFIG"
+# The embedded profile's SQLite connections (plugins/bitbuddies_airflow/sqlite.py).
+SQLITE_CONNECT_ARGS = "bitbuddies_airflow.sqlite.CONNECT_ARGS"
 # Backstops for a task lost where no process exit reveals it (a hung worker, a worker orphaned by a
 # dead scheduler): each state is noticed within timeout + check interval (45 s), retried after the
 # DAG's 2 s retry delay, so a lost stage runs again within 60 s. A crashed scheduler's queued tasks
@@ -192,6 +195,9 @@ def environment(cfg: StackConfig) -> dict[str, str]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.airflow_url}/execution/",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # Wait up to 30 s for another process's write lock (sqlite3 gives up after 5 s); the
+            # file is in WAL mode (initialise): plugins/bitbuddies_airflow/sqlite.py.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": SQLITE_CONNECT_ARGS,
             "AIRFLOW__API__PORT": str(cfg.airflow_port),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": cfg.airflow_url,
@@ -408,6 +414,16 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> None:
         raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
 
 
+def use_wal(db_path: Path) -> str:
+    """Put a SQLite file in write-ahead-log mode (kept in the file; idempotent): its readers and a
+    writer no longer block each other (plugins/bitbuddies_airflow/sqlite.py). Returns the mode."""
+    connection = sqlite3.connect(str(db_path), timeout=30)
+    try:
+        return connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    finally:
+        connection.close()
+
+
 def initialise(cfg: StackConfig) -> None:
     """Idempotent set-up: Airflow metadata DB, pools from config/, the app DB (the connections are
     in the environment: connection_environment)."""
@@ -419,6 +435,8 @@ def initialise(cfg: StackConfig) -> None:
         create_database(cfg.airflow_db_url)
         create_database(cfg.app_db_url)
     _run([airflow, "db", "migrate"], env, "airflow db migrate")
+    if not cfg.production:
+        use_wal(cfg.airflow_home / "airflow.db")
     _run([airflow, "pools", "import", str(ROOT / "config" / "pools.json")], env, "airflow pools import")
     _run([sys.executable, "-c", "from include.migrations import migrate; migrate()"], env, "app db init")
 

@@ -151,3 +151,19 @@ def test_make_up_takes_stripe_and_printful_from_the_callers_environment_into_the
     cfg = StackConfig(var_dir=tmp_path, **found)
     assert "STRIPE_API_KEY" not in environment(cfg)
     assert process_environment(cfg, "api", process_specs(cfg)["api"])["STRIPE_API_KEY"] == "sk_test_2"
+
+
+def test_the_embedded_airflow_db_waits_for_locks_and_is_in_wal_mode(tmp_path):
+    import sqlite3
+
+    from bitbuddies_airflow.sqlite import CONNECT_ARGS
+
+    from ops import stack
+
+    env = stack.environment(stack.StackConfig(var_dir=tmp_path))
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] == "bitbuddies_airflow.sqlite.CONNECT_ARGS"
+    assert CONNECT_ARGS["timeout"] > 5  # sqlite3's default: a writer gave up after 5 s
+    db = tmp_path / "airflow.db"
+    sqlite3.connect(db).execute("create table t (x)").connection.close()
+    assert stack.use_wal(db) == "wal" and stack.use_wal(db) == "wal"  # idempotent
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # kept in the file
