@@ -236,6 +236,7 @@ def environment(cfg: StackConfig) -> dict[str, str]:
     if cfg.printful_api_key:
         env.update({"BITBUDDIES_PRINT_VENDOR": "printful", "BITBUDDIES_PRINTFUL_STICKER_VARIANT_ID": str(cfg.printful_sticker_variant_id)})
     if cfg.production:
+        env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS")  # SQLite's: Postgres takes none of them
         env.update(production_environment(cfg))
     env.update(cfg.extra_env)
     return env

@@ -163,6 +163,8 @@ def test_the_embedded_airflow_db_waits_for_locks_and_is_in_wal_mode(tmp_path):
     env = stack.environment(stack.StackConfig(var_dir=tmp_path))
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] == "bitbuddies_airflow.sqlite.CONNECT_ARGS"
     assert CONNECT_ARGS["timeout"] > 5  # sqlite3's default: a writer gave up after 5 s
+    production_env = stack.environment(production(tmp_path))
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS" not in production_env  # psycopg2 takes no such arguments
     db = tmp_path / "airflow.db"
     sqlite3.connect(db).execute("create table t (x)").connection.close()
     assert stack.use_wal(db) == "wal" and stack.use_wal(db) == "wal"  # idempotent
