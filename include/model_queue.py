@@ -8,7 +8,9 @@ result answers 4xx (a business error: retrying cannot help) or 5xx.
 
 This module owns the wire format and the retry policies for talking to a provider; it knows
 nothing about Airflow. The sync client serves workers (submit, fetch, cancel), the async one
-the triggerer (polling). Retry policies, by step:
+the triggerer (status). A job's status is read with one poll, or followed on fal's status stream
+(``{status_url}/stream``, server-sent events pushed on every change: a wait hears of completion
+at once instead of up to a poll interval later). Retry policies, by step:
 
 - worker calls (submit, result, cancel) retry transient answers (connection errors, 408/425/429/
   5xx) a few times with exponential backoff and full jitter, honouring ``Retry-After``;
@@ -27,6 +29,7 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -125,6 +128,36 @@ def _raise_for_status_poll(resp: httpx.Response, what: str) -> None:
     if resp.status_code in RETRYABLE_STATUS:
         raise ProviderError(message)
     raise ProviderRejected(message, resp.status_code)
+
+
+def stream_url(status_url: str) -> str:
+    """fal's status stream of a job: its status URL plus ``/stream`` (server-sent events)."""
+    return f"{status_url.rstrip('/')}/stream"
+
+
+class _EventLines:
+    """Server-sent events, line by line: the ``data:`` of each event as a JobStatus (comments and
+    other fields are skipped; a multi-line ``data`` is joined as the SSE format says)."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> JobStatus | None:
+        if line.startswith("data:"):
+            self._data.append(line[5:].removeprefix(" "))
+            return None
+        if line or not self._data:
+            return None
+        data, self._data = "\n".join(self._data), []
+        try:
+            return JobStatus.from_json(json.loads(data))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(f"status stream: not a status event: {data[:200]!r}") from exc
+
+
+# A status stream's quiet connection gets a comment line every 15 s (fal's keep-alive): a read
+# waits this long before the connection counts as lost.
+STREAM_READ_TIMEOUT_S = 45.0
 
 
 class ModelJobFailed(Exception):
@@ -232,6 +265,21 @@ class QueueClient:
         _raise_for_status_poll(resp, f"status of {job.request_id}")
         return JobStatus.from_json(resp.json())
 
+    def watch(self, job: Job, timeout: float) -> Iterator[JobStatus]:
+        """The job's status as the provider pushes it (its status stream): now, then on every
+        change, ending after COMPLETED; a read that gets nothing for ``timeout`` s ends it too
+        (``httpx.ReadTimeout``). Raises as :meth:`status` does when the stream cannot be opened."""
+        with self._http.stream("GET", stream_url(job.status_url), params={"logs": 0},
+                               timeout=httpx.Timeout(self._http.timeout.connect, read=timeout)) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                _raise_for_status_poll(resp, f"status stream of {job.request_id}")
+            events = _EventLines()
+            for line in resp.iter_lines():
+                status = events.feed(line)
+                if status is not None:
+                    yield status
+
     def result(self, job: Job) -> dict[str, Any]:
         resp = self._request("GET", job.response_url)
         if resp.status_code >= 400:
@@ -245,7 +293,7 @@ class QueueClient:
 
 
 class AsyncQueueClient:
-    """Asynchronous, read-only client for the triggerer: it only ever polls status."""
+    """Asynchronous, read-only client for the triggerer: it only ever reads status."""
 
     def __init__(self, api_key: str | None = None, *, timeout: float = 15.0, transport: httpx.AsyncBaseTransport | None = None):
         self._http = httpx.AsyncClient(timeout=timeout, headers=_auth_headers(api_key), transport=transport,
@@ -260,6 +308,21 @@ class AsyncQueueClient:
         resp = await self._http.get(status_url, params={"logs": 1})
         _raise_for_status_poll(resp, "status")
         return JobStatus.from_json(resp.json())
+
+    async def watch(self, status_url: str) -> AsyncIterator[JobStatus]:
+        """The job's status as the provider pushes it (fal's status stream): now, then on every
+        change, ending after COMPLETED. Raises as :meth:`status` does (and ``httpx.ReadTimeout``
+        when the connection stays silent past the keep-alives)."""
+        timeout = httpx.Timeout(self._http.timeout.connect, read=STREAM_READ_TIMEOUT_S)
+        async with self._http.stream("GET", stream_url(status_url), params={"logs": 0}, timeout=timeout) as resp:
+            if resp.status_code >= 400:
+                await resp.aread()
+                _raise_for_status_poll(resp, "status stream")
+            events = _EventLines()
+            async for line in resp.aiter_lines():
+                status = events.feed(line)
+                if status is not None:
+                    yield status
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # fal mode: the model server requires `Authorization: Key <model_server_key>` as fal.ai does.
     model_server_fal_mode: bool = False
     model_server_key: SecretStr = SecretStr("")
+    # fal's status stream (GET .../status/stream); off, the server answers it 404 as a provider
+    # without one would, and waits poll (to compare the two: bench.bench_triggerer --no-status-stream).
+    model_server_status_stream: bool = True
     # Fault injection at start-up, JSON as accepted by POST /_admin/faults (empty: no faults).
     model_server_faults: str = ""
     # Cap on one downloaded input (image or video) of a model server job.

@@ -6,6 +6,8 @@ worker pool. Routes, as fal.ai's queue API (the Airflow side relies on them exac
 - ``POST /{model_id}`` submit (optional ``Idempotency-Key``), 200 with ``status: IN_QUEUE``,
   request_id, queue_position and URLs;
 - ``GET /{app_id}/requests/{id}/status[?logs=1]`` 202 while queued/running, 200 when completed;
+- ``GET /{app_id}/requests/{id}/status/stream[?logs=1]`` the same answers as server-sent events,
+  pushed when the job changes and closed after ``COMPLETED`` (the triggerer waits on it);
 - ``GET /{model_id}/requests/{id}`` the result, 422/500 for a failed job, 400 while unfinished;
 - ``PUT /{model_id}/requests/{id}/cancel`` 202 CANCELLATION_REQUESTED or 400 ALREADY_COMPLETED;
 - ``GET /files/{id}/{name}`` result files; ``GET /healthz``;
@@ -25,12 +27,13 @@ import json
 import re
 import shutil
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from model_server.fault_injection import FaultConfig, Faults
@@ -43,6 +46,10 @@ from include.settings import Settings, get_settings
 # File names the stages write: plain names only, so a URL can never escape the job's folder.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SAFE_REQUEST_ID = re.compile(r"^[0-9a-f-]{36}$")
+# A status stream re-reads a queued job's position this often, and writes a comment line after
+# this long without news (fal: every 15 s), so that proxies and clients keep the connection.
+QUEUE_REFRESH_S = 1.0
+KEEPALIVE_S = 15.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,11 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = JobStore(root / "jobs.db")
         faults = Faults(FaultConfig.model_validate_json(settings.model_server_faults)
                         if settings.model_server_faults.strip() else None)
+        watchers = JobWatchers(asyncio.get_running_loop())
         manager = JobManager(store, faults, workers=settings.model_server_workers, files_root=files_root,
                              max_input_bytes=settings.model_server_max_input_bytes,
-                             warm_workers=settings.model_server_warm_workers)
+                             warm_workers=settings.model_server_warm_workers, on_change=watchers.changed)
         manager.start()
-        app.state.store, app.state.faults, app.state.manager = store, faults, manager
+        app.state.store, app.state.faults, app.state.manager, app.state.watchers = store, faults, manager, watchers
         try:
             yield
         finally:
@@ -150,11 +158,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         job = request.app.state.store.get(request_id)
         return job if job is not None and _app_id(job.model_id) == app_id else None
 
-    @app.get("/{model_id:path}/requests/{request_id}/status", dependencies=flaky)
-    def status(request: Request, model_id: str, request_id: str, logs: int = 0):
+    def status_of(request: Request, model_id: str, request_id: str, logs: int) -> dict[str, Any] | None:
+        """The job's status answer (None: no such job). Reporting COMPLETED records when the client
+        first heard it (the triggerer benchmark splits its wait there)."""
         job = job_of(request, model_id, request_id)
         if job is None:
-            return _not_found(request_id)
+            return None
         body: dict[str, Any] = {"status": job.status, "request_id": request_id}
         if job.status == IN_QUEUE:
             body["queue_position"] = request.app.state.manager.queue_position(request_id)
@@ -172,8 +181,56 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if job.failed:
                 body["error"] = job.error
                 body["error_type"] = job.error_type
-            return JSONResponse(body, status_code=200)
-        return JSONResponse(body, status_code=202)
+        return body
+
+    @app.get("/{model_id:path}/requests/{request_id}/status", dependencies=flaky)
+    def status(request: Request, model_id: str, request_id: str, logs: int = 0):
+        body = status_of(request, model_id, request_id, logs)
+        if body is None:
+            return _not_found(request_id)
+        return JSONResponse(body, status_code=200 if body["status"] == COMPLETED else 202)
+
+    @app.get("/{model_id:path}/requests/{request_id}/status/stream", dependencies=flaky)
+    async def status_stream(request: Request, model_id: str, request_id: str, logs: int = 0):
+        """fal's status stream: server-sent events, each ``data:`` a status answer, sent at once and
+        on every change (start, queue position, completion), closed after COMPLETED; a comment
+        line every ``KEEPALIVE_S`` keeps a quiet connection open."""
+        if not settings.model_server_status_stream:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        watchers: JobWatchers = request.app.state.watchers
+        watch = watchers.watch(request_id)  # before the first read: no change is missed
+        try:
+            body = await run_in_threadpool(status_of, request, model_id, request_id, logs)
+        except BaseException:
+            watchers.unwatch(request_id, watch)
+            raise
+        if body is None:
+            watchers.unwatch(request_id, watch)
+            return _not_found(request_id)
+
+        async def events() -> AsyncIterator[str]:
+            current, sent, last_write = body, None, time.monotonic()
+            try:
+                while True:
+                    if current != sent:
+                        yield f"data: {json.dumps(current)}\n\n"
+                        sent, last_write = current, time.monotonic()
+                        if current["status"] == COMPLETED:
+                            return
+                    elif time.monotonic() - last_write >= KEEPALIVE_S:
+                        yield ": keep-alive\n\n"
+                        last_write = time.monotonic()
+                    # Positions move as jobs ahead start (no per-job signal): re-read while queued.
+                    queued = current["status"] == IN_QUEUE
+                    await watch.wait(QUEUE_REFRESH_S if queued else KEEPALIVE_S)
+                    current = await run_in_threadpool(status_of, request, model_id, request_id, logs)
+                    if current is None:  # purged meanwhile
+                        return
+            finally:
+                watchers.unwatch(request_id, watch)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/{model_id:path}/requests/{request_id}", dependencies=flaky)
     def result(request: Request, model_id: str, request_id: str):
@@ -230,6 +287,53 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "queue_position": position}
 
     return app
+
+
+class _Watch:
+    """One status stream's wake-up: set when its job changes."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Until the job changes or ``timeout`` passes, then re-armed."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._event.clear()
+
+
+class JobWatchers:
+    """The open status streams by request id. The job manager's slot threads report changes
+    (``changed``, thread-safe, never blocking); the streams wait on the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._watches: dict[str, set[_Watch]] = {}
+
+    def watch(self, request_id: str) -> _Watch:
+        watch = _Watch()
+        self._watches.setdefault(request_id, set()).add(watch)
+        return watch
+
+    def unwatch(self, request_id: str, watch: _Watch) -> None:
+        watches = self._watches.get(request_id)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._watches[request_id]
+
+    def changed(self, request_id: str) -> None:
+        if request_id in self._watches:  # a read of a dict: safe from any thread
+            self._loop.call_soon_threadsafe(self._wake, request_id)
+
+    def _wake(self, request_id: str) -> None:
+        for watch in self._watches.get(request_id, ()):
+            watch.set()
 
 
 class _Unauthorized(Exception):

@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,8 @@ class _Slot:
 
 class JobManager:
     def __init__(self, store: JobStore, faults: Faults, *, workers: int, files_root: Path,
-                 max_input_bytes: int, warm_workers: int = 1) -> None:
+                 max_input_bytes: int, warm_workers: int = 1,
+                 on_change: Callable[[str], None] | None = None) -> None:
         if workers < 1:
             raise ValueError("the model server needs at least one worker")
         self._store = store
@@ -121,6 +123,9 @@ class JobManager:
         self._stats_since = time.time()
         self._max_running = 0
         self._max_outstanding = 0
+        # Told the request id whenever a job starts or finishes (the status streams wake on it);
+        # called with the condition held, so it must not block.
+        self._on_change = on_change or (lambda request_id: None)
 
     @property
     def workers(self) -> int:
@@ -259,6 +264,7 @@ class JobManager:
                 # The jobs left in line may now be for the bare slots.
                 self._cond.notify_all()
                 self._store.mark_running(request_id, time.time())
+                self._on_change(request_id)
                 self._running[request_id] = slot
                 self._note_in_flight()
             job = self._store.get(request_id)
@@ -330,6 +336,7 @@ class JobManager:
                         slot.models.add(job.model_id)  # its process has loaded what this stage needs
                     _, result, seconds = message
                     self._store.mark_succeeded(request_id, result, seconds, time.time())
+                    self._on_change(request_id)
                 else:
                     _, error_type, text, http_status, seconds = message
                     self._finish_failed(request_id, error_type, text, http_status, seconds)
@@ -342,3 +349,4 @@ class JobManager:
     def _finish_failed(self, request_id: str, error_type: str, message: str, http_status: int,
                        seconds: float | None) -> None:
         self._store.mark_failed(request_id, error_type, message, http_status, seconds, time.time())
+        self._on_change(request_id)

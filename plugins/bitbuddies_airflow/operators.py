@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from airflow.sdk import BaseOperator
 from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -37,7 +38,7 @@ from bitbuddies_airflow.hooks import DEFAULT_CONN_ID, ModelProviderHook
 from bitbuddies_airflow.runs import generation_id
 from bitbuddies_airflow.triggers import ModelJobTrigger
 from include import retention
-from include.model_queue import BUSINESS_ERROR_TYPES, Job, ModelJobFailed, ProviderRejected
+from include.model_queue import BUSINESS_ERROR_TYPES, Job, JobStatus, ModelJobFailed, ProviderError, ProviderRejected
 from include.settings import get_settings
 
 JOB_KEY = "model_job"
@@ -113,18 +114,39 @@ class ModelJobOperator(BaseOperator):
                     self._record_for_retention(job, context)  # in case the earlier try died before it
             else:
                 job, status = self._submit(client, hook, store, context, 1), None
-            status = status or client.status(job)
-            watch_until = time.monotonic() + self.grace
-            # A job with others ahead of it in the provider's queue will not be done soon: the
-            # worker slot goes back at once (under load the grace would only hold slots idle).
-            while not status.state.is_terminal() and time.monotonic() < watch_until and not (status.queue_position or 0) > 0:
-                time.sleep(min(0.1, self.poll_interval))
-                status = client.status(job)
+            status = self._watch_briefly(client, job, status or client.status(job))
             if status.state.is_terminal():
                 return self._fetch(client, job, context)
         finally:
             client.close()
         self._wait(job, context)
+
+    def _watch_briefly(self, client, job: Job, status: JobStatus) -> JobStatus:
+        """Follow the job for up to ``grace`` s in this task (a quick job is fetched here, not by a
+        second task process after a trip through the triggerer): on the provider's status stream,
+        which pushes the completion the moment it happens, else by polls every 0.1 s. A job with
+        others ahead of it in the provider's queue will not be done soon: the worker slot goes
+        back at once (under load the grace would only hold slots idle)."""
+        watch_until = time.monotonic() + self.grace
+
+        def keep_watching(current: JobStatus) -> bool:
+            return not current.state.is_terminal() and not (current.queue_position or 0) > 0 and time.monotonic() < watch_until
+
+        if not keep_watching(status):
+            return status
+        try:
+            # A read waits at most the grace left when the stream opened.
+            for status in client.watch(job, timeout=max(0.1, watch_until - time.monotonic())):
+                if not keep_watching(status):
+                    return status
+        except httpx.ReadTimeout:
+            return status  # the grace is over: the triggerer waits
+        except (httpx.TransportError, ProviderError) as exc:
+            self.log.info("No status stream for job %s (%s): polling", job.request_id, str(exc) or type(exc).__name__)
+        while keep_watching(status):
+            time.sleep(min(0.1, self.poll_interval))
+            status = client.status(job)
+        return status
 
     def _submit(self, client, hook: ModelProviderHook, store, context, submission: int) -> Job:
         ti = context["ti"]

@@ -1,5 +1,10 @@
 """ModelJobTrigger: waits, in the triggerer, for one model job to finish.
 
+It follows the job on the provider's status stream (fal's server-sent events, pushed on every
+change: the wait ends as soon as the job does, without a poll per interval per job); when the
+stream breaks it polls once after ``poll_interval`` and opens it again, and a provider that
+refuses the stream is polled every ``poll_interval`` instead.
+
 Its arguments are only the job's status URL, the connection id and an absolute deadline (plus,
 for progress, the generation id and stage), so it can be serialized, restarted or run twice at
 once (triggerer failover) without harm: polling is read-only. Transient trouble (connection errors, 429, 5xx) is ridden out with
@@ -26,7 +31,7 @@ import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from include import event_publisher
-from include.model_queue import JobState, ProviderError, ProviderRejected, backoff_delay
+from include.model_queue import JobState, JobStatus, ProviderError, ProviderRejected, backoff_delay
 
 # Longest pause between polls while the provider is in trouble: long outages are ridden out,
 # and the job is seen within this long after the provider comes back.
@@ -74,21 +79,25 @@ class ModelJobTrigger(BaseTrigger):
         failures = 0
         last_error = ""
         position: int | None = None
+        status: JobStatus | None = None
+        # fal's status stream, until the provider refuses it for good (then polls only).
+        self._streaming = True
         try:
             while time.time() < self.deadline:
-                try:
-                    status = await client.status(self.status_url)
-                except ProviderRejected as exc:
-                    yield TriggerEvent({"status": "error", "error": str(exc)})
-                    return
-                except (httpx.TransportError, ProviderError) as exc:
-                    failures += 1
-                    last_error = str(exc) or type(exc).__name__
-                    self.log.warning("Polling %s failed (%d in a row): %s", self.status_url, failures, last_error)
-                    delay = backoff_delay(failures, self.poll_interval, MAX_BACKOFF_S)
-                    await asyncio.sleep(max(0.0, min(delay, self.deadline - time.time())))
-                    continue
-                failures = 0
+                if status is None:
+                    try:
+                        status = await client.status(self.status_url)
+                    except ProviderRejected as exc:
+                        yield TriggerEvent({"status": "error", "error": str(exc)})
+                        return
+                    except (httpx.TransportError, ProviderError) as exc:
+                        failures += 1
+                        last_error = str(exc) or type(exc).__name__
+                        self.log.warning("Polling %s failed (%d in a row): %s", self.status_url, failures, last_error)
+                        delay = backoff_delay(failures, self.poll_interval, MAX_BACKOFF_S)
+                        await asyncio.sleep(max(0.0, min(delay, self.deadline - time.time())))
+                        continue
+                    failures = 0
                 if status.state is JobState.COMPLETED:
                     yield TriggerEvent(
                         {
@@ -106,11 +115,36 @@ class ModelJobTrigger(BaseTrigger):
                     if position is not None:
                         self.log.info("Job %s is queued at position %s", self.status_url, position)
                     self._publish_queue_position(position)
-                await asyncio.sleep(self.poll_interval)
+                status = await self._next_status(client, status)
             detail = f" (last poll: {last_error})" if last_error else ""
             yield TriggerEvent({"status": "timeout", "error": f"no result before the deadline{detail}"})
         finally:
             await client.aclose()
+
+    async def _next_status(self, client, current: JobStatus) -> JobStatus | None:
+        """The job's next state or queue position, as soon as the provider pushes it on the job's
+        status stream; None when the stream could not say (it failed or ended): the caller polls,
+        one poll interval later. Polls stay the authority on errors: a stream is only the fast
+        way to hear of a change."""
+        remaining = self.deadline - time.time()
+        if remaining <= 0:
+            return None
+        if self._streaming:
+            try:
+                async with asyncio.timeout(remaining):
+                    async for update in client.watch(self.status_url):
+                        if update.state is not current.state or update.queue_position != current.queue_position:
+                            return update
+            except TimeoutError:
+                return None  # the deadline: the caller's loop ends
+            except ProviderRejected as exc:
+                # A provider without the stream (or refusing it): poll from here on.
+                self._streaming = False
+                self.log.info("No status stream for %s (%s): polling every %s s", self.status_url, exc, self.poll_interval)
+            except (httpx.TransportError, ProviderError) as exc:
+                self.log.info("The status stream of %s broke (%s): polling", self.status_url, str(exc) or type(exc).__name__)
+        await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - time.time())))
+        return None
 
     def _publish_queue_position(self, position: int | None) -> None:
         """Announce the job's queue position (None: it left the queue and runs) without waiting."""

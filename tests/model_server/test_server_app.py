@@ -221,12 +221,26 @@ def test_fal_mode_requires_the_key(tmp_path) -> None:
         auth = {"Authorization": "Key secret-key"}
         submitted = srv.submit(SELFTEST, {"seconds": 0}, headers=auth)
         assert srv.client.get(submitted["status_url"]).status_code == 401
+        assert srv.client.get(f"{submitted['status_url']}/stream").status_code == 401
         srv.wait_for(submitted, headers=auth)
+        streamed = srv.client.get(f"{submitted['status_url']}/stream", headers=auth)
+        assert streamed.status_code == 200 and '"status": "COMPLETED"' in streamed.text
         assert srv.client.get(submitted["response_url"], headers=auth).json() == {"ok": True}
         # fal has no idempotency key: the same key twice is two jobs.
         keyed = {**auth, "Idempotency-Key": "same"}
         first, second = (srv.submit(SELFTEST, {"seconds": 0}, headers=keyed) for _ in range(2))
         assert first["status"] == "IN_QUEUE" and first["request_id"] != second["request_id"]
+    finally:
+        srv.close()
+
+
+def test_the_status_stream_can_be_switched_off(tmp_path) -> None:
+    """As a provider without one: 404 (the triggers then poll; the triggerer benchmark compares)."""
+    srv = ModelServerProcess(tmp_path, model_server_status_stream="false").start()
+    try:
+        submitted = srv.submit(SELFTEST, {"seconds": 0})
+        assert srv.client.get(f"{submitted['status_url']}/stream").status_code == 404
+        assert srv.wait_for(submitted)["status"] == "COMPLETED"
     finally:
         srv.close()
 
@@ -279,3 +293,38 @@ def test_purge_forgets_finished_jobs_by_key_prefix_or_age_and_keeps_running_ones
     assert srv.client.post("/_admin/purge", json={"finished_before": time.time() + 1}).json()["purged"] >= 1  # the module's other finished jobs too
     assert srv.status(other).status_code == 404
     srv.client.put(running["cancel_url"])
+
+
+def test_status_stream_pushes_queue_position_start_and_completion(clean_server: ModelServerProcess) -> None:
+    """fal's status stream: the current status at once, then every change as a server-sent event,
+    closed after COMPLETED; the completion arrives as soon as the job ends (no poll interval)."""
+    import json
+
+    srv = clean_server
+    blockers = [srv.submit(SELFTEST, {"seconds": 1.0}) for _ in range(2)]
+    for blocker in blockers:
+        srv.wait_for(blocker, "IN_PROGRESS", timeout=10)
+    waiting = srv.submit(SELFTEST, {"seconds": 0.3})
+    events, lines = [], []
+    with srv.client.stream("GET", f"{waiting['status_url']}/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            lines.append(line)
+            if line.startswith("data:"):
+                events.append((time.monotonic(), json.loads(line[5:])))
+    states = [body["status"] for _, body in events]
+    assert states[0] == "IN_QUEUE" and events[0][1]["queue_position"] == 0
+    assert states[-1] == "COMPLETED" and "IN_PROGRESS" in states
+    # One event per change (no repeats), each ended by the blank line of the SSE format.
+    assert len({json.dumps(body, sort_keys=True) for _, body in events}) == len(events)
+    assert lines[-1] == ""
+    done = events[-1][1]
+    assert done["metrics"]["inference_time"] >= 0.3 and "error" not in done
+    # Pushed when the job finished: the server records when a client first heard of it.
+    stats = srv.client.get("/_admin/stats").json()
+    job = next(j for j in stats["jobs"] if j["request_id"] == waiting["request_id"])
+    assert 0 <= job["done_reported_at"] - job["finished_at"] < 0.5
+
+    missing = srv.client.get(f"{srv.url}/{SELFTEST}/requests/00000000-0000-0000-0000-000000000000/status/stream")
+    assert missing.status_code == 404

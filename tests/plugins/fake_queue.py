@@ -24,7 +24,8 @@ class FakeJob:
     error: str | None = None
     error_type: str | None = None
     result_status: int = 200
-    polls: int = 0
+    polls: int = 0  # status answers given, by a poll or on a stream
+    streams: int = 0  # status streams opened
     cancelled: bool = False
     queue_position: int = 0  # reported while IN_QUEUE
 
@@ -38,6 +39,7 @@ class FakeQueue:
         self.transient_failures = 0  # next N requests answer 503
         self.next_job: dict = {}
         self.reject_submit: str | None = None  # answer every submit 422 with this detail
+        self.stream_status = 200  # another value: the status stream answers it (a provider without one: 404)
         self._ids = itertools.count(1)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -69,20 +71,37 @@ class FakeQueue:
         if job is None:
             return httpx.Response(404, json={"detail": f"Request {rid!r} not found"})
         if path.endswith("/status"):
-            state = job.states[min(job.polls, len(job.states) - 1)]
-            job.polls += 1
-            body = {"status": state}
-            if state == "IN_QUEUE":
-                body["queue_position"] = job.queue_position
-            if state == "COMPLETED" and job.error:
-                body.update(error=job.error, error_type=job.error_type)
-            return httpx.Response(200 if state == "COMPLETED" else 202, json=body)
+            body = self._next_status(job)
+            return httpx.Response(200 if body["status"] == "COMPLETED" else 202, json=body)
+        if path.endswith("/status/stream"):
+            # fal's stream: every state left in the script, one event each, closed after COMPLETED.
+            if self.stream_status != 200:
+                return httpx.Response(self.stream_status, json={"detail": "no stream"})
+            job.streams += 1
+            events = []
+            while True:
+                body = self._next_status(job)
+                events.append(f": keep-alive\n\ndata: {json.dumps(body)}\n\n")
+                if body["status"] == "COMPLETED" or job.polls >= len(job.states):
+                    break
+            return httpx.Response(200, content="".join(events).encode(), headers={"content-type": "text/event-stream"})
         if path.endswith("/cancel"):
             job.cancelled = True
             return httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"})
         if job.error:
             return httpx.Response(job.result_status, json={"detail": job.error, "error_type": job.error_type})
         return httpx.Response(200, json=job.result)
+
+    @staticmethod
+    def _next_status(job: FakeJob) -> dict:
+        state = job.states[min(job.polls, len(job.states) - 1)]
+        job.polls += 1
+        body = {"status": state}
+        if state == "IN_QUEUE":
+            body["queue_position"] = job.queue_position
+        if state == "COMPLETED" and job.error:
+            body.update(error=job.error, error_type=job.error_type)
+        return body
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handler)

@@ -194,10 +194,16 @@ def test_a_job_the_provider_forgot_is_submitted_again(queue):
 
 
 def test_a_job_done_within_the_grace_is_fetched_without_deferring(queue):
-    # IN_QUEUE, IN_PROGRESS, COMPLETED on successive polls: done within a second of watching.
+    # IN_QUEUE at the first poll, then IN_PROGRESS and COMPLETED pushed on the status stream.
     ctx = make_context()
     result = op(grace=5.0, poll_interval=0.05).execute(ctx)
-    assert "image" in result and queue.jobs["req1"].polls == 3
+    assert "image" in result and queue.jobs["req1"].polls == 3 and queue.jobs["req1"].streams == 1
+
+
+def test_without_a_status_stream_the_grace_polls(queue):
+    queue.stream_status = 404
+    result = op(grace=5.0, poll_interval=0.05).execute(make_context())
+    assert "image" in result and queue.jobs["req1"].polls == 3 and queue.jobs["req1"].streams == 0
 
 
 def test_a_job_waiting_behind_others_defers_at_once_instead_of_holding_a_worker(queue):

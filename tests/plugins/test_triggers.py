@@ -94,8 +94,28 @@ def test_completed_after_queue_and_progress(queue):
     url = status_url(queue)
     event = first_event(ModelJobTrigger(url, "c", time.time() + 10, poll_interval=0.01))
     assert event["status"] == "completed" and event["error"] is None
-    assert queue.jobs["r1"].polls == 3
-    assert queue.submissions == []  # polling never submits
+    # One poll, then the status stream: a stream per change heard (running, then done).
+    assert queue.jobs["r1"].streams == 2
+    assert queue.submissions == []  # waiting never submits
+
+
+def test_completion_is_heard_on_the_status_stream_without_waiting_a_poll_interval(queue):
+    url = status_url(queue, states=["IN_QUEUE", "IN_QUEUE", "IN_PROGRESS", "COMPLETED"])
+    started = time.monotonic()
+    event = first_event(ModelJobTrigger(url, "c", time.time() + 120, poll_interval=60))
+    assert event["status"] == "completed"
+    assert time.monotonic() - started < 5  # a poll interval is 60 s
+    assert queue.jobs["r1"].streams >= 1
+
+
+@pytest.mark.parametrize("stream_status", [404, 405, 503])
+def test_without_a_status_stream_the_job_is_polled(queue, stream_status):
+    """A provider that refuses the stream (404/405: for good; 503: this time) is polled instead."""
+    queue.stream_status = stream_status
+    url = status_url(queue, states=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"])
+    event = first_event(ModelJobTrigger(url, "c", time.time() + 10, poll_interval=0.01))
+    assert event["status"] == "completed" and queue.jobs["r1"].polls == 4
+    assert queue.jobs["r1"].streams == 0
 
 
 def test_failed_job_is_reported_with_its_error(queue):
