@@ -198,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.model_server_status_stream:
             return JSONResponse({"detail": "Not Found"}, status_code=404)
         watchers: JobWatchers = request.app.state.watchers
+        manager: JobManager = request.app.state.manager
         watch = watchers.watch(request_id)  # before the first read: no change is missed
         try:
             body = await run_in_threadpool(status_of, request, model_id, request_id, logs)
@@ -220,9 +221,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     elif time.monotonic() - last_write >= KEEPALIVE_S:
                         yield ": keep-alive\n\n"
                         last_write = time.monotonic()
-                    # Positions move as jobs ahead start (no per-job signal): re-read while queued.
+                    # Positions move as jobs ahead start (no per-job signal): looked at while queued,
+                    # and the status read again only when the position moved.
                     queued = current["status"] == IN_QUEUE
-                    await watch.wait(QUEUE_REFRESH_S if queued else KEEPALIVE_S)
+                    changed = await watch.wait(QUEUE_REFRESH_S if queued else KEEPALIVE_S)
+                    if not changed and (not queued or manager.queue_position(request_id) == current["queue_position"]):
+                        continue
                     current = await run_in_threadpool(status_of, request, model_id, request_id, logs)
                     if current is None:  # purged meanwhile
                         return
@@ -298,13 +302,15 @@ class _Watch:
     def set(self) -> None:
         self._event.set()
 
-    async def wait(self, timeout: float) -> None:
-        """Until the job changes or ``timeout`` passes, then re-armed."""
+    async def wait(self, timeout: float) -> bool:
+        """Until the job changes (True) or ``timeout`` passes (False), then re-armed."""
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
         except TimeoutError:
             pass
+        changed = self._event.is_set()
         self._event.clear()
+        return changed
 
 
 class JobWatchers:

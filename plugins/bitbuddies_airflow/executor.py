@@ -35,8 +35,8 @@ submitted again and the ledger is not touched (its keys are per generation).
   take the key out of ``running`` and the scheduler would fail the resumed run as "killed
   externally". Workers report what they finish with their pid, and a finish from a worker whose
   key has since been dispatched again is dropped (the server already moved the task past it).
-- The DAG files' imports are loaded in the scheduler before the workers are forked
-  (``preload.py``): task processes, forked from the workers, start with them.
+- The DAG files' imports are loaded, and the DAG files parsed, in the scheduler before the workers
+  are forked (``preload.py``): task processes, forked from the workers, start with them.
 - Workers are forked when tasks wait for one (not ``parallelism`` of them at start) and leave
   once the executor has had no task for ``WORKER_IDLE_SECONDS``: an idle stack holds no worker.
 - Idle workers wait for the queue without holding its read lock (Airflow's ``SimpleQueue.get``
@@ -64,7 +64,7 @@ from airflow.executors.local_executor import LocalExecutor
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 
-from bitbuddies_airflow.preload import preload_enabled, preload_for_tasks
+from bitbuddies_airflow.preload import configured_dags_folder, parse_dag_files, preload_enabled, preload_for_tasks
 
 # The marker a worker puts on the result queue when it takes a workload: (key, TAKEN, pid).
 TAKEN = "bitbuddies:taken"
@@ -186,6 +186,10 @@ class RecoveringLocalExecutor(LocalExecutor):
 
     def _spawn_worker(self):
         # LocalExecutor._spawn_worker with this module's worker function.
+        if preload_enabled():
+            # A DAG file changed since it was parsed here is parsed again (a stat per file otherwise):
+            # the new worker's task processes start with it.
+            parse_dag_files(configured_dags_folder())
         proc = multiprocessing.Process(
             target=_run_worker,
             kwargs={

@@ -78,7 +78,7 @@ class ModelJobTrigger(BaseTrigger):
         self._events = await InternalApiHook.aget_endpoint() if self.generation_id else None
         failures = 0
         last_error = ""
-        position: int | None = None
+        self._position: int | None = None
         status: JobStatus | None = None
         # fal's status stream, until the provider refuses it for good (then polls only).
         self._streaming = True
@@ -108,24 +108,28 @@ class ModelJobTrigger(BaseTrigger):
                         }
                     )
                     return
-                if status.queue_position != position:
-                    # Logged and published on change only: hundreds of waits logging every poll
-                    # keep the triggerer busy writing their logs.
-                    position = status.queue_position
-                    if position is not None:
-                        self.log.info("Job %s is queued at position %s", self.status_url, position)
-                    self._publish_queue_position(position)
-                status = await self._next_status(client, status)
+                self._note_position(status.queue_position)
+                status = await self._follow_stream(client)
             detail = f" (last poll: {last_error})" if last_error else ""
             yield TriggerEvent({"status": "timeout", "error": f"no result before the deadline{detail}"})
         finally:
             await client.aclose()
 
-    async def _next_status(self, client, current: JobStatus) -> JobStatus | None:
-        """The job's next state or queue position, as soon as the provider pushes it on the job's
-        status stream; None when the stream could not say (it failed or ended): the caller polls,
-        one poll interval later. Polls stay the authority on errors: a stream is only the fast
-        way to hear of a change."""
+    def _note_position(self, position: int | None) -> None:
+        if position == self._position:
+            return
+        # Logged and published on change only: hundreds of waits logging every poll keep the
+        # triggerer busy writing their logs.
+        self._position = position
+        if position is not None:
+            self.log.info("Job %s is queued at position %s", self.status_url, position)
+        self._publish_queue_position(position)
+
+    async def _follow_stream(self, client) -> JobStatus | None:
+        """Follow the job on its status stream (one connection: queue positions are noted as they
+        come) until it completes: returns that status. None when the stream could not tell (it
+        failed, ended early, or the deadline came): the caller polls, one poll interval later.
+        Polls stay the authority on errors: a stream is only the fast way to hear of a change."""
         remaining = self.deadline - time.time()
         if remaining <= 0:
             return None
@@ -133,8 +137,9 @@ class ModelJobTrigger(BaseTrigger):
             try:
                 async with asyncio.timeout(remaining):
                     async for update in client.watch(self.status_url):
-                        if update.state is not current.state or update.queue_position != current.queue_position:
+                        if update.state is JobState.COMPLETED:
                             return update
+                        self._note_position(update.queue_position)
             except TimeoutError:
                 return None  # the deadline: the caller's loop ends
             except ProviderRejected as exc:

@@ -94,8 +94,8 @@ def test_completed_after_queue_and_progress(queue):
     url = status_url(queue)
     event = first_event(ModelJobTrigger(url, "c", time.time() + 10, poll_interval=0.01))
     assert event["status"] == "completed" and event["error"] is None
-    # One poll, then the status stream: a stream per change heard (running, then done).
-    assert queue.jobs["r1"].streams == 2
+    # One poll, then one status stream that tells every change (running, then done).
+    assert queue.jobs["r1"].polls == 3 and queue.jobs["r1"].streams == 1
     assert queue.submissions == []  # waiting never submits
 
 
