@@ -116,13 +116,17 @@ class ModelJobTrigger(BaseTrigger):
             await client.aclose()
 
     def _note_position(self, position: int | None) -> None:
+        """Publish each change of the job's queue position; log only where it joined the queue and
+        when it left it. The trigger's log lines travel to the triggerer's supervisor, which also
+        hands the triggers' events on: hundreds of queued waits logging every move (their
+        positions change with every job that starts) held those events up by tens of seconds."""
         if position == self._position:
             return
-        # Logged and published on change only: hundreds of waits logging every poll keep the
-        # triggerer busy writing their logs.
-        self._position = position
-        if position is not None:
+        if self._position is None and position is not None:
             self.log.info("Job %s is queued at position %s", self.status_url, position)
+        elif position is None and self._position is not None:
+            self.log.info("Job %s left the queue", self.status_url)
+        self._position = position
         self._publish_queue_position(position)
 
     async def _follow_stream(self, client) -> JobStatus | None:
