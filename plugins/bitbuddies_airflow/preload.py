@@ -113,6 +113,8 @@ def configured_dags_folder() -> str:
 # already built (copy-on-write: what a task changes stays in its own process) and builds it again
 # only when the file changed since (its size or modification time).
 DAGS_FOLDER_BUNDLE = "dags-folder"
+# Set to 0 to let every task process parse its DAG file itself.
+PARSE_AHEAD_ENV = "BITBUDDIES_PARSE_DAGS_AHEAD"
 # A DAG file's path (as the task runner joins it: the bundle's path and the file's) -> (its stat signature, bundle path, bundle name, the parsed bag)
 _parsed: dict[str, tuple[tuple[int, int], str, str, Any]] = {}
 
@@ -129,6 +131,8 @@ def parse_dag_files(dags_folder: str | Path, bundle_name: str = DAGS_FOLDER_BUND
     """Parse the DAG files of ``dags_folder`` (those changed since the last call) as a task process
     would, and let the task processes forked from here use them; returns the files parsed now. A
     file that fails to parse, or holds no DAG, is left to each task process, as without this."""
+    if os.environ.get(PARSE_AHEAD_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return []
     from airflow.dag_processing import dagbag
 
     _install()

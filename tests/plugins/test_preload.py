@@ -55,11 +55,15 @@ def test_the_generation_dags_imports_are_preloaded_in_a_fresh_process():
     assert out.strip().splitlines()[-1] == "[] True 1 1"
 
 
-def test_preloading_can_be_turned_off(monkeypatch):
+def test_preloading_can_be_turned_off(monkeypatch, tmp_path):
     monkeypatch.delenv(preload.PRELOAD_ENV, raising=False)
     assert preload.preload_enabled()
     monkeypatch.setenv(preload.PRELOAD_ENV, "0")
     assert not preload.preload_enabled()
+    # Parsing the DAG files ahead has a switch of its own: off, nothing is parsed (or patched).
+    (tmp_path / "a_dag.py").write_text("raise SystemExit('not run')\n")
+    monkeypatch.setenv(preload.PARSE_AHEAD_ENV, "0")
+    assert preload.parse_dag_files(tmp_path) == []
 
 
 
