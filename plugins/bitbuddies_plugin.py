@@ -3,6 +3,9 @@
 - "Alerts" and "Ledger audit" in the UI's navigation: read-only pages of a FastAPI app mounted on
   the api-server under ``/bitbuddies`` (``bitbuddies_airflow/console.py``; Airflow's auth manager
   decides who may see them).
+- Airflow's audit log of its REST API's writes committed off the api-server's event loop
+  (``bitbuddies_airflow/action_log_fix.py``: on SQLite, a commit waiting on the loop could lock out
+  every other writer).
 - Each generation run links to its generation page in the web app:
 
 An ``external_views`` entry with ``destination: "dag_run"`` is a tab on every DAG run page of the
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from bitbuddies_airflow import deadline_fix
+from bitbuddies_airflow import action_log_fix, deadline_fix
 from include.settings import get_settings
 
 # Clearing a generation run (REST API, UI) must work before its queued-at deadline has passed.
@@ -59,3 +62,4 @@ class BitBuddiesPlugin(AirflowPlugin):
     name = "bitbuddies"
     external_views = [generation_view(), *operator_views()]
     fastapi_apps = [console_app()]
+    fastapi_root_middlewares = [action_log_fix.root_middleware()]

@@ -58,3 +58,32 @@ def test_airflow_loads_the_plugin_from_the_plugins_folder(tmp_path):
     }
     assert [v["name"] for v in plugin["external_views"][1:]] == ["Alerts", "Ledger audit"]
     assert "/bitbuddies" in json.dumps(plugin["fastapi_apps"])
+
+
+def test_the_api_server_writes_its_action_log_off_the_event_loop(tmp_path):
+    """Airflow's own app, as the api-server builds it: the plugin's middleware is in it and overrides
+    the action log of every REST write, triggering a DAG run included (bitbuddies_airflow/action_log_fix.py)."""
+    env = os.environ | {
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(ROOT),
+    }
+    code = (
+        "import json\n"
+        "from fastapi.routing import APIRoute\n"
+        "from airflow.api_fastapi.app import create_app\n"
+        "from bitbuddies_airflow.action_log_fix import ActionLogOffTheLoop, install\n"
+        "app = create_app()\n"
+        "middleware = [m.cls.__name__ for m in app.user_middleware]\n"
+        "count = install(app)\n"
+        "[trigger] = [r for r in app.routes if isinstance(r, APIRoute) and r.path == '/api/v2/dags/{dag_id}/dagRuns' and 'POST' in r.methods]\n"
+        "overridden = [d.call.__qualname__ for d in trigger.dependant.dependencies if d.call in app.dependency_overrides]\n"
+        "print(json.dumps({'middleware': middleware, 'count': count, 'overridden': overridden}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "ActionLogOffTheLoop" in found["middleware"]
+    assert found["count"] > 20  # every write of the public API (46 in Airflow 3.3)
+    assert found["overridden"] == ["action_logging.<locals>.log_action"]
