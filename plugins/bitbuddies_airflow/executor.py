@@ -37,6 +37,8 @@ submitted again and the ledger is not touched (its keys are per generation).
   key has since been dispatched again is dropped (the server already moved the task past it).
 - The DAG files' imports are loaded, and the DAG files parsed, in the scheduler before the workers
   are forked (``preload.py``): task processes, forked from the workers, start with them.
+- A worker notices its task process exit at once (``supervisor_exit.py``), not at its next
+  heartbeat up to 5 s later.
 - Workers are forked when tasks wait for one (not ``parallelism`` of them at start) and leave
   once the executor has had no task for ``WORKER_IDLE_SECONDS``: an idle stack holds no worker.
 - Idle workers wait for the queue without holding its read lock (Airflow's ``SimpleQueue.get``
@@ -64,6 +66,7 @@ from airflow.executors.local_executor import LocalExecutor
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 
+from bitbuddies_airflow import supervisor_exit
 from bitbuddies_airflow.preload import configured_dags_folder, parse_dag_files, preload_enabled, preload_for_tasks
 
 # The marker a worker puts on the result queue when it takes a workload: (key, TAKEN, pid).
@@ -162,6 +165,7 @@ def _retry_killed_runners_at_once() -> None:
 def _run_worker(logger_name, input, output, unread_messages, team_conf):
     os.register_at_fork(after_in_child=_die_with_parent)
     _retry_killed_runners_at_once()
+    supervisor_exit.apply()
     local_executor._run_worker(logger_name, ReportingQueue(input, output), ReportingOutput(output), unread_messages, team_conf)
 
 
