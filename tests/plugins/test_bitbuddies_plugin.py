@@ -31,23 +31,28 @@ def test_external_view_is_a_dag_run_tab_on_the_generation_page(monkeypatch):
     assert href == "https://buddies.example.com/g/abc123?dag_id=bitbuddies_generate"
 
 
-def test_airflow_loads_the_plugin_from_the_plugins_folder(tmp_path):
-    # A fresh process: Airflow's plugin manager caches what it loaded.
+def in_airflow(code: str, airflow_home, **env: str) -> dict:
+    """Run ``code`` in a fresh process with this plugins folder (Airflow's plugin manager caches what
+    it loaded); returns the JSON it printed last."""
     env = os.environ | {
-        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "BITBUDDIES_PUBLIC_BASE_URL": "http://buddies.test:8000",
         "PYTHONPATH": str(ROOT),
+        **env,
     }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_airflow_loads_the_plugin_from_the_plugins_folder(tmp_path):
     code = (
         "import json; from airflow import plugins_manager as pm\n"
         "info = [p for p in pm.get_plugin_info() if p['name'] == 'bitbuddies']\n"
         "print(json.dumps({'info': info, 'errors': {k: str(v) for k, v in pm.get_import_errors().items()}}, default=str))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = in_airflow(code, tmp_path, BITBUDDIES_PUBLIC_BASE_URL="http://buddies.test:8000")
     assert not any("bitbuddies_plugin" in path for path in loaded["errors"]), loaded["errors"]
     [plugin] = loaded["info"]
     assert plugin["external_views"][0] == {
@@ -63,12 +68,6 @@ def test_airflow_loads_the_plugin_from_the_plugins_folder(tmp_path):
 def test_the_api_server_writes_its_action_log_off_the_event_loop(tmp_path):
     """Airflow's own app, as the api-server builds it: the plugin's middleware is in it and overrides
     the action log of every REST write, triggering a DAG run included (bitbuddies_airflow/action_log_fix.py)."""
-    env = os.environ | {
-        "AIRFLOW_HOME": str(tmp_path),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PYTHONPATH": str(ROOT),
-    }
     code = (
         "import json\n"
         "from fastapi.routing import APIRoute\n"
@@ -81,9 +80,7 @@ def test_the_api_server_writes_its_action_log_off_the_event_loop(tmp_path):
         "overridden = [d.call.__qualname__ for d in trigger.dependant.dependencies if d.call in app.dependency_overrides]\n"
         "print(json.dumps({'middleware': middleware, 'count': count, 'overridden': overridden}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-2000:]
-    found = json.loads(out.stdout.strip().splitlines()[-1])
+    found = in_airflow(code, tmp_path)
     assert "ActionLogOffTheLoop" in found["middleware"]
     assert found["count"] > 20  # every write of the public API (46 in Airflow 3.3)
     assert found["overridden"] == ["action_logging.<locals>.log_action"]
