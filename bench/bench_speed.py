@@ -53,7 +53,7 @@ from include.generations import GENERATE_DAG_ID  # noqa: E402
 DEFAULT_BASELINE = "5084c18"
 OUT = ROOT / "var" / "bench"
 # Process groups' CPU is summed per service; these rows make the CPU split.
-AIRFLOW_SERVICES = ("scheduler", "triggerer", "dag-processor", "api-server")
+AIRFLOW_SERVICES = ("scheduler", "triggerer", "dag-processor", "api-server", "forkserver")
 
 # Started inside the variant's source tree (its ops.stack), so each variant runs its own code.
 LAUNCHER = """
@@ -81,8 +81,9 @@ finally:
 class Variant:
     """One stack, started from a source tree, measured from outside over HTTP and /proc."""
 
-    def __init__(self, name: str, src: Path, port_base: int):
+    def __init__(self, name: str, src: Path, port_base: int, env: dict[str, str] | None = None):
         self.name, self.src = name, src
+        self.env = env or {}  # set for this variant's stack (e.g. a switch turned off)
         self.var = OUT / name
         self.airflow_port, self.api_port, self.model_port = port_base, port_base + 1, port_base + 2
         self.proc: subprocess.Popen | None = None
@@ -108,6 +109,7 @@ class Variant:
         self.var.mkdir(parents=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "BITBUDDIES_"))}
         env["PYTHONPATH"] = str(self.src)
+        env.update(self.env)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", LAUNCHER, str(self.var), str(self.airflow_port), str(self.api_port), str(self.model_port)],
             cwd=self.src, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.var / "launcher.log", "wb"),
@@ -379,6 +381,8 @@ def report(results: dict) -> None:
     names = list(variants)
     print(f"\n== BitBuddies speed benchmark at {results['commit']} ({results['runs']} runs, 1024-px photo, "
           f"{results['cores']} cores, load average at start {results['load_average'][0]:.1f}) ==")
+    for n, setting in results.get("also", {}).items():
+        print(f"{n}: this checkout with {setting}")
     for n in names:
         if variants[n].get("load_average_median") is not None:
             print(f"load average while {n} was measured: median {variants[n]['load_average_median']:.1f}, "
@@ -521,6 +525,10 @@ def main() -> int:
     parser.add_argument("--concurrency", default="", help="comma-separated, e.g. 1,5,10,20 (empty: latency and memory only)")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision measured beside this checkout")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--also", metavar="VAR=VALUE", action="append", default=[],
+        help="measure this checkout a second time with VAR=VALUE set (e.g. BITBUDDIES_FORK_SERVICES=0), beside the others",
+    )  # fmt: skip
     parser.add_argument("--idle", type=float, default=45.0, help="seconds the stack idles before its memory is read")
     parser.add_argument("--docs", action="store_true", help="copy the plots to docs/bench/ for the README")
     parser.add_argument("--report", metavar="JSON", help="print and plot the results of an earlier run (its speed.json) instead of measuring")
@@ -535,6 +543,9 @@ def main() -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     variants = [Variant("current", ROOT, 18180)]
+    for i, setting in enumerate(args.also):
+        var, _, value = setting.partition("=")
+        variants.append(Variant(f"also{i + 1}", ROOT, 18380 + 100 * i, {var: value}))
     if not args.no_baseline:
         variants.insert(0, Variant("baseline", export_revision(args.baseline), 18280))
     results = {
@@ -544,13 +555,15 @@ def main() -> int:
         "cores": len(os.sched_getaffinity(0)),
         "load_average": os.getloadavg(),
         "runs": args.runs,
+        "also": {f"also{i + 1}": setting for i, setting in enumerate(args.also)},
         "variants": {},
     }
     # The current checkout first in the report, the baseline beside it (ratio = current / baseline).
     for v in variants:
         results["variants"][v.name] = measure(v, args.runs, concurrency, args.idle)
         (OUT / "speed.json").write_text(json.dumps(results, indent=2))  # kept if a later variant fails
-    results["variants"] = {n: results["variants"][n] for n in ("current", "baseline") if n in results["variants"]}
+    order = ["current", *(v.name for v in variants if v.name.startswith("also")), "baseline"]
+    results["variants"] = {n: results["variants"][n] for n in order if n in results["variants"]}
     (OUT / "speed.json").write_text(json.dumps(results, indent=2))
     report(results)
     files = plot(results, OUT)

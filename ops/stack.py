@@ -3,7 +3,9 @@
 `make up` and the end-to-end tests both use this module, so the tests run exactly what a
 developer runs: Airflow's api-server, scheduler, dag-processor and triggerer (SQLite metadata DB,
 LocalExecutor), the local model server and the FastAPI app. Everything lives under one
-``var_dir``; ports are parameters so a test stack can run beside a developer's.
+``var_dir``; ports are parameters so a test stack can run beside a developer's. The four Airflow
+services are forked from one process that imported Airflow once (``ops/forkserver.py``: they
+share those pages; ``BITBUDDIES_FORK_SERVICES=0`` starts them as separate programs).
 
 ``profile="production"`` runs the production configuration natively (what docker-compose.yaml
 deploys across machines): Postgres for Airflow's metadata and the app DB, CeleryExecutor with a
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +75,9 @@ class StackConfig:
     printful_api_key: str = ""
     printful_api_url: str = "https://api.printful.com"
     printful_sticker_variant_id: int = 0
+    # Fork Airflow's services from one process that imported Airflow once (ops/forkserver.py):
+    # embedded profile only; BITBUDDIES_FORK_SERVICES=0 starts them as separate programs.
+    fork_services: bool = field(default_factory=lambda: os.environ.get("BITBUDDIES_FORK_SERVICES", "1") != "0")
 
     @property
     def production(self) -> bool:
@@ -442,9 +449,18 @@ def initialise(cfg: StackConfig) -> None:
     _run([sys.executable, "-c", "from include.migrations import migrate; migrate()"], env, "app db init")
 
 
+# The services a forkserver starts (ops/forkserver.py), when the stack has one.
+FORKED_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def uses_forkserver(cfg: StackConfig) -> bool:
+    return cfg.fork_services and not cfg.production
+
+
 def process_specs(cfg: StackConfig) -> dict[str, list[str]]:
     airflow = str(VENV_BIN / "airflow")
-    return {
+    forkserver = {"forkserver": [sys.executable, "-m", "ops.forkserver"]} if uses_forkserver(cfg) else {}
+    return forkserver | {
         "model-server": [sys.executable, "-m", "model_server"],
         "api-server": [airflow, "api-server", "--port", str(cfg.airflow_port), "--host", "127.0.0.1"],
         # Logs are on this machine's disk already, where the api-server reads them: no log server
@@ -486,13 +502,106 @@ def process_environment(cfg: StackConfig, name: str, argv: list[str]) -> dict[st
     return env
 
 
+class ForkServer:
+    """The stack's side of ``ops/forkserver.py``: asks it for services, hears their exits."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.exits: dict[int, int] = {}
+        self._replies: list[dict] = []
+        self._pending = b""
+        self._lock = threading.RLock()  # make up's supervisor polls from its own thread
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self, argv: list[str], log: Path, timeout: float = 30) -> "ForkedService":
+        with self._lock:
+            self.proc.stdin.write((json.dumps({"argv": argv, "log": str(log)}) + "\n").encode())
+            self.proc.stdin.flush()
+            deadline = time.monotonic() + timeout
+            while not self._replies:
+                if not self.alive() or time.monotonic() > deadline:
+                    raise OSError(f"the forkserver did not start {argv[:2]}")
+                self.collect(0.5)
+            return ForkedService(self, self._replies.pop(0)["pid"], argv)
+
+    def collect(self, timeout: float = 0) -> None:
+        """Read what the forkserver reported (service pids, exits), waiting up to ``timeout``."""
+        with self._lock:
+            fd = self.proc.stdout.fileno()
+            while select.select([fd], [], [], timeout)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self._pending += chunk
+                timeout = 0
+            while b"\n" in self._pending:
+                line, self._pending = self._pending.split(b"\n", 1)
+                message = json.loads(line)
+                if "exited" in message:
+                    self.exits[message["exited"]] = message["code"]
+                else:
+                    self._replies.append(message)
+
+
+class ForkedService:
+    """A service forked by the forkserver, with what the stack and the supervisor use of a ``Popen``."""
+
+    def __init__(self, server: ForkServer, pid: int, args: list[str]) -> None:
+        self.server = server
+        self.pid = pid
+        self.args = args
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.server.collect()
+            if self.pid in self.server.exits:
+                self.returncode = self.server.exits.pop(self.pid)
+            elif not self.server.alive() and not _running(self.pid):
+                self.returncode = 1  # the forkserver died first: its exit code is lost
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            if self.server.alive():
+                self.server.collect(0.1)
+            else:
+                time.sleep(0.1)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (not gone, not a zombie waiting for its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 class Stack:
     """The running processes; each in its own process group so stopping it stops its children."""
 
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
         self.env = environment(cfg)
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, subprocess.Popen | ForkedService] = {}
+        self.forkserver: ForkServer | None = None
 
     def start(self, names: list[str] | None = None) -> None:
         self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
@@ -502,9 +611,21 @@ class Stack:
 
     def start_one(self, name: str, argv: list[str] | None = None) -> subprocess.Popen:
         argv = argv or process_specs(self.cfg)[name]
-        log = open(self.cfg.log_dir / f"{name}.log", "ab")
+        log_path = self.cfg.log_dir / f"{name}.log"
+        if name in FORKED_SERVICES and self.forkserver is not None and self.forkserver.alive():
+            proc = self.forkserver.spawn(argv, log_path)
+            self.procs[name] = proc
+            return proc
+        log = open(log_path, "ab")
         env = self.env | process_environment(self.cfg, name, argv)
-        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if name == "forkserver":  # as the services it forks: Airflow's environment
+            env = self.env | process_environment(self.cfg, FORKED_SERVICES[0], argv)
+            proc = subprocess.Popen(
+                argv, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True
+            )
+            self.forkserver = ForkServer(proc)
+        else:
+            proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
 
@@ -517,26 +638,35 @@ class Stack:
         proc.wait(timeout=30)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
+        # The forkserver last: it reports the exits of the services it forked.
+        forkserver = self.forkserver.proc if self.forkserver is not None else None
+        self._stop_all([proc for proc in self.procs.values() if proc is not forkserver])
+        if forkserver is not None:
+            self._stop_all([forkserver])
+        self.procs.clear()
+        self.forkserver = None
+
+    @staticmethod
+    def _stop_all(procs: list) -> None:
+        for proc in procs:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         deadline = time.time() + 20
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 pass
         # Then whatever is left in each group: a service that exited on SIGTERM can leave task
         # processes behind (a task runner whose supervisor died waits forever, holding ~150 MB).
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             proc.wait(timeout=30)
-        self.procs.clear()
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():

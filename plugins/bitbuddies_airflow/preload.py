@@ -100,6 +100,12 @@ def preload_for_tasks(dags_folder: str | Path | None = None) -> list[str]:
     return failed
 
 
+def preload_if_enabled() -> list[str]:
+    """:func:`preload_for_tasks` unless switched off: what ops/forkserver.py runs before it forks
+    Airflow's services, so the scheduler's preload finds it done and shares it with the others."""
+    return preload_for_tasks() if preload_enabled() else []
+
+
 def configured_dags_folder() -> str:
     from airflow.configuration import conf
 

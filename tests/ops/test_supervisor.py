@@ -100,3 +100,23 @@ def test_what_a_dead_service_left_in_its_group_is_killed(stack):
     supervisor.poll()
     _, alive = psutil.wait_procs([child], timeout=10)  # SIGKILL is delivered asynchronously
     assert not alive or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_service_forked_by_the_forkserver_is_restarted_through_it(stack, caplog):
+    # An Airflow service's name: the stack asks its forkserver (ops/forkserver.py) for it.
+    caplog.set_level(logging.WARNING, logger="bitbuddies.supervisor")
+    stack.start_one("forkserver")
+    clock = Clock()
+    crasher = [sys.executable, "-m", "tests.ops.forkserver_child", "exit", "3"]
+    first = stack.start_one("dag-processor", crasher)
+    assert type(first).__name__ == "ForkedService" and psutil.Process(first.pid).ppid() == stack.procs["forkserver"].pid
+    supervisor = Supervisor(stack, clock=clock)
+    wait_exited(stack, "dag-processor")
+    supervisor.poll()
+    assert "dag-processor exited with code 3" in caplog.text
+    clock.now = supervisor.services["dag-processor"].restart_at
+    supervisor.poll()
+    again = stack.procs["dag-processor"]
+    assert type(again).__name__ == "ForkedService" and again.pid != first.pid
+    assert again.wait(timeout=60) == 3
+    assert (stack.cfg.log_dir / "dag-processor.log").read_text().count("child pid=") == 2
