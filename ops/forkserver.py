@@ -69,13 +69,14 @@ def preload(modules=PRELOAD, calls=PRELOAD_CALLS) -> list[str]:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a module that fails here fails in its service, with its log
+            traceback.print_exc()
             missing.append(name)
     for name in calls:
+        module, _, function = name.rpartition(".")
         try:
-            from airflow.utils.module_loading import import_string
-
-            import_string(name)()
+            getattr(importlib.import_module(module), function)()
         except Exception:  # noqa: BLE001 - the service does it itself then
+            traceback.print_exc()
             missing.append(name)
     return missing
 
@@ -108,7 +109,9 @@ def _child(argv: list[str], log: str, keep_closed: list[int]) -> None:
         for fd in keep_closed:
             os.close(fd)
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+        # As a fresh Python would have them (SIGPIPE stays ignored, as Python sets it: a write to a
+        # closed socket raises instead of killing the service).
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(out, 1)

@@ -10,14 +10,15 @@ import time
 
 import pytest
 
-from ops.stack import ROOT, FORKED_SERVICES, ForkServer, StackConfig, process_specs, uses_forkserver
+from ops.stack import ROOT, FORKED_SERVICES, ForkServer, StackConfig, environment, process_specs, uses_forkserver
 
 CHILD = "tests.ops.forkserver_child"
 
 
 @pytest.fixture()
 def forkserver(tmp_path):
-    env = os.environ | {"AIRFLOW_HOME": str(tmp_path / "airflow"), "PYTHONPATH": str(ROOT)}
+    # The stack's Airflow settings (the plugins folder, the DAGs folder), in this test's home.
+    env = os.environ | environment(StackConfig(var_dir=tmp_path / "var"))
     log = open(tmp_path / "forkserver.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ops.forkserver"], env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -39,8 +40,10 @@ def test_a_forked_service_runs_in_its_own_session_with_its_log_and_title_and_rep
     assert child.wait(timeout=30) == 3
     [line] = log.read_text().splitlines()
     assert f"pid={child.pid} pgid={child.pid} sid={child.pid}" in line  # killpg(pid) reaches it and its children
+    assert "sigpipe=ignored" in line  # as in any Python program: a closed socket raises, it does not kill
     assert line.endswith(f"title={sys.executable} -m {CHILD} exit 3")
-    assert "forkserver: ready" in (tmp_path / "forkserver.log").read_text()
+    log_text = (tmp_path / "forkserver.log").read_text()
+    assert "forkserver: ready" in log_text and "not preloaded" not in log_text, log_text[-3000:]
 
 
 def test_signals_and_timeouts_behave_as_a_popens(forkserver, tmp_path):
