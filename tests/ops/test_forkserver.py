@@ -46,6 +46,12 @@ def test_a_forked_service_runs_in_its_own_session_with_its_log_and_title_and_rep
     assert "forkserver: ready" in log_text and "not preloaded" not in log_text, log_text[-3000:]
 
 
+def test_the_api_server_takes_airflows_app_built_in_the_forkserver(forkserver, tmp_path):
+    child, log = spawn(forkserver, tmp_path, "api", "0")
+    assert child.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert "api app built before the fork: 1, taken from it: True" in log.read_text()
+
+
 def test_signals_and_timeouts_behave_as_a_popens(forkserver, tmp_path):
     child, _ = spawn(forkserver, tmp_path, "sleep", "0")
     with pytest.raises(subprocess.TimeoutExpired):
