@@ -249,6 +249,16 @@ def layout_page(sheet: SheetSpec, cell: CellSpec) -> PageLayout:
     return PageLayout(sheet, cell, columns, rows, tuple(placements))
 
 
+def sheet_capacity(size: str = "A4", cell: CellSpec | None = None) -> int:
+    """How many stickers one page of ``size`` holds."""
+    return layout_page(sheet_spec(size), cell or CellSpec()).capacity
+
+
+def count_pages(sticker_count: int, copies: int = 1, size: str = "A4", cell: CellSpec | None = None) -> int:
+    """How many pages ``fulfillment.sheet.render_sheet`` will produce for this order."""
+    return len(paginate(sticker_count * copies, sheet_capacity(size, cell)))
+
+
 def paginate(count: int, per_page: int) -> list[range]:
     """Split ``count`` stickers into pages of at most ``per_page``: the item indexes of each page."""
     if per_page <= 0:

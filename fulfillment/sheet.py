@@ -43,12 +43,14 @@ from fulfillment.geometry import (
     MIN_ARTWORK_DPI,
     CellPlacement,
     CellSpec,
+    count_pages,
     PageLayout,
     Rect,
     fit_artwork,
     layout_page,
     mm_to_pt,
     paginate,
+    sheet_capacity,
     sheet_spec,
 )
 
@@ -258,16 +260,6 @@ def _binary_streams() -> Iterator[None]:
         yield
     finally:
         rl_config.useA85 = previous
-
-
-def sheet_capacity(size: SheetSize = "A4", cell: CellSpec | None = None) -> int:
-    """How many stickers one page of ``size`` holds."""
-    return layout_page(sheet_spec(size), cell or CellSpec()).capacity
-
-
-def count_pages(sticker_count: int, copies: int = 1, size: SheetSize = "A4", cell: CellSpec | None = None) -> int:
-    """How many pages ``render_sheet`` will produce for this order."""
-    return len(paginate(sticker_count * copies, sheet_capacity(size, cell)))
 
 
 def render_sheet(

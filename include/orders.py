@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from fulfillment.sheet import Sticker, count_pages
+from fulfillment.geometry import count_pages
 from fulfillment.vendors.base import ShippingAddress, VendorEvent, VendorJob, VendorJobState
 from include.airflow_client import AirflowClient
 from include.db import session_scope
@@ -35,6 +35,7 @@ from include.outbox import DagRunOutbox
 from include.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from fulfillment.sheet import Sticker
     from include.payments import StripeAccount
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,9 @@ def order_label(order: StickerOrder) -> str:
 
 def stickers_for(order: StickerOrder, read: Callable[[str], bytes]) -> list[Sticker]:
     """One sticker per buddy of the order: its poster (read through ``read``), share page and prompt."""
+    # Imported here: the sheet renderer's libraries (numpy, OpenCV, reportlab) stay out of the API.
+    from fulfillment.sheet import Sticker
+
     return [Sticker(read(g.assets["poster"]), share_url(g), g.prompt) for g in generations_of(order)]
 
 

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from api.deps import AirflowDep, get_db
 from api.presenters import asset_urls
 from api.web.core import CsrfChecked, PageUser, owned_or_404, redirect, render
-from fulfillment.sheet import Sticker, render_preview, sheet_capacity
+from fulfillment.geometry import sheet_capacity
 from include import orders, payments, storage
 from include.generations import share_url
 from include.models import SHEET_SIZES, Generation, ShippingAddressIn, StickerOrder, User
@@ -162,6 +162,10 @@ def sheet_preview(
         for g in session.exec(select(Generation).where(col(Generation.id).in_(chosen), Generation.user_id == user.id)).all()
         if g.status == "succeeded" and "poster" in g.assets
     }
+    # Imported here: the renderer's libraries (numpy, OpenCV, reportlab: ~35 MB) stay out of the API
+    # process until someone previews a sheet.
+    from fulfillment.sheet import Sticker, render_preview
+
     stickers = []
     for gid in chosen:
         if gid in rows:
