@@ -5,7 +5,8 @@ Run: ``make bench`` (``.venv/bin/python -m bench [--runs 3] [--concurrency 5,10,
 
 For each variant it starts the whole embedded stack (as `make up` does, on private ports under
 ``var/bench/<variant>``) and measures, one variant after the other in the same run:
-- **memory**: PSS of every process of the stack after it has been idle for a while (bench/memory.py);
+- **memory**: PSS of every process of the stack after it has been idle for a while (bench/memory.py),
+  again after the photos, and (``--long-idle``) once the model server's keep-alive is over;
 - **latency**: ``--runs`` 1024-px photos one after the other through ``POST /api/generations``:
   submit -> the buddy visible (``succeeded``: WebM and poster) and -> every format ready; per
   stage the model server's compute, the encode on the critical path (the ``transcode`` task) and
@@ -48,9 +49,12 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_pipeline import parse_time, photo_1024  # noqa: E402
 from bench.memory import stack_memory, total_mb  # noqa: E402
 from include.generations import GENERATE_DAG_ID  # noqa: E402
+from include.settings import Settings  # noqa: E402
 
 # main before the speed work: 32 LocalExecutor workers, the serial pipeline, every format before publishing.
 DEFAULT_BASELINE = "5084c18"
+# The model server's default keep-alive (the bench's stacks run on the defaults).
+KEEP_ALIVE_S = Settings.model_fields["model_server_keep_alive_s"].default
 OUT = ROOT / "var" / "bench"
 # Process groups' CPU is summed per service; these rows make the CPU split.
 AIRFLOW_SERVICES = ("scheduler", "triggerer", "dag-processor", "api-server", "forkserver")
@@ -295,7 +299,7 @@ def measure_throughput(v: Variant, n: int) -> dict:
             "visible_median_s": statistics.median(r["visible_s"] for r in results)}
 
 
-def measure(v: Variant, runs: int, concurrency: list[int], idle_s: float) -> dict:
+def measure(v: Variant, runs: int, concurrency: list[int], idle_s: float, keep_alive_wait_s: float = 0.0) -> dict:
     print(f"== {v.name}: starting the stack from {v.src}", flush=True)
     # The machine's load while this variant is measured (others share it): the figures' context.
     loads: list[float] = []
@@ -307,12 +311,13 @@ def measure(v: Variant, runs: int, concurrency: list[int], idle_s: float) -> dic
 
     threading.Thread(target=sample_load, daemon=True).start()
     try:
-        return _measure(v, runs, concurrency, idle_s, loads)
+        return _measure(v, runs, concurrency, idle_s, keep_alive_wait_s, loads)
     finally:
         stop_load.set()
 
 
-def _measure(v: Variant, runs: int, concurrency: list[int], idle_s: float, loads: list[float]) -> dict:
+def _measure(v: Variant, runs: int, concurrency: list[int], idle_s: float, keep_alive_wait_s: float,
+             loads: list[float]) -> dict:
     v.start()
     try:
         time.sleep(idle_s)  # settle: warm-ups done, the scheduler idle
@@ -336,6 +341,13 @@ def _measure(v: Variant, runs: int, concurrency: list[int], idle_s: float, loads
                 continue
             t = result["throughput"][-1]
             print(f"  {v.name} {n} at once: {t['per_minute']:.2f} generations/min", flush=True)
+        if keep_alive_wait_s > 0:
+            # Long unused: the model server's workers have given their models back (keep-alive).
+            time.sleep(keep_alive_wait_s)
+            result["idle_long_memory"] = stack_memory(v.pids)
+            result["idle_long_pss_mb"] = total_mb(result["idle_long_memory"])
+            print(f"  {v.name} idle PSS {keep_alive_wait_s:.0f} s after the last generation {result['idle_long_pss_mb']:.0f} MB",
+                  flush=True)
         result["load_average_median"] = statistics.median(loads) if loads else None
         result["load_average_max"] = max(loads) if loads else None
         return result
@@ -406,7 +418,10 @@ def report(results: dict) -> None:
     vals = [media_encode_s(variants[n]["latency"]) for n in names]
     print(f"{'media encode per generation (every format)':46s}" + "".join(f"{x:>10.2f} s" for x in vals)
           + (f"{vals[0] / vals[1]:>12.2f}" if len(vals) == 2 and vals[1] else ""))
-    for label, key in (("stack idle PSS (fresh)", "idle_pss_mb"), ("stack idle PSS (after the runs)", "idle_after_runs_pss_mb")):
+    for label, key in (("stack idle PSS (fresh)", "idle_pss_mb"), ("stack idle PSS (after the runs)", "idle_after_runs_pss_mb"),
+                       ("stack idle PSS (long unused: keep-alive over)", "idle_long_pss_mb")):
+        if not all(key in variants[n] for n in names):
+            continue
         vals = [variants[n][key] for n in names]
         print(f"{label:46s}" + "".join(f"{x:>9.0f} MB" for x in vals) + (f"{vals[0] / vals[1]:>12.2f}" if len(vals) == 2 else ""))
     print("idle PSS by process (MB):")
@@ -530,6 +545,10 @@ def main() -> int:
         help="measure this checkout a second time with VAR=VALUE set (e.g. BITBUDDIES_FORK_SERVICES=0), beside the others",
     )  # fmt: skip
     parser.add_argument("--idle", type=float, default=45.0, help="seconds the stack idles before its memory is read")
+    parser.add_argument(
+        "--long-idle", type=float, default=KEEP_ALIVE_S + 15,
+        help="seconds after the last generation to read the memory again, the models' keep-alive over (0: skip)",
+    )  # fmt: skip
     parser.add_argument("--docs", action="store_true", help="copy the plots to docs/bench/ for the README")
     parser.add_argument("--report", metavar="JSON", help="print and plot the results of an earlier run (its speed.json) instead of measuring")
     args = parser.parse_args()
@@ -560,7 +579,7 @@ def main() -> int:
     }
     # The current checkout first in the report, the baseline beside it (ratio = current / baseline).
     for v in variants:
-        results["variants"][v.name] = measure(v, args.runs, concurrency, args.idle)
+        results["variants"][v.name] = measure(v, args.runs, concurrency, args.idle, args.long_idle)
         (OUT / "speed.json").write_text(json.dumps(results, indent=2))  # kept if a later variant fails
     order = ["current", *(v.name for v in variants if v.name.startswith("also")), "baseline"]
     results["variants"] = {n: results["variants"][n] for n in order if n in results["variants"]}

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # Workers that load the models when they start; the others load them with their first job
     # (an idle server then holds one set of models, ~240 MB, instead of one per worker).
     model_server_warm_workers: int = 1
+    # A worker whose models ran no job for this long gives them back (replaced by a bare worker; the
+    # next job loads what it needs, 1-2 s once): an unused server idles at ~30 MB of workers instead
+    # of ~300. 0 keeps them loaded for good.
+    model_server_keep_alive_s: float = 300.0
     # fal mode: the model server requires `Authorization: Key <model_server_key>` as fal.ai does.
     model_server_fal_mode: bool = False
     model_server_key: SecretStr = SecretStr("")

@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         watchers = JobWatchers(asyncio.get_running_loop())
         manager = JobManager(store, faults, workers=settings.model_server_workers, files_root=files_root,
                              max_input_bytes=settings.model_server_max_input_bytes,
-                             warm_workers=settings.model_server_warm_workers, on_change=watchers.changed)
+                             warm_workers=settings.model_server_warm_workers,
+                             keep_alive_s=settings.model_server_keep_alive_s, on_change=watchers.changed)
         manager.start()
         app.state.store, app.state.faults, app.state.manager, app.state.watchers = store, faults, manager, watchers
         try:

@@ -15,6 +15,11 @@ would wait for). So an idle server holds one set of models, a lone generation (w
 analyze jobs come together) never waits for a model to load, and under load every worker takes
 jobs and loads what its jobs need.
 
+A worker that has held models without a job for ``keep_alive_s`` (the server's
+``MODEL_SERVER_KEEP_ALIVE_S``, 300 s by default; 0 keeps them for good) is replaced by a bare one,
+as a local model runner unloads an unused model: a server nobody uses gives their memory back, and
+the next job after such a pause loads what it needs (1-2 s, once).
+
 Jobs belong to the server, not to the HTTP client that submitted them: a client that goes
 away changes nothing. The manager also keeps the in-flight record (most jobs running and
 most outstanding at once) that tests and benchmarks read through ``/_admin/stats``.
@@ -62,6 +67,8 @@ class _Slot:
         self._mp = multiprocessing.get_context("spawn")
         self.process: multiprocessing.process.BaseProcess | None = None
         self.conn = None
+        # When its process last started or finished a job (monotonic): the keep-alive counts from it.
+        self.last_used = time.monotonic()
 
     def ensure_started(self) -> None:
         if self.process is not None and self.process.is_alive():
@@ -78,6 +85,7 @@ class _Slot:
         child_conn.close()
         self.conn = parent_conn
         self.models = None if self.warm_up else set()
+        self.last_used = time.monotonic()
 
     @property
     def warm(self) -> bool:
@@ -86,6 +94,18 @@ class _Slot:
 
     def has(self, model_id: str | None) -> bool:
         return self.models is None or model_id in self.models
+
+    def keep_alive_left(self, keep_alive_s: float) -> float | None:
+        """Seconds until this idle worker's models are due to go; None when it holds none to release."""
+        if keep_alive_s <= 0 or not self.warm:
+            return None
+        return self.last_used + keep_alive_s - time.monotonic()
+
+    def release_models(self) -> None:
+        """Replace the process by a bare one (its models' memory goes with it)."""
+        self.warm_up = False
+        self.stop()
+        self.ensure_started()
 
     def stop(self) -> None:
         if self.process is not None:
@@ -100,7 +120,7 @@ class _Slot:
 
 class JobManager:
     def __init__(self, store: JobStore, faults: Faults, *, workers: int, files_root: Path,
-                 max_input_bytes: int, warm_workers: int = 1,
+                 max_input_bytes: int, warm_workers: int = 1, keep_alive_s: float = 0.0,
                  on_change: Callable[[str], None] | None = None) -> None:
         if workers < 1:
             raise ValueError("the model server needs at least one worker")
@@ -116,6 +136,7 @@ class JobManager:
         self._running: dict[str, _Slot] = {}
         self._cancel_requested: set[str] = set()
         self._slots = [_Slot(i, files_root, max_input_bytes, warm_up=i < warm_workers) for i in range(workers)]
+        self._keep_alive_s = keep_alive_s
         # Slots waiting for a job: one that has a queued job's model takes it first.
         self._idle: set[int] = set()
         self._threads: list[threading.Thread] = []
@@ -249,24 +270,35 @@ class JobManager:
         while True:
             with self._cond:
                 self._idle.add(slot.index)
+                release = False
                 try:
                     while not self._stopping:
                         wait = self._wait_before_taking(slot, self._queue[0]) if self._queue else None
                         if wait == 0.0:
                             break
-                        self._cond.wait(wait)
+                        kept = slot.keep_alive_left(self._keep_alive_s)
+                        if kept is not None and kept <= 0:
+                            # Bare from now on: queued jobs are no longer left to it for its models.
+                            slot.models = set()
+                            release = True
+                            break
+                        self._cond.wait(kept if wait is None else wait if kept is None else min(wait, kept))
                 finally:
                     self._idle.discard(slot.index)
                 if self._stopping:
                     return
-                request_id = self._queue.popleft()
-                self._queued.pop(request_id, None)
-                # The jobs left in line may now be for the bare slots.
+                # The jobs left in line may now be for the bare slots (this one among them).
                 self._cond.notify_all()
-                self._store.mark_running(request_id, time.time())
-                self._on_change(request_id)
-                self._running[request_id] = slot
-                self._note_in_flight()
+                if not release:
+                    request_id = self._queue.popleft()
+                    self._queued.pop(request_id, None)
+                    self._store.mark_running(request_id, time.time())
+                    self._on_change(request_id)
+                    self._running[request_id] = slot
+                    self._note_in_flight()
+            if release:
+                slot.release_models()
+                continue
             job = self._store.get(request_id)
             try:
                 self._run_on(slot, job, self._faults.for_job(job.model_id))
@@ -278,6 +310,7 @@ class JobManager:
                 with self._cond:
                     self._running.pop(request_id, None)
                     self._cancel_requested.discard(request_id)
+                    slot.last_used = time.monotonic()
 
     def _run_on(self, slot: _Slot, job: Job, faults: JobFaults) -> None:
         slot.ensure_started()

@@ -85,3 +85,33 @@ def test_a_queued_job_waits_for_a_worker_that_has_its_model_before_another_loads
     # A model no worker has loaded (no warm worker here): the first idle one loads it, nobody waits.
     warm.models = set()
     assert manager._wait_before_taking(bare, sticker) == 0
+
+
+def test_a_worker_gives_its_models_back_after_the_keep_alive_and_the_next_job_still_runs(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    manager = JobManager(store, Faults(), workers=2, files_root=tmp_path, max_input_bytes=1024, warm_workers=1,
+                         keep_alive_s=1.5)
+    warm, bare = manager._slots
+    manager.start()
+    try:
+        first_pid, bare_pid = warm.process.pid, bare.process.pid
+
+        def released(slot, pid) -> bool:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                if slot.process is not None and slot.process.pid != pid and slot.process.is_alive() and not slot.warm:
+                    return True
+                time.sleep(0.05)
+            return False
+
+        # Nothing to do for 1.5 s: the warm worker's process is replaced by a bare one; the bare one stays.
+        assert released(warm, first_pid)
+        assert not warm.warm_up and bare.process.pid == bare_pid
+        # The next job runs on a bare worker, which then holds that model until its keep-alive ends.
+        job, _ = manager.submit(SELFTEST, {"seconds": 0.1}, "http://x", None)
+        wait_done(store, job.request_id)
+        assert store.get(job.request_id).error_type is None
+        [holder] = [slot for slot in (warm, bare) if slot.warm]
+        assert released(holder, holder.process.pid)
+    finally:
+        manager.stop()
