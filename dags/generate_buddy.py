@@ -20,8 +20,10 @@ subject is cut off: `analyze` skips it for a whole one, from inside its own task
 `segment_image` -> `animate` -> `segment_video`; then `transcode` encodes what the user sees
 first, the WebM (VP9 + alpha) and the poster, into object storage and publishes the buddy (the
 product's **publish** step, at the end of the same task: no task process of its own on every
-buddy's path), and `encode_fallbacks` adds the animated WebP, the GIF and the walk loop (WebM and
-WebP) a few seconds later (the API lists them in `formats_pending` until then).
+buddy's path). `encode_fallbacks` makes the animated WebP, the GIF and the walk loop (WebM and
+WebP) at the same time, its encoders at a lower CPU priority, so they take what `transcode` leaves
+of the cores and never slow the buddy down; they are listed in `formats_pending` from publishing
+until they are stored, and `refund_token` stops announcing any the run did not make.
 
 **Deadline.** A run not finished `deadline_alert_minutes` (default: `generation_deadline_minutes`)
 after it was queued raises Airflow's `DeadlineAlert`: the operator is alerted once (`plugins/bitbuddies_airflow/deadlines.py`), and the
@@ -68,6 +70,9 @@ MODEL_POOL = model_pool(get_settings().model_provider)
 # CPU-heavy media work runs on the workers that consume this queue (CeleryExecutor); the
 # LocalExecutor ignores queues.
 MEDIA_QUEUE = "media"
+# The fallback formats' encoders run at this niceness: on shared cores the buddy's own encode (and
+# the model stages of other generations) go first, the fallbacks take what is left.
+FALLBACK_NICE = 10
 default_args = {
     "owner": OWNER,
     "retries": 3,
@@ -246,7 +251,9 @@ def bitbuddies_generate():
         return {fmt: f"{prefix}/{asset.name}" for fmt, asset in assets.items()}
 
     # Publishing ends this task: its success callback sends the outcome's event.
-    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT, on_success_callback=report_outcome)
+    # Ahead of encode_fallbacks (of any run) when both wait for a media slot: the buddy first.
+    @task(pool=MEDIA_POOL, queue=MEDIA_QUEUE, execution_timeout=ENCODE_TIMEOUT, on_success_callback=report_outcome,
+          priority_weight=10)
     def transcode(video: dict, params=None) -> dict[str, str]:
         """What the user sees first: the WebM with alpha and the poster; then the buddy is published
         (the generation succeeds) with its fallback formats listed as pending."""
@@ -264,15 +271,17 @@ def bitbuddies_generate():
         on_failure_callback=drop_pending_formats, pre_execute=refuse_unless_formats_pending,
     )
     def encode_fallbacks(video: dict, params=None) -> None:
-        """After publishing: the animated WebP and the GIF, and the walk loop when there is one (all
-        four encodes share the media slots, slowest first)."""
+        """Beside transcode: the animated WebP and the GIF, and the walk loop when there is one (the
+        four encodes share the task's two encoders, slowest first, niced below transcode's). Stored
+        on the generation whether or not it is published yet: publishing keeps them."""
         from include.media.transcode import FALLBACK_FORMATS, OUTPUT_NAMES, WALK_FORMATS, WALK_OUTPUT_NAMES, Clip, transcode_clips
 
         prefix = f"generations/{generation_id()}"
         clips = [Clip(video["video"]["url"], FALLBACK_FORMATS, OUTPUT_NAMES)]
         if video.get("walk_video"):
             clips.append(Clip(video["walk_video"]["url"], WALK_FORMATS, WALK_OUTPUT_NAMES, key_prefix="walk_"))
-        assets = transcode_clips(clips, lambda name: open_for_write(f"{prefix}/{name}"), fps=int(video.get("fps") or 24))
+        assets = transcode_clips(clips, lambda name: open_for_write(f"{prefix}/{name}"), fps=int(video.get("fps") or 24),
+                                 nice=FALLBACK_NICE)
         generations.add_assets(generation_id(), {key: f"{prefix}/{asset.name}" for key, asset in assets.items()})
 
     @task(retries=8, execution_timeout=DB_TIMEOUT, on_execute_callback=None, on_failure_callback=None, on_retry_callback=None, on_success_callback=report_outcome, pre_execute=None)
@@ -288,6 +297,8 @@ def bitbuddies_generate():
             return
         refunded = settle_failed_generation(gid)
         print(f"{gid}: {'refunded and failed' if refunded else 'succeeded or never charged: nothing to refund'}")
+        # The run is over: a format still announced will not come (its encode failed before publishing).
+        generations.drop_pending_assets(gid)
 
     published = transcode(segment_video.output)
     charge >> [moderate, analyze]
@@ -297,8 +308,8 @@ def bitbuddies_generate():
     # expanded cartoon when there is one, else the cartoon.
     [analyze, cartoonize] >> expand >> segment_image
     cartoonize >> segment_image
+    # Side by side with transcode: the formats that follow the buddy are ready a few seconds sooner.
     fallbacks = encode_fallbacks(segment_video.output)
-    published >> fallbacks
     every_task = [charge, moderate, review, analyze, cartoonize, expand, segment_image, animate, segment_video, published, fallbacks]
     every_task >> refund_token().as_teardown()
 

@@ -121,16 +121,17 @@ def mark_succeeded(gid: str, assets: dict[str, str], pending: tuple[str, ...] | 
 
 
 def add_assets(gid: str, assets: dict[str, str]) -> Generation:
-    """Store formats encoded after the generation was published (kind -> storage key).
+    """Store formats encoded beside the ones that publish the generation (kind -> storage key).
 
-    Only a succeeded generation takes them (a deleted one has no assets, a failed one none to show).
+    A published generation shows them at once; one still running keeps them for publishing, which
+    then lists them as ready, not pending. A failed or deleted one does not take them (none to show).
     """
     unknown = set(assets) - set(ASSET_FILES)
     if unknown:
         raise ValueError(f"unknown asset kinds {sorted(unknown)}; expected {sorted(ASSET_FILES)}")
     with session_scope(write_lock=True) as session:
         generation = load_for_update(session, gid)
-        if generation.status != "succeeded" or generation.deleted_at is not None:
+        if generation.status == "failed" or generation.deleted_at is not None:
             log.warning("generation %s is %s; not adding formats %s", gid, generation.status, sorted(assets))
             return generation
         generation.assets = dict(generation.assets or {}) | dict(assets)

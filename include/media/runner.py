@@ -9,6 +9,7 @@ writer in fixed-size chunks, keeps only the tail of its stderr, and turns a non-
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from collections import deque
@@ -133,8 +134,11 @@ class _StdinFeeder:
 
 def run_ffmpeg(argv: list[str], write: Callable[[bytes], Any] | None = None, *,
                stdin_buffers: Iterable[Any] | None = None, chunk_size: int = STREAM_CHUNK_BYTES,
-               keep_stderr: bool = False, check: bool = True) -> tuple[int, int, str]:
+               keep_stderr: bool = False, check: bool = True, nice: int = 0) -> tuple[int, int, str]:
     """Run ``argv``; copy stdout to ``write`` in chunks of at most ``chunk_size`` bytes.
+
+    ``nice`` > 0 lowers ffmpeg's CPU priority by that much (set as it starts, before it opens its
+    input and starts its threads, which inherit it; no ``preexec_fn``, which is unsafe in threads).
 
     ``stdin_buffers`` (bytes-like objects) are fed to stdin concurrently. Returns
     ``(returncode, bytes_written, stderr)`` where stderr is the full text if ``keep_stderr``
@@ -147,6 +151,11 @@ def run_ffmpeg(argv: list[str], write: Callable[[bytes], Any] | None = None, *,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    if nice > 0:
+        try:
+            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+        except OSError:  # already gone: its exit code says why
+            pass
     stderr = _StderrTail(proc.stderr, keep_all=keep_stderr)
     feeder = _StdinFeeder(proc, stdin_buffers) if stdin_buffers is not None else None
     bytes_written = 0

@@ -158,12 +158,12 @@ def build_command(fmt: str, src: str, fps: int) -> list[str]:
 
 
 def _encode_one(fmt: str, src: str, fps: int,
-                open_output: Callable[[str], AbstractContextManager[BinaryIO]], name: str) -> EncodedAsset:
+                open_output: Callable[[str], AbstractContextManager[BinaryIO]], name: str, nice: int = 0) -> EncodedAsset:
     argv = build_command(fmt, src, fps)
     started = time.perf_counter()
     with open_output(name) as sink:
         try:
-            _, bytes_written, _ = run_ffmpeg(argv, sink.write, chunk_size=STREAM_CHUNK_BYTES)
+            _, bytes_written, _ = run_ffmpeg(argv, sink.write, chunk_size=STREAM_CHUNK_BYTES, nice=nice)
         except MediaError as exc:
             raise MediaError(f"encoding {name} from {src} failed", argv=exc.argv, returncode=exc.returncode,
                              stderr_tail=exc.stderr_tail) from exc
@@ -188,9 +188,10 @@ _COST = {"webp": 2.0, "gif": 1.0, "webm": 1.0, "poster": 0.1}
 
 
 def transcode_clips(clips: Sequence[Clip], open_output: Callable[[str], AbstractContextManager[BinaryIO]], fps: int,
-                    parallel: int = 2) -> dict[str, EncodedAsset]:
+                    parallel: int = 2, nice: int = 0) -> dict[str, EncodedAsset]:
     """Encode every clip into each of its formats, streaming each result into
-    ``open_output(clip.names[format])``; up to ``parallel`` encoders run at once, across clips.
+    ``open_output(clip.names[format])``; up to ``parallel`` encoders run at once, across clips,
+    ``nice`` steps below this process's CPU priority.
 
     Returns the encoded assets keyed by ``clip.key_prefix + format``. The first failure cancels
     encoders not yet started and is raised (a :class:`MediaError` carrying ffmpeg's stderr tail);
@@ -204,7 +205,7 @@ def transcode_clips(clips: Sequence[Clip], open_output: Callable[[str], Abstract
     jobs = [(clip.key_prefix + fmt, fmt, clip) for clip in clips for fmt in dict.fromkeys(clip.formats)]
     with ThreadPoolExecutor(max_workers=min(parallel, len(jobs) or 1), thread_name_prefix="transcode") as pool:
         futures = {
-            key: pool.submit(_encode_one, fmt, clip.src, fps, open_output, clip.names[fmt])
+            key: pool.submit(_encode_one, fmt, clip.src, fps, open_output, clip.names[fmt], nice)
             for key, fmt, clip in sorted(jobs, key=lambda job: -_COST[job[1]])
         }
         done, pending = wait(futures.values(), return_when=FIRST_EXCEPTION)

@@ -82,11 +82,13 @@ def refuse_finished_generation(context) -> None:
 
 
 def refuse_unless_formats_pending(context) -> None:
-    """pre_execute of ``encode_fallbacks``, which runs after publishing: only for a published
-    generation that still waits for its fallback formats (never for a failed or deleted one)."""
+    """pre_execute of ``encode_fallbacks``, which runs beside ``transcode``: for a generation still
+    running (publishing comes) or published and waiting for its fallback formats; never for a
+    failed or deleted one, nor a published one that has them all."""
     gid = _generation_id(context)
     if not gid:
         return
     generation = generations.get(gid)
-    if generation.status != "succeeded" or not generations.pending_formats(generation):
+    waits = generation.status not in ("succeeded", "failed") or generations.pending_formats(generation)
+    if not waits or generation.deleted_at is not None:
         raise AirflowFailException(f"Generation {gid} is {generation.status} and waits for no formats; nothing to encode.")

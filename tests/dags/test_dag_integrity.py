@@ -68,9 +68,12 @@ def test_generation_dag_is_the_pipeline(dagbag):
     assert type(dag.get_task("analyze")).__name__ == "AnalyzeOperator"
     assert dag.get_task("analyze").expand_task_id == "expand_full_body"
     assert dag.get_task("expand_full_body").upstream_task_ids == {"analyze", "cartoonize"}
-    order = ["cartoonize", "segment_image", "animate", "segment_video", "transcode", "encode_fallbacks"]
+    order = ["cartoonize", "segment_image", "animate", "segment_video", "transcode"]
     for up, down in zip(order, order[1:]):
         assert down in dag.get_task(up).downstream_task_ids, f"{up} -> {down}"
+    # The fallback formats are encoded beside the buddy's, below it in the media pool's line.
+    assert dag.get_task("encode_fallbacks").upstream_task_ids == {"segment_video"}
+    assert dag.get_task("transcode").priority_weight > dag.get_task("encode_fallbacks").priority_weight
     assert "cartoonize" in dag.get_task("expand_full_body").upstream_task_ids
     assert dag.get_task("segment_image").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("transcode").pool == dag.get_task("encode_fallbacks").pool == MEDIA_POOL
@@ -86,8 +89,8 @@ def test_refund_covers_every_task_and_the_run_still_fails(dagbag):
     others = {t.task_id for t in dag.tasks} - {"refund_token"}
     assert others <= refund.upstream_task_ids
     leaves = {t.task_id for t in dag.tasks if not (t.downstream_task_ids - {"refund_token"})} - {"refund_token"}
-    # transcode publishes the generation; the fallback formats follow it.
-    assert leaves == {"encode_fallbacks"}
+    # transcode publishes the generation; the fallback formats are encoded beside it.
+    assert leaves == {"transcode", "encode_fallbacks"}
 
 
 @pytest.mark.parametrize(

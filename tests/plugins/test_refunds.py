@@ -97,16 +97,18 @@ def test_every_generation_task_but_the_refund_refuses_finished_generations():
     assert any(isinstance(c, GenerationFailedNotifier) for c in callbacks)
 
 
-def test_the_fallback_formats_are_encoded_only_for_a_published_generation_waiting_for_them(fresh_app_db):
+def test_the_fallback_formats_are_encoded_only_for_a_running_generation_or_a_published_one_waiting_for_them(fresh_app_db):
     from include import generations
 
-    user, _ = make_user(tokens=3)
-    waiting, complete, failed = (
-        ledger.create_paid_generation(Generation(user_id=user.id, prompt="wave", upload_path="u/p.jpg")).id for _ in range(3)
+    user, _ = make_user(tokens=4)
+    running, waiting, complete, failed = (
+        ledger.create_paid_generation(Generation(user_id=user.id, prompt="wave", upload_path="u/p.jpg")).id for _ in range(4)
     )
+    generations.mark_stage(running, "segment_video")  # transcode, beside it, has not published yet
     generations.mark_succeeded(waiting, {"webm": "w", "poster": "p"}, pending=["gif"])
     generations.mark_succeeded(complete, {"webm": "w", "poster": "p", "gif": "g"})
     settle_failed_generation(failed)
+    refunds.refuse_unless_formats_pending(context(running, "encode_fallbacks"))
     refunds.refuse_unless_formats_pending(context(waiting, "encode_fallbacks"))
     for gid in (complete, failed):
         with pytest.raises(AirflowFailException, match="nothing to encode"):

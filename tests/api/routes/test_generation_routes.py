@@ -14,6 +14,7 @@ from include import generations, ledger, storage
 from include.airflow_client import AirflowClient
 from include.db import session_scope
 from include.models import Generation, LedgerEntry
+from include.settlement import settle_failed_generation
 from include.settings import get_settings
 from tests.api import images
 from tests.api.support import auth, make_user
@@ -209,11 +210,21 @@ def test_a_generation_says_which_formats_are_ready_and_which_follow(client, user
     assert (done["formats_ready"], done["formats_pending"]) == (["webm", "webp", "gif", "poster"], [])
 
 
-def test_formats_are_never_added_to_a_generation_that_did_not_succeed(client, user_with_tokens):
+def test_formats_encoded_before_publishing_are_kept_as_ready_and_a_failed_generation_takes_none(client, user_with_tokens):
     _, key = user_with_tokens
-    gid = submit(client, key).json()["id"]
-    generations.add_assets(gid, {"gif": generations.asset_key(gid, "gif")})
-    assert generations.get(gid).assets == {}
+    gid, failed = (submit(client, key).json()["id"] for _ in range(2))
+    keys = {kind: generations.asset_key(gid, kind) for kind in generations.ASSET_FILES}
+    # The fallbacks finished first (they run beside transcode): nothing shows before publishing...
+    generations.add_assets(gid, {kind: keys[kind] for kind in ("webp", "gif")})
+    running = client.get(f"/api/generations/{gid}", headers=auth(key)).json()
+    assert running["status"] != "succeeded" and running["formats_ready"] == [] and not any(running["assets"].values())
+    # ...and publishing keeps them as ready instead of announcing them again.
+    generations.mark_succeeded(gid, {kind: keys[kind] for kind in ("webm", "poster")}, pending=["webp", "gif", "walk_webm", "walk_webp"])
+    done = client.get(f"/api/generations/{gid}", headers=auth(key)).json()
+    assert (done["formats_ready"], done["formats_pending"]) == (["webm", "webp", "gif", "poster"], ["walk_webm", "walk_webp"])
+    settle_failed_generation(failed)
+    generations.add_assets(failed, {"gif": generations.asset_key(failed, "gif")})
+    assert generations.get(failed).assets == {}
 
 
 def test_owner_downloads_an_asset(client, user_with_tokens):

@@ -61,3 +61,17 @@ def test_http_sources_get_timeouts_and_paths_get_nothing():
     assert source_input_options("file.mkv") == {}
     options = source_input_options("https://storage.example/clip.mkv")
     assert options["rw_timeout"] > 0 and options["reconnect"] == 1
+
+
+def test_nice_lowers_the_encoders_cpu_priority():
+    import os
+    import sys
+
+    argv = [sys.executable, "-c", "import os, time; time.sleep(0.3); print(os.getpriority(os.PRIO_PROCESS, 0))"]
+    out: list[bytes] = []
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    run_ffmpeg(argv, out.append, nice=5)
+    assert int(b"".join(out)) == min(mine + 5, 19)
+    out.clear()
+    run_ffmpeg(argv, out.append)
+    assert int(b"".join(out)) == mine
