@@ -490,9 +490,10 @@ def plot(results: dict, out: Path) -> list[Path]:
     for i, n in enumerate(names):
         mem = variants[n]["idle_memory"]
         ax.barh([k + i * height for k in range(len(rows))], [mem.get(r, {}).get("pss_mb", 0) for r in rows], height=height,
-                label=f"{n}: {variants[n]['idle_pss_mb']:.0f} MB in all")
+                label=f"{n}: {variants[n]['idle_pss_mb']:.0f} MB in all"
+                + (f" ({variants[n]['idle_long_pss_mb']:.0f} MB long unused)" if "idle_long_pss_mb" in variants[n] else ""))
     ax.set_yticks([k + height * (len(names) - 1) / 2 for k in range(len(rows))], rows, fontsize=8)
-    ax.set_xlabel("PSS, MB (idle stack)")
+    ax.set_xlabel("PSS, MB (idle stack, 45 s after start)")
     ax.legend(fontsize=8)
     ax.set_title(f"Memory per process\n{title}", fontsize=10)
     fig.tight_layout()
